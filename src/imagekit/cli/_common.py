@@ -1,0 +1,38 @@
+"""What every command shares: loading the config with flag overrides, and rendering results."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from imagekit import config
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+__all__ = ["State", "load", "emit", "escape", "out", "err", "JSON"]
+
+JSON = typer.Option(False, "--json", help="print the result as JSON (for CI)")
+
+
+@dataclass
+class State:
+    config: Path | None
+
+
+def load(ctx: typer.Context, **overrides: Any) -> config.Config:
+    """The config, with flag values (None: flag not given) overriding "section.key" settings."""
+    return config.load(ctx.obj.config, overrides={k.replace("__", "."): v for k, v in overrides.items()})
+
+
+def emit(result: Any, as_json: bool, human: str) -> None:
+    if as_json:
+        out.print_json(json.dumps(dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result,
+                                  default=str))
+    else:
+        out.print(human)

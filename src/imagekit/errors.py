@@ -1,0 +1,66 @@
+"""The one error root. The CLI maps ``exit_code`` to the process exit status."""
+from __future__ import annotations
+
+
+class ImagekitError(Exception):
+    """Anything imagekit reports to a user: a message and, where known, what to do."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class ConfigError(ImagekitError):
+    """imagekit.toml, an IMAGEKIT_* variable or a flag is wrong."""
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None,
+                 hint: str | None = None) -> None:
+        where = " ".join(p for p in (f"key '{key}'" if key else "", f"in {source}" if source else "") if p)
+        super().__init__(f"{where}: {message}" if where else message, hint=hint)
+        self.key = key
+        self.source = source
+
+
+class ToolError(ImagekitError):
+    """An external tool (uv, pip, docker, debootstrap...) failed or is missing."""
+
+    def __init__(self, message: str, *, cmd: list[str] | None = None, output: str = "",
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.cmd = cmd or []
+        self.output = output
+
+
+class LockConflict(ImagekitError):
+    """The requirements cannot be satisfied together."""
+
+
+class EngineError(ImagekitError):
+    """The Docker engine is unreachable or refused an operation."""
+
+
+class RegistryError(ImagekitError):
+    """The OCI registry is unreachable, refused, or answered something unexpected."""
+
+
+class CheckFailed(ImagekitError):
+    """A check ran and found drift or a failure (exit 1), as opposed to not being able to run."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, differences: list[str] | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.differences = differences or []
+
+    def __str__(self) -> str:
+        lines = [self.message, *(f"  - {d}" for d in self.differences)]
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""The one wrapper for subprocesses: every external command goes through ``run``."""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from imagekit.errors import ToolError
+
+
+def run(cmd: Sequence[str | os.PathLike], *, cwd: Path | None = None,
+        env: Mapping[str, str] | None = None, on_line: Callable[[str], None] | None = None,
+        timeout: float | None = None, hint: str | None = None) -> str:
+    """Run ``cmd``; return its stdout. Raise ToolError naming the command when it fails.
+
+    With ``on_line``, stdout and stderr are merged and each line is handed over as it comes
+    (for progress); the merged output is returned.
+    """
+    argv = [str(c) for c in cmd]
+    full_env = {**os.environ, **env} if env else None
+    try:
+        if on_line is None:
+            cp = subprocess.run(argv, cwd=cwd, env=full_env, capture_output=True, text=True,
+                                timeout=timeout, stdin=subprocess.DEVNULL)
+            out, err, code = cp.stdout, cp.stderr, cp.returncode
+        else:
+            out, code = _stream(argv, cwd, full_env, on_line, timeout)
+            err = out
+    except FileNotFoundError:
+        raise ToolError(f"{argv[0]} is not installed or not on PATH", cmd=argv,
+                        hint=hint or "run `make dev-up` to install what imagekit needs") from None
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{argv[0]} did not finish within {timeout:.0f} s", cmd=argv,
+                        hint=hint) from None
+    if code != 0:
+        tail = "\n".join((err or out).strip().splitlines()[-25:])
+        raise ToolError(f"{' '.join(argv[:3])} ... failed (exit {code}):\n{tail}", cmd=argv,
+                        output=err or out, hint=hint)
+    return out
+
+
+def _stream(argv: list[str], cwd, env, on_line, timeout) -> tuple[str, int]:
+    lines: list[str] = []
+    with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as p:
+        assert p.stdout is not None
+        for line in p.stdout:
+            lines.append(line)
+            on_line(line.rstrip("\n"))
+        code = p.wait(timeout=timeout)
+    return "".join(lines), code

@@ -1,0 +1,29 @@
+import json
+
+from typer.testing import CliRunner
+
+from imagekit.cli import app
+
+
+def test_help_lists_commands():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("lock", "doctor"):
+        assert command in result.output
+
+
+def test_lock_json_and_check_exit_codes(indexed, monkeypatch, cli):
+    cfg = indexed()
+    monkeypatch.setenv("IMAGEKIT_LOCK_INDEX_URL", cfg.get("lock.index_url"))
+    code, out, _ = cli("--config", cfg.source, "lock", "--json")
+    assert code == 0 and json.loads(out)["packages"] == 4
+    cfg.image("ray").requirements.write_text("extra-tool\nsoupy\n")
+    code, _, err = cli("--config", cfg.source, "lock", "--check")
+    assert code == 1
+    assert "images/ray/requirements.in changed" in err and "hint: run `imagekit lock`" in err
+
+
+def test_config_error_exits_2(tmp_path, cli):
+    (tmp_path / "imagekit.toml").write_text('[registry]\nurll = "x"\n')
+    code, _, err = cli("--config", str(tmp_path / "imagekit.toml"), "lock")
+    assert code == 2 and "key 'registry.urll' in" in err
