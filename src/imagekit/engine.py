@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -45,3 +46,37 @@ class Engine:
             return None
         except docker.errors.APIError as e:
             raise EngineError(f"cannot inspect {ref}: {e.explanation}") from None
+
+    def pull(self, ref: str) -> bool:
+        """Pull ``ref``; False when no registry has it or none is reachable (air-gapped)."""
+        try:
+            self.client.images.pull(ref)
+            return True
+        except docker.errors.APIError:
+            return False
+
+    def import_rootfs(self, tar: Path, ref: str, changes: list[str]) -> str:
+        """``docker import`` a root filesystem tarball as ``ref``; return the image id."""
+        repo, _, tag = ref.rpartition(":")
+        try:
+            self.client.api.import_image_from_file(str(tar), repository=repo, tag=tag, changes=changes)
+        except docker.errors.APIError as e:
+            raise EngineError(f"docker import of {tar} failed: {e.explanation}") from None
+        return self.client.api.inspect_image(ref)["Id"]
+
+    def run(self, image: str, cmd: list[str], *, volumes: dict[str, str] | None = None,
+            network: bool = False, user: str | None = None, timeout: float = 600) -> str:
+        """Run ``cmd`` in a throwaway container; return its output or raise EngineError with it."""
+        container = self.client.containers.create(
+            image, cmd, user=user, network_disabled=not network, detach=True,
+            volumes={src: {"bind": dst, "mode": "ro"} for src, dst in (volumes or {}).items()})
+        try:
+            container.start()
+            status = container.wait(timeout=timeout)
+            output = container.logs().decode(errors="replace")
+        finally:
+            container.remove(force=True)
+        if status.get("StatusCode") != 0:
+            tail = "\n".join(output.strip().splitlines()[-30:])
+            raise EngineError(f"{' '.join(cmd)[:120]} failed in {image} (exit {status.get('StatusCode')}):\n{tail}")
+        return output

@@ -78,7 +78,7 @@ def test_images_and_environments(project, tmp_path):
 
 
 def test_repository_config_loads():
-    from conftest import ROOT
+    from helpers import ROOT
     cfg = config.load(ROOT / "imagekit.toml", env={})
     assert [i.name for i in cfg.images] == ["base", "ray", "notebook"]
     assert [e.project for e in cfg.environments] == ["mlops-desa", "mlops-test", "mlops-prod"]

@@ -100,7 +100,7 @@ def test_upgrade_package_moves_one_and_keeps_the_others(indexed):
 
 
 def test_repository_lock_pins_the_seed_versions():
-    from conftest import ROOT
+    from helpers import ROOT
     shared = lock.read(ROOT / "lockfiles" / "requirements.txt").pins
     assert shared["category-encoders"].version == "2.8.1" and shared["ray"].version == "2.41.0"
     assert all(p.hashes for p in shared.values())

@@ -1,6 +1,7 @@
 """What every command shares: loading the config with flag overrides, and rendering results."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -36,3 +37,14 @@ def emit(result: Any, as_json: bool, human: str) -> None:
                                   default=str))
     else:
         out.print(human)
+
+
+@contextlib.contextmanager
+def progress(what: str):
+    """A status line on stderr showing the latest line of a long operation; yields the line sink."""
+    with err.status(f"{what}...") as status:
+        def note(line: str) -> None:
+            line = line.strip()
+            if line:
+                status.update(f"{what}: {escape(line[:100])}")
+        yield note

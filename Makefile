@@ -1,0 +1,41 @@
+# imagekit: recipes call imagekit and nothing else; `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+IMAGEKIT ?= $(VENV)/bin/imagekit
+PYTEST ?= $(VENV)/bin/pytest
+ENV ?= test
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help dev-up venv lock lock-check base build push test test-unit doctor
+
+help: ## show the targets
+	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+dev-up: ## install and start the Docker engine, the local registry (127.0.0.1:5000), debootstrap
+	bash scripts/dev-up.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with imagekit installed
+
+lock: venv ## resolve lockfiles/ from images/*/requirements.in (fast when nothing changed)
+	$(IMAGEKIT) lock
+
+lock-check: venv ## exit 1 if lockfiles/ no longer match the requirements.in files
+	$(IMAGEKIT) lock --check
+
+base: dev-up venv ## provide the OS base image (debootstrap where nothing can be pulled)
+	$(IMAGEKIT) base
+
+doctor: venv ## tell what is there and what is missing
+	$(IMAGEKIT) doctor
+
+test-unit: venv ## unit tests only (no Docker)
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
+
+test: dev-up venv ## every test: unit and integration (real engine, real registry)
+	$(PYTEST) $(PYTEST_ARGS)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Install and start what imagekit needs on a Debian/Ubuntu machine, only where it is missing:
+# the Docker engine (docker.io), the local OCI registry on 127.0.0.1:5000 (docker-registry),
+# debootstrap and skopeo. Safe to run again: it does nothing where all is already running.
+set -euo pipefail
+
+REGISTRY_ADDR="${IMAGEKIT_DEV_REGISTRY_ADDR:-127.0.0.1:5000}"
+STATE="${IMAGEKIT_DEV_STATE:-/var/lib/imagekit-dev}"
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+say() { printf 'dev-up: %s\n' "$*"; }
+
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v skopeo >/dev/null || missing+=(skopeo)
+[ -x /usr/bin/docker ] || missing+=(docker.io)
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+wait_for() {  # wait_for <what> <seconds> <command...>
+  local what=$1 secs=$2; shift 2
+  for _ in $(seq "$secs"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  say "$what did not come up in ${secs}s"; return 1
+}
+
+$SUDO mkdir -p "$STATE"
+if /usr/bin/docker info >/dev/null 2>&1; then
+  say "docker engine: running"
+else
+  say "starting dockerd (log: $STATE/dockerd.log)"
+  $SUDO sh -c "nohup dockerd >'$STATE/dockerd.log' 2>&1 &"
+  wait_for dockerd 60 /usr/bin/docker info || { tail -20 "$STATE/dockerd.log"; exit 1; }
+fi
+
+if curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; then
+  say "registry: running on $REGISTRY_ADDR"
+else
+  say "starting docker-registry on $REGISTRY_ADDR (data: $STATE/registry)"
+  $SUDO mkdir -p "$STATE/registry"
+  $SUDO tee "$STATE/registry.yml" >/dev/null <<YML
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $STATE/registry}
+  delete: {enabled: true}
+http: {addr: "$REGISTRY_ADDR"}
+YML
+  $SUDO sh -c "nohup docker-registry serve '$STATE/registry.yml' >'$STATE/registry.log' 2>&1 &"
+  wait_for registry 30 curl -fsS "http://$REGISTRY_ADDR/v2/" || { tail -20 "$STATE/registry.log"; exit 1; }
+fi
+say "ready: docker $(/usr/bin/docker version --format '{{.Server.Version}}'), registry http://$REGISTRY_ADDR"
