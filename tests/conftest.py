@@ -1,6 +1,10 @@
 """Shared fixtures: a throwaway project (imagekit.toml + images/) and a loopback package index."""
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled here
+
 import functools
 import http.server
 import socketserver

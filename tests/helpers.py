@@ -54,6 +54,7 @@ def write_project(root: Path, toml: str | None = None, requirements: dict[str, s
         name = "notebook"
         parent = "base"
         """)
+    root.mkdir(parents=True, exist_ok=True)
     (root / "imagekit.toml").write_text(toml)
     for name, text in (requirements or {"base": "", "ray": "", "notebook": ""}).items():
         (root / "images" / name).mkdir(parents=True, exist_ok=True)
@@ -70,3 +71,49 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         main()
     captured = capsys.readouterr()
     return e.value.code or 0, captured.out, captured.err
+
+
+class RegistryProcess:
+    """A docker-registry (CNCF Distribution) of the test's own: own port, own storage, stoppable."""
+
+    def __init__(self, root: Path, *, tls: tuple[Path, Path] | None = None, htpasswd: Path | None = None) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.root = root
+        lines = ["version: 0.1", "log: {level: error}",
+                 f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}",
+                 f'http: {{addr: "{self.host}"' + (f", tls: {{certificate: {tls[0]}, key: {tls[1]}}}" if tls else "")
+                 + "}"]
+        if htpasswd:
+            lines.append(f"auth: {{htpasswd: {{realm: imagekit-test, path: {htpasswd}}}}}")
+        self.config = root / "registry.yml"
+        root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text("\n".join(lines) + "\n")
+        self.scheme = "https" if tls else "http"
+        self.proc = None
+
+    def start(self) -> "RegistryProcess":
+        import subprocess
+        import time
+
+        import requests
+
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "registry.log", "ab"))
+        for _ in range(100):
+            try:
+                requests.get(f"{self.scheme}://{self.host}/v2/", timeout=1, verify=False)
+                return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"registry on {self.host} did not start: {(self.root / 'registry.log').read_text()}")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None

@@ -1,8 +1,12 @@
 """The one OCI distribution client: auth challenges (basic, bearer tokens), manifests, blobs, mounts."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
+import json
 import os
+import re
 from dataclasses import dataclass
 
 import requests
@@ -69,3 +73,146 @@ class Registry:
         if r.status_code not in (200, 401):
             raise RegistryError(f"{self.base}/v2/ answered {r.status_code}; not an OCI registry?")
         return f"{self.base} answers the OCI distribution API ({'auth required' if r.status_code == 401 else 'open'})"
+
+    # --- credentials and the auth challenge -------------------------------------------------
+    def credentials(self) -> tuple[str, str] | None:
+        """Explicit settings (IMAGEKIT_REGISTRY_USERNAME/_PASSWORD), else the user's Docker config
+        (~/.docker/config.json, credential helpers included). Robot names like robot$p+ci are fine:
+        nothing here passes through a shell."""
+        if self.username:
+            return self.username, self.password
+        from docker import auth
+
+        found = auth.resolve_authconfig(auth.load_config(), self.host) or {}
+        if found.get("username"):
+            return found["username"], found.get("password", "")
+        return None
+
+    def _request(self, method: str, url: str, *, scope: str, **kw) -> requests.Response:
+        """One HTTP call, answering a 401's Basic or Bearer challenge once (Harbor's token service)."""
+        session = getattr(self, "_s", None) or self._session()
+        self._s = session
+        headers = {**kw.pop("headers", {}), **self._tokens.get(scope, {})}
+        try:
+            r = session.request(method, url, headers=headers, timeout=TIMEOUT, **kw)
+            if r.status_code == 401 and "WWW-Authenticate" in r.headers:
+                self._tokens[scope] = self._answer(r.headers["WWW-Authenticate"], scope)
+                if hasattr(kw.get("data"), "seek"):
+                    kw["data"].seek(0)
+                r = session.request(method, url, headers={**headers, **self._tokens[scope]}, timeout=TIMEOUT, **kw)
+        except requests.exceptions.SSLError as e:
+            raise RegistryError(f"TLS to {self.host} failed: {e}",
+                                hint="set registry.ca_bundle to the registry's CA certificate") from None
+        except requests.exceptions.RequestException as e:
+            raise RegistryError(f"{method} {url} failed: {type(e).__name__}: {e}",
+                                hint="is the registry running? (`make dev-up` for the local one)") from None
+        if r.status_code == 401:
+            raise RegistryError(f"{self.host} refused the credentials for {scope}",
+                                hint="set IMAGEKIT_REGISTRY_USERNAME and IMAGEKIT_REGISTRY_PASSWORD, or `docker login`")
+        if r.status_code == 403:
+            raise RegistryError(f"{self.host} denied {method} on {scope}: {r.text[:200]}",
+                                hint="the account lacks permission on that project")
+        return r
+
+    def _answer(self, challenge: str, scope: str) -> dict[str, str]:
+        scheme, _, params = challenge.partition(" ")
+        creds = self.credentials()
+        if scheme.lower() == "basic":
+            if not creds:
+                raise RegistryError(f"{self.host} asks for credentials",
+                                    hint="set IMAGEKIT_REGISTRY_USERNAME/_PASSWORD or run `docker login`")
+            return {"Authorization": "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()}
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        query = {"service": fields.get("service", ""), "scope": scope}
+        try:
+            r = self._s.get(fields["realm"], params=query, auth=creds, timeout=TIMEOUT)
+        except (KeyError, requests.exceptions.RequestException) as e:
+            raise RegistryError(f"token service of {self.host} failed: {e}") from None
+        if r.status_code != 200:
+            raise RegistryError(f"token service {fields['realm']} refused {scope} ({r.status_code})",
+                                hint="check the credentials and the account's access to the project")
+        body = r.json()
+        return {"Authorization": f"Bearer {body.get('token') or body.get('access_token')}"}
+
+    @property
+    def _tokens(self) -> dict[str, dict[str, str]]:
+        if not hasattr(self, "_token_cache"):
+            self._token_cache: dict[str, dict[str, str]] = {}
+        return self._token_cache
+
+    # --- manifests, blobs, tags ---------------------------------------------------------------
+    def manifest(self, repo: str, ref: str) -> Manifest | None:
+        """The manifest ``repo:ref`` (tag or digest) as stored, or None when there is none."""
+        r = self._request("GET", f"{self.base}/v2/{repo}/manifests/{ref}", scope=f"repository:{repo}:pull",
+                          headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if r.status_code == 404:
+            return None
+        _ok(r, f"GET manifest {repo}:{ref}")
+        digest = "sha256:" + hashlib.sha256(r.content).hexdigest()
+        return Manifest(digest=digest, media_type=r.headers.get("Content-Type", "").split(";")[0], body=r.content)
+
+    def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> str:
+        r = self._request("PUT", f"{self.base}/v2/{repo}/manifests/{ref}", scope=f"repository:{repo}:pull,push",
+                          headers={"Content-Type": manifest.media_type}, data=manifest.body)
+        _ok(r, f"PUT manifest {repo}:{ref}")
+        return r.headers.get("Docker-Content-Digest", manifest.digest)
+
+    def blob(self, repo: str, digest: str) -> bytes:
+        r = self._request("GET", f"{self.base}/v2/{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")
+        _ok(r, f"GET blob {repo}@{digest[:19]}")
+        return r.content
+
+    def has_blob(self, repo: str, digest: str) -> bool:
+        r = self._request("HEAD", f"{self.base}/v2/{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")
+        return r.status_code == 200
+
+    def mount_blob(self, repo: str, digest: str, source: str) -> bool:
+        """Cross-repository mount: no bytes move. False when the registry would not mount."""
+        r = self._request("POST", f"{self.base}/v2/{repo}/blobs/uploads/", params={"mount": digest, "from": source},
+                          scope=f"repository:{repo}:pull,push repository:{source}:pull")
+        if r.status_code == 202 and r.headers.get("Location"):  # an upload was opened instead: cancel it
+            self._request("DELETE", self._absolute(r.headers["Location"]), scope=f"repository:{repo}:pull,push")
+        return r.status_code == 201
+
+    def upload_blob(self, repo: str, digest: str, data: bytes) -> None:
+        scope = f"repository:{repo}:pull,push"
+        r = self._request("POST", f"{self.base}/v2/{repo}/blobs/uploads/", scope=scope)
+        _ok(r, f"start upload to {repo}")
+        r = self._request("PUT", self._absolute(r.headers["Location"]), scope=scope, params={"digest": digest},
+                          headers={"Content-Type": "application/octet-stream"}, data=data)
+        _ok(r, f"upload {digest[:19]} to {repo}")
+
+    def tags(self, repo: str) -> list[str]:
+        r = self._request("GET", f"{self.base}/v2/{repo}/tags/list", scope=f"repository:{repo}:pull")
+        if r.status_code == 404:
+            return []
+        _ok(r, f"list tags of {repo}")
+        return sorted(r.json().get("tags") or [])
+
+    def config(self, repo: str, manifest: Manifest) -> dict:
+        """The image config a (single-platform) manifest points at."""
+        return json.loads(self.blob(repo, json.loads(manifest.body)["config"]["digest"]))
+
+    def _absolute(self, location: str) -> str:
+        return location if "://" in location else f"{self.base}{location}"
+
+
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
+                  "application/vnd.oci.image.index.v1+json",
+                  "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    digest: str
+    media_type: str
+    body: bytes
+
+    def blobs(self) -> list[str]:
+        data = json.loads(self.body)
+        return [d["digest"] for d in [data.get("config"), *data.get("layers", [])] if d]
+
+
+def _ok(r: requests.Response, what: str) -> None:
+    if r.status_code >= 300:
+        raise RegistryError(f"{what}: registry answered {r.status_code} {r.text[:300]}")

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers import ROOT, RegistryProcess
+from testcontainers.core.container import DockerContainer
 
-from imagekit import base, config, lock, wheels
+from imagekit import base, build, config, lock, wheels
 from imagekit.engine import Engine
-
-from helpers import ROOT
 
 
 def pytest_collection_modifyitems(items):
@@ -38,3 +38,34 @@ def shared_lock(cfg) -> lock.Lock:
 @pytest.fixture(scope="session")
 def fetched(cfg, shared_lock) -> wheels.FetchResult:
     return wheels.fetch(cfg, list(shared_lock.pins.values()))
+
+
+@pytest.fixture(scope="session")
+def built(cfg, engine) -> build.BuildResult:
+    """The repository's images, built (from cache when nothing changed)."""
+    return build.build(cfg, engine)
+
+
+@pytest.fixture
+def registry_process(tmp_path):
+    reg = RegistryProcess(tmp_path / "registry").start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def container():
+    """Start containers that are always removed, also when the test fails (docker-stacks' TrackedContainer)."""
+    started = []
+
+    def run(c: DockerContainer, ready_log: str | None = None, timeout: float = 120) -> DockerContainer:
+        c.start()
+        started.append(c)
+        if ready_log:
+            from testcontainers.core.waiting_utils import wait_for_logs
+            wait_for_logs(c, ready_log, timeout=timeout)
+        return c
+
+    yield run
+    for c in started:
+        c.stop()

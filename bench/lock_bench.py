@@ -1,0 +1,58 @@
+"""Time `imagekit lock` against plain `pip-compile --generate-hashes` of the same union, in one run.
+
+    .venv/bin/python bench/lock_bench.py [--skip-pip-compile]
+
+Cases: imagekit cold (empty uv cache, no lock), imagekit warm re-resolve (a lock exists, an
+input changed), imagekit unchanged (nothing to do), and pip-compile cold (empty pip cache).
+pip-compile runs on the host and resolves for the host's Python; imagekit for the image's.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def timed(cmd: list[str], **kw) -> float:
+    started = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="imagekit-bench-"))
+    shutil.copy(ROOT / "imagekit.toml", tmp)
+    shutil.copytree(ROOT / "images", tmp / "images", ignore=shutil.ignore_patterns("*.py", "Dockerfile"))
+    env = {**os.environ, "UV_CACHE_DIR": str(tmp / "uv-cache")}
+    lock = [str(BIN / "imagekit"), "--config", str(tmp / "imagekit.toml"), "lock"]
+    rows = [("imagekit lock, cold (empty cache, no lock)", timed(lock, env=env))]
+    with open(tmp / "images/notebook/requirements.in", "a") as f:
+        f.write("# an edit\nxlrd\n")
+    rows.append(("imagekit lock, re-resolve after an edit", timed(lock, env=env)))
+    rows.append(("imagekit lock, inputs unchanged", timed(lock, env=env)))
+    if "--skip-pip-compile" not in sys.argv:
+        union = tmp / "union.in"
+        union.write_text("".join((tmp / "images" / n / "requirements.in").read_text() for n in ("base", "ray", "notebook")))
+        rows.append(("pip-compile --generate-hashes, cold", timed(
+            [str(BIN / "pip-compile"), "--generate-hashes", "--quiet", "--cache-dir", str(tmp / "pip-cache"),
+             "--index-url", "https://pypi.org/simple", "-o", str(tmp / "pip-compile.txt"), str(union)],
+            env={**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": ""})))
+    width = max(len(r[0]) for r in rows)
+    for name, seconds in rows:
+        print(f"{name:<{width}}  {seconds:8.2f} s")
+    if len(rows) == 4:
+        pc = rows[3][1]
+        for name, seconds in rows[:3]:
+            print(f"pip-compile / {name:<{width}}  {pc / seconds:8.1f}x")
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from imagekit import build as core
+from imagekit.cli._common import JSON, emit, load, progress
+from imagekit.engine import Engine
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
+
+
+def build(ctx: typer.Context,
+          images: Optional[List[str]] = typer.Argument(None, help="images to build (and their parents) [default: all]"),
+          builder: str = typer.Option("auto", help="auto (BuildKit where the docker CLI offers it), buildkit or classic"),
+          as_json: bool = JSON) -> None:
+    """Build the images from the shared lock, parents first, with the network off.
+
+    Wheels come from the hash-checked cache; an image whose inputs did not change is not rebuilt.
+    Writes out/build.json and a CycloneDX package list per image (out/<image>.cdx.json).
+    """
+    if builder not in ("auto", "buildkit", "classic"):
+        raise typer.BadParameter("must be auto, buildkit or classic", param_hint="--builder")
+    cfg = load(ctx)
+    with progress("build") as note:
+        result = core.build(cfg, Engine.connect(), names=images, builder=builder, on_line=note)
+    lines = [f"{'cached ' if i.cached else 'built  '} {i.repository}:{i.tags[0]}  {i.image_id[7:19]}  "
+             f"{i.size / 1e6:.0f} MB  {i.seconds:.0f} s" for i in result.images]
+    lines += [f"shared layers {pair}: {size / 1e6:.0f} MB" for pair, size in result.shared_bytes.items()]
+    lines.append(f"Python {result.python}, lock {result.lock[:12]}, {result.seconds:.0f} s")
+    emit(result, as_json, "\n".join(lines))

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from imagekit import push as core
+from imagekit.cli._common import JSON, emit, load, progress
+from imagekit.engine import Engine
+
+
+def register(app: typer.Typer) -> None:
+    app.command("push")(push)
+
+
+def push(ctx: typer.Context,
+         registry: Optional[str] = typer.Option(None, help="registry host[:port] [registry.url]"),
+         as_json: bool = JSON) -> None:
+    """Push the built images to <registry>/<first environment's project>/<repository> with all their tags.
+
+    Checks first and pushes nothing when a version tag already names other content. Credentials:
+    IMAGEKIT_REGISTRY_USERNAME/_PASSWORD or your Docker config. Pushing again is a no-op;
+    an interrupted push completes when re-run. Prints the digests (--json for CI).
+    """
+    cfg = load(ctx, registry__url=registry)
+    with progress("push") as note:
+        result = core.push(cfg, Engine.connect(), on_line=note)
+    emit(result, as_json, "\n".join(f"{i.repository}@{i.digest}  ({', '.join(i.tags)})" for i in result.images))

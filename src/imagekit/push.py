@@ -1,0 +1,73 @@
+"""Push the built images to <registry>/<first environment's project>/<repository>:<tags>."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from imagekit import build
+from imagekit.config import Config
+from imagekit.engine import Engine
+from imagekit.errors import CheckFailed, RegistryError
+from imagekit.registry import Registry
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    name: str
+    repository: str  # <registry>/<project>/<repository>
+    tags: list[str]
+    digest: str
+
+
+@dataclass(frozen=True)
+class PushResult:
+    registry: str
+    project: str
+    images: list[PushedImage]
+    seconds: float
+
+
+def version_tags(img: build.BuiltImage) -> list[str]:
+    """The human version tags (never reused for other content); the lock-/git- tags move."""
+    return [t for t in img.tags if not t.startswith(("lock-", "git-"))]
+
+
+def preflight(reg: Registry, project: str, result: build.BuildResult, engine: Engine) -> None:
+    """Refuse before pushing anything: a missing local image, or a version tag in the registry
+    that already names different content."""
+    problems = []
+    for img in result.images:
+        if engine.image(img.image_id) is None:
+            problems.append(f"{img.repository}: built image {img.image_id[:19]} is no longer in the engine")
+            continue
+        for tag in version_tags(img):
+            existing = reg.manifest(f"{project}/{img.repository}", tag)
+            if existing is None:
+                continue
+            labels = reg.config(f"{project}/{img.repository}", existing).get("config", {}).get("Labels") or {}
+            if labels.get(build.CONTENT_LABEL) != img.content:
+                problems.append(f"{project}/{img.repository}:{tag} already names {existing.digest[:19]} with other "
+                                f"content ({(labels.get(build.CONTENT_LABEL) or 'unknown')[:12]} != {img.content[:12]})")
+    if problems:
+        raise RegistryError("nothing was pushed:\n" + "\n".join(f"  - {p}" for p in problems),
+                            hint="bump project.version in imagekit.toml for a new release (or rebuild)")
+
+
+def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None = None) -> PushResult:
+    started = time.monotonic()
+    result = build.load_result(cfg)
+    reg = Registry.from_config(cfg)
+    project = cfg.environments[0].project if cfg.environments else "library"
+    preflight(reg, project, result, engine)
+    pushed = []
+    for img in result.images:
+        repo = f"{project}/{img.repository}"
+        digest = engine.push(img.image_id, f"{reg.host}/{repo}", img.tags, auth=reg.credentials(), on_line=on_line)
+        for tag in img.tags:  # what the registry now says, not what the engine reported
+            stored = reg.manifest(repo, tag)
+            if stored is None or stored.digest != digest:
+                raise CheckFailed(f"{repo}:{tag} in the registry is {stored and stored.digest}, pushed {digest}")
+        pushed.append(PushedImage(name=img.name, repository=f"{reg.host}/{repo}", tags=img.tags, digest=digest))
+    return PushResult(registry=reg.host, project=project, images=pushed, seconds=round(time.monotonic() - started, 1))
