@@ -7,6 +7,7 @@ ENV ?= test
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
+IMAGES ?=
 .PHONY: help dev-up venv lock lock-check base build push test test-unit doctor
 
 help: ## show the targets
@@ -30,6 +31,15 @@ lock-check: venv ## exit 1 if lockfiles/ no longer match the requirements.in fil
 
 base: dev-up venv ## provide the OS base image (debootstrap where nothing can be pulled)
 	$(IMAGEKIT) base
+
+build: dev-up venv ## build every image from the lock, parents first, network off (IMAGES="ray" for some)
+	$(IMAGEKIT) build $(IMAGES)
+
+build-%: dev-up venv ## build one image and its parents, e.g. make build-ray
+	$(IMAGEKIT) build $*
+
+push: dev-up venv ## push the built images to the registry (the first environment's project)
+	$(IMAGEKIT) push
 
 doctor: venv ## tell what is there and what is missing
 	$(IMAGEKIT) doctor

@@ -1,0 +1,78 @@
+"""Cold build, warm rebuild and push times, image sizes and shared-layer bytes; plain `docker push` beside.
+
+    .venv/bin/python bench/build_push_bench.py
+
+Cold: an empty wheel cache (downloads every wheel) and an empty BuildKit cache; the OS base
+image is kept (bootstrapping it is timed by `imagekit base --rebuild`, about 40 s here).
+Pushes go to fresh docker-registry processes on loopback ports of this script's own.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from imagekit import build, config, push  # noqa: E402
+from imagekit.engine import Engine  # noqa: E402
+
+
+def registry(tmp: Path) -> tuple[str, subprocess.Popen]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{s.getsockname()[1]}"
+    (tmp / "r.yml").write_text(f'version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {tmp}/data}}}}\n'
+                               f'http: {{addr: "{host}"}}\n')
+    p = subprocess.Popen(["docker-registry", "serve", str(tmp / "r.yml")], stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return host, p
+
+
+def timed(fn):
+    t = time.monotonic()
+    value = fn()
+    return time.monotonic() - t, value
+
+
+def main() -> None:
+    engine = Engine.connect()
+    with tempfile.TemporaryDirectory(prefix="imagekit-bench-") as tmp:
+        tmp = Path(tmp)
+        host, reg = registry(tmp / "a")
+        env = {"IMAGEKIT_CACHE_DIR": str(tmp / "cache"), "IMAGEKIT_REGISTRY_URL": host}
+        cfg = config.load(ROOT / "imagekit.toml", env=env)
+        for img in engine.client.images.list(name="imagekit-build/*"):
+            for tag in img.tags:
+                engine.client.images.remove(tag, force=True)
+        subprocess.run(["/usr/bin/docker", "builder", "prune", "-af"], check=True, stdout=subprocess.DEVNULL)
+        cold, result = timed(lambda: build.build(cfg, engine))
+        warm, _ = timed(lambda: build.build(cfg, engine))
+        push_cold, pushed = timed(lambda: push.push(cfg, engine))
+        push_again, _ = timed(lambda: push.push(cfg, engine))
+        host2, reg2 = registry(tmp / "b")
+        t = time.monotonic()
+        for img in result.images:
+            ref = f"{host2}/plain/{img.repository}:{img.tags[0]}"
+            subprocess.run(["docker", "tag", img.image_id, ref], check=True)
+            subprocess.run(["docker", "push", "-q", ref], check=True, stdout=subprocess.DEVNULL)
+        plain = time.monotonic() - t
+        reg.kill(), reg2.kill()
+    print(f"cold build (wheels downloaded, no build cache)  {cold:7.1f} s")
+    print(f"warm rebuild (nothing changed)                  {warm:7.1f} s   {cold / warm:6.0f}x faster")
+    print(f"imagekit push, empty registry                   {push_cold:7.1f} s")
+    print(f"docker push of the same images, empty registry  {plain:7.1f} s   ratio {push_cold / plain:.2f}")
+    print(f"imagekit push again (no-op)                     {push_again:7.1f} s")
+    for img in result.images:
+        print(f"size {img.repository:<16} {img.size / 1e6:7.0f} MB")
+    for pair, size in result.shared_bytes.items():
+        print(f"shared layers {pair:<12} {size / 1e6:7.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
