@@ -67,10 +67,10 @@ def git_info(root: Path) -> tuple[str, str]:
         return "unknown", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def render_tags(cfg: Config, img: ImageSpec, lk: lock.Lock, rev: str) -> list[str]:
+def render_tags(cfg: Config, img: ImageSpec, pins: list[lock.Pin], lock_digest: str, rev: str) -> list[str]:
     fields = {"org": cfg.get("project.org"), "version": cfg.get("project.version"),
               "python": cfg.get("lock.python"), "py": "".join(cfg.get("lock.python").split(".")[:2]),
-              "pins": {n: p.version for n, p in lk.pins.items()}, "lock": lk.digest[:12], "git": rev}
+              "pins": {p.name: p.version for p in pins}, "lock": lock_digest[:12], "git": rev}
     tags = []
     for template in img.tags:
         try:
@@ -79,7 +79,7 @@ def render_tags(cfg: Config, img: ImageSpec, lk: lock.Lock, rev: str) -> list[st
             raise ConfigError(f"tag template {template!r} names {e}, which is not known",
                               key=f"images.{img.name}.tags", source=cfg.source,
                               hint="use {org} {version} {python} {py} {lock} {git} or {pins[<package>]}") from None
-    return [*tags, f"lock-{lk.digest[:12]}", f"git-{rev}"]
+    return [*tags, f"lock-{lock_digest[:12]}", f"git-{rev}"]
 
 
 def _stage(cfg: Config, img: ImageSpec, pins: list[lock.Pin], fetched: wheels.FetchResult) -> Path:
@@ -137,13 +137,14 @@ def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builde
         parent_ref = INTERNAL.format(name=img.parent, key=built[img.parent].content[:12]) if img.parent else os_image.ref
         content = _content_key(built[img.parent].content if img.parent else os_image.image_id, context)
         internal = INTERNAL.format(name=img.name, key=content[:12])
-        tags = render_tags(cfg, img, lk, rev)
+        lock_digest = lk.digest if img.shared else lock.read(lock.view_path(cfg, img.name)).digest
+        tags = render_tags(cfg, img, pins, lock_digest, rev)
         local = [f"{img.repository}:{t}" for t in tags]
         labels = {"org.opencontainers.image.title": img.repository,
                   "org.opencontainers.image.source": cfg.get("project.source") or str(cfg.root),
                   "org.opencontainers.image.revision": rev, "org.opencontainers.image.created": created,
                   "org.opencontainers.image.version": tags[0], "org.imagekit.image": img.name,
-                  "org.imagekit.lock.sha256": lk.digest, base.PYTHON_LABEL: os_image.python, CONTENT_LABEL: content}
+                  "org.imagekit.lock.sha256": lock_digest, base.PYTHON_LABEL: os_image.python, CONTENT_LABEL: content}
         existing = engine.image(internal)
         if existing:
             note(f"{img.name}: unchanged (content {content[:12]}), not rebuilt")
@@ -161,8 +162,14 @@ def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builde
                                      seconds=round(time.monotonic() - t0, 1), sbom=str(sbom_path), labels=labels)
         sbom_path.write_text(json.dumps(_sbom(cfg, img, built[img.name], pins, fetched), indent=1))
         shutil.rmtree(context / "wheels", ignore_errors=True)
-    result = BuildResult(images=list(built.values()), lock=lk.digest, python=os_image.python, base=os_image.ref,
-                         shared_bytes=shared_bytes(cfg, engine, built), seconds=round(time.monotonic() - started, 1))
+    try:  # out/build.json keeps the latest build of every image, also those not built this time
+        earlier = {i.name: i for i in load_result(cfg).images}
+    except (ConfigError, TypeError, ValueError):
+        earlier = {}
+    merged = {i.name: built.get(i.name) or earlier.get(i.name) for i in build_order(cfg.images)}
+    built_all = {k: v for k, v in merged.items() if v is not None}
+    result = BuildResult(images=list(built_all.values()), lock=lk.digest, python=os_image.python, base=os_image.ref,
+                         shared_bytes=shared_bytes(cfg, engine, built_all), seconds=round(time.monotonic() - started, 1))
     result_path(cfg).write_text(json.dumps(asdict(result), indent=1))
     return result
 
@@ -170,7 +177,7 @@ def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builde
 def shared_bytes(cfg: Config, engine: Engine, built: dict[str, BuiltImage]) -> dict[str, int]:
     """For each pair of leaf images: the bytes of the layers both carry (their common ancestor)."""
     result = {}
-    tops = [i for i in leaves(cfg.images) if i.name in built]
+    tops = [i for i in leaves(cfg.images) if i.name in built and i.shared]
     for n, a in enumerate(tops):
         for b in tops[n + 1:]:
             common = [i.name for i in lineage(cfg.images, a.name) if i.name in {j.name for j in lineage(cfg.images, b.name)}]

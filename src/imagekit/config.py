@@ -23,12 +23,14 @@ SCALARS: dict[str, dict[str, tuple[type, Any]]] = {
     "base": {"image": (str, "python:3.11-slim-bookworm"), "tag": (str, "imagekit/os:bookworm-py311"),
              "mirror": (str, "http://deb.debian.org/debian"), "suite": (str, "bookworm")},
     "cache": {"dir": (str, "~/.cache/imagekit")},
+    "verify": {"notebook": (str, "notebook"), "ray": (str, "ray"), "minio_image": (str, "minio/minio:latest"),
+               "s3_standin": (str, "s3"), "examples": (str, "examples/notebooks")},
 }
 # Keys that only the environment may set: secrets never live in a committed file.
 ENV_ONLY = {("registry", "password")}
 RESOLVERS = ("uv", "pip-tools")
 IMAGE_KEYS = {"name": str, "repository": str, "context": str, "parent": str,
-              "requirements": str, "tags": list}
+              "requirements": str, "tags": list, "shared": bool}
 ENV_KEYS = {"name": str, "project": str, "immutable": bool}
 
 
@@ -40,6 +42,7 @@ class ImageSpec:
     requirements: Path
     parent: str | None = None  # another image's name; None: the OS base image
     tags: tuple[str, ...] = ()
+    shared: bool = True  # False: resolved on its own (lockfiles/<name>.txt), never pushed
 
 
 @dataclass(frozen=True)
@@ -208,9 +211,14 @@ def _images(items: Any, root: Path, source: str) -> tuple[ImageSpec, ...]:
                               source=source)
         specs.append(ImageSpec(name=item["name"], repository=item.get("repository", item["name"]),
                                context=context, parent=item.get("parent"), tags=tuple(tags),
+                               shared=item.get("shared", True),
                                requirements=root / item.get("requirements", str(context / "requirements.in"))))
     from imagekit.images import build_order  # images validates the hierarchy
     build_order(specs, source=source)
+    for spec in specs:
+        if spec.parent and not spec.shared:
+            raise ConfigError("an image with shared = false cannot have a parent", key=f"images.{spec.name}.parent",
+                              source=source)
     return tuple(specs)
 
 

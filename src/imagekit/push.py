@@ -1,7 +1,7 @@
 """Push the built images to <registry>/<first environment's project>/<repository>:<tags>."""
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +58,8 @@ def preflight(reg: Registry, project: str, result: build.BuildResult, engine: En
 def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None = None) -> PushResult:
     started = time.monotonic()
     result = build.load_result(cfg)
+    shared = {i.name for i in cfg.images if i.shared}
+    result = dataclasses.replace(result, images=[i for i in result.images if i.name in shared])
     reg = Registry.from_config(cfg)
     project = cfg.environments[0].project if cfg.environments else "library"
     preflight(reg, project, result, engine)

@@ -27,7 +27,7 @@ def test_lock_targets_the_image_interpreter_not_the_host(indexed, index):
     lock.lock(cfg)
     assert pins(cfg)["soupy"] == "1.0"  # 2.0 requires Python >= 3.11.5; the image has 3.11.2
     newer = config.load(cfg.source, env={"IMAGEKIT_LOCK_INDEX_URL": index, "IMAGEKIT_LOCK_PYTHON": "3.11.7"})
-    with pytest.raises(CheckFailed, match="the resolution target changed"):
+    with pytest.raises(CheckFailed, match="the resolution target of requirements.txt changed"):
         lock.check(newer, name_changes=False)
     lock.lock_path(cfg).unlink()  # a host-side resolution (3.11.7) would pick 2.0
     lock.lock(newer)
@@ -104,3 +104,24 @@ def test_repository_lock_pins_the_seed_versions():
     shared = lock.read(ROOT / "lockfiles" / "requirements.txt").pins
     assert shared["category-encoders"].version == "2.8.1" and shared["ray"].version == "2.41.0"
     assert all(p.hashes for p in shared.values())
+
+
+def test_a_standalone_image_has_its_own_lock_outside_the_shared_one(project, index):
+    path = project(requirements={"base": "learn\n", "svc": "soupy\nnumbers==1.0\n"}, toml="""
+[[images]]
+name = "base"
+[[images]]
+name = "svc"
+shared = false
+""")
+    cfg = config.load(path, env={"IMAGEKIT_LOCK_INDEX_URL": index})
+    result = lock.lock(cfg)
+    assert set(lock.read(lock.lock_path(cfg)).pins) == {"learn", "numbers"}
+    assert pins(cfg)["numbers"] == "1.1"  # svc's numbers==1.0 does not constrain the shared lock
+    own = lock.read(lock.view_path(cfg, "svc"))
+    assert {n: p.version for n, p in own.pins.items()} == {"soupy": "1.0", "numbers": "1.0"}
+    assert result.views == {"base": 2, "svc": 2}
+    assert lock.lock(cfg).resolved is False and lock.check(cfg).packages == 2
+    cfg.image("svc").requirements.write_text("soupy\n")
+    with pytest.raises(CheckFailed, match="images/svc/requirements.in changed"):
+        lock.check(cfg, name_changes=False)

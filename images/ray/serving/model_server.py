@@ -4,9 +4,10 @@ Models come from ``IMAGEKIT_MODELS``: a JSON object {name: {"bucket", "key", "sh
 model is downloaded with boto3 (``AWS_ENDPOINT_URL`` and keys from the environment), its
 sha256 is checked before unpickling, and unpickling runs with every warning turned into an
 error (scikit-learn's InconsistentVersionWarning included), so a drifted image fails loudly.
+Warnings raised while predicting are returned with the prediction.
 
     GET  /status                     {"status": "ok", "models": {name: "loaded" | error}}
-    POST /models/<name>/predict      {"instances": [...]} -> {"labels": [...], "probabilities": [...]}
+    POST /models/<name>/predict      {"instances": [...]} -> {"labels", "probabilities", "warnings"}
 """
 from __future__ import annotations
 
@@ -38,12 +39,13 @@ def predict(model, instances: list):
     import pandas as pd
 
     X = pd.DataFrame(instances) if instances and isinstance(instances[0], dict) else np.asarray(instances)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as caught:  # reported, not fatal: only unpickling must be clean
+        warnings.simplefilter("always")
         labels = model.predict(X)
         proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
     return {"labels": np.asarray(labels).tolist(),
-            "probabilities": None if proba is None else np.asarray(proba, dtype=float).tolist()}
+            "probabilities": None if proba is None else np.asarray(proba, dtype=float).tolist(),
+            "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught})}
 
 
 @serve.deployment

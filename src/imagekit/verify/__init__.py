@@ -1,0 +1,110 @@
+"""verify-compat: static alignment from inside both images, a Testcontainers round trip, a record."""
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from imagekit import build, lock
+from imagekit.config import Config
+from imagekit.engine import Engine
+from imagekit.errors import ConfigError
+from imagekit.registry import Registry
+from imagekit.verify import record, roundtrip, static
+
+
+@dataclass(frozen=True)
+class Subject:
+    role: str  # "notebook" or "ray"
+    ref: str  # as given or as built
+    repository: str  # <project>/<repository> in the registry, "" when not pushed
+    digest: str  # the registry manifest digest, "" when not pushed
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    notebook: Subject
+    ray: Subject
+    static: static.StaticReport
+    roundtrip: roundtrip.RoundtripReport
+    recorded: list[str] = field(default_factory=list)  # "<repo>:<record tag>" written
+    record_note: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.static.ok and self.roundtrip.ok
+
+
+def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> roundtrip.S3Server:
+    """MinIO where its image is present or can be pulled; else the locally built stand-in."""
+    minio = cfg.get("verify.minio_image")
+    if minio and (engine.image(minio) or engine.pull(minio)):
+        return roundtrip.S3Server(minio, f"MinIO ({minio})", ["server", "/data", "--address", ":9000"],
+                                  {"MINIO_ROOT_USER": "imagekit"})
+    standin = cfg.image(cfg.get("verify.s3_standin"))
+    on_line(f"{minio} cannot be had here; using the stand-in image '{standin.name}'")
+    built = build.build(cfg, engine, names=[standin.name], on_line=on_line).images[-1]
+    return roundtrip.S3Server(built.image_id, f"stand-in {standin.repository}:{built.tags[0]} ({minio} unavailable)",
+                              [], {})
+
+
+def _subject(cfg: Config, engine: Engine, role: str, ref: str | None) -> Subject:
+    if ref is None:
+        name = cfg.get(f"verify.{role}")
+        entry = next((i for i in build.load_result(cfg).images if i.name == name), None)
+        if entry is None:
+            raise ConfigError(f"no built '{name}' image in {build.result_path(cfg)}",
+                              hint=f"run `imagekit build`, or pass --{role}-image REF")
+        ref = entry.image_id
+    info = engine.image(ref)
+    if info is None and not engine.pull(ref):
+        raise ConfigError(f"image {ref} is neither in the engine nor pullable",
+                          hint="build it (`imagekit build`) or pass a reference the engine can pull")
+    info = info or engine.image(ref)
+    reg = Registry.from_config(cfg)
+    project = cfg.environments[0].project if cfg.environments else "library"
+    prefix = f"{reg.host}/{project}/"
+    pushed = next((d for d in info.get("RepoDigests") or [] if d.startswith(prefix)), "")
+    repository, _, digest = pushed.partition("@")
+    return Subject(role=role, ref=ref, repository=repository.removeprefix(f"{reg.host}/"), digest=digest)
+
+
+def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, ray: str | None = None,
+                  scenarios: tuple[str, ...] = roundtrip.SCENARIOS, write_record: bool = True,
+                  on_line: Callable[[str], None] | None = None) -> VerifyReport:
+    started = time.monotonic()
+    note = on_line or (lambda line: None)
+    unknown = [s for s in scenarios if s not in roundtrip.SCENARIOS]
+    if unknown:
+        raise ConfigError(f"unknown scenario {', '.join(unknown)}", key="--scenario",
+                          hint=f"choose from {', '.join(roundtrip.SCENARIOS)}")
+    nb, ry = _subject(cfg, engine, "notebook", notebook), _subject(cfg, engine, "ray", ray)
+    lk = lock.read(lock.lock_path(cfg))
+    note("static alignment: asking both images what they hold")
+    aligned = static.compare(cfg, lk, static.inspect(engine, nb.ref), static.inspect(engine, ry.ref))
+    trip = roundtrip.run(nb.ref, ry.ref, s3_server(cfg, engine, note), cfg.path("verify.examples"),
+                         scenarios=scenarios, on_line=note)
+    report = VerifyReport(notebook=nb, ray=ry, static=aligned, roundtrip=trip)
+    recorded, why = [], ""
+    if not report.ok:
+        why = "not recorded: a check failed"
+    elif not write_record:
+        why = "not recorded: --no-record"
+    elif not (nb.digest and ry.digest):
+        why = "not recorded: push the images first (`imagekit push`), records are kept next to their digests"
+    elif set(scenarios) != set(roundtrip.SCENARIOS):
+        why = "not recorded: only a subset of the scenarios ran"
+    else:
+        payload = {"passed": True, "lock": lk.digest, "python": aligned.ray.python, "s3_server": trip.s3_server,
+                   "notebook": {"repository": nb.repository, "digest": nb.digest},
+                   "ray": {"repository": ry.repository, "digest": ry.digest},
+                   "scenarios": {s.name: {"max_probability_diff": s.max_probability_diff} for s in trip.scenarios},
+                   "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        reg = Registry.from_config(cfg)
+        for subject in (nb, ry):
+            record.write(reg, subject.repository, subject.digest, payload)
+            recorded.append(f"{subject.repository}:{record.tag_for(subject.digest)}")
+    return VerifyReport(notebook=nb, ray=ry, static=aligned, roundtrip=trip, recorded=recorded, record_note=why,
+                        seconds=round(time.monotonic() - started, 1))

@@ -1,0 +1,76 @@
+"""Static alignment: what is installed inside each image, against each other and the lock."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from packaging.utils import canonicalize_name
+
+from imagekit import lock
+from imagekit.config import Config
+from imagekit.engine import Engine
+from imagekit.errors import ConfigError
+from imagekit.images import lineage
+
+VENV_TOOLS = {"pip", "setuptools"}  # the venv's own, not locked
+FACTS = ("import json, platform, importlib.metadata as m; print(json.dumps({'python': platform.python_version(), "
+         "'packages': {d.metadata['Name']: d.version for d in m.distributions()}}))")
+IMAGE_LABEL = "org.imagekit.image"
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    ref: str
+    name: str  # which image of imagekit.toml it claims to be (its label)
+    python: str
+    packages: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StaticReport:
+    notebook: ImageFacts
+    ray: ImageFacts
+    differences: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+def inspect(engine: Engine, ref: str) -> ImageFacts:
+    """Ask the image itself (its interpreter, its installed distributions), with the network off."""
+    info = engine.image(ref)
+    if info is None:
+        raise ConfigError(f"image {ref} is not in the engine", hint="run `imagekit build`, or pass an image that exists")
+    name = (info["Config"].get("Labels") or {}).get(IMAGE_LABEL, "")
+    data = json.loads(engine.run(ref, ["python", "-c", FACTS]).strip().splitlines()[-1])
+    packages = {canonicalize_name(k): v for k, v in data["packages"].items() if canonicalize_name(k) not in VENV_TOOLS}
+    return ImageFacts(ref=ref, name=name, python=data["python"], packages=packages)
+
+
+def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts) -> StaticReport:
+    views = lock.read_views(cfg, lk)
+    target = cfg.get("lock.python")
+    diffs = []
+    for facts in (notebook, ray):
+        if facts.python != target:
+            diffs.append(f"python: {facts.name or facts.ref} has {facts.python}, the lock targets {target}")
+        if facts.name not in views:
+            diffs.append(f"{facts.ref} carries no imagekit image label; cannot tell which lock view it should hold")
+            continue
+        expected = {p.name: p.version for i in lineage(cfg.images, facts.name) for p in views[i.name]}
+        for name in sorted(expected.keys() | facts.packages.keys()):
+            want, got = expected.get(name), facts.packages.get(name)
+            if got is None:
+                diffs.append(f"{name}: missing in {facts.name} (lock {want})")
+            elif want is None:
+                diffs.append(f"{name}: {got} in {facts.name} is not in its lock view")
+            elif got != want:
+                diffs.append(f"{name}: {facts.name} has {got}, lock {want}")
+    if notebook.python != ray.python:
+        diffs.append(f"python: notebook {notebook.python}, ray {ray.python}")
+    for name in sorted(notebook.packages.keys() & ray.packages.keys()):
+        if notebook.packages[name] != ray.packages[name]:
+            diffs.append(f"{name}: notebook {notebook.packages[name]}, ray {ray.packages[name]}, "
+                         f"lock {lk.pins[name].version if name in lk.pins else 'none'}")
+    return StaticReport(notebook=notebook, ray=ray, differences=diffs)
