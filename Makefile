@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 IMAGES ?=
-.PHONY: help dev-up venv lock lock-check base build push test test-unit doctor
+.PHONY: help dev-up venv lock lock-check base build push verify test test-unit doctor
 
 help: ## show the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ build-%: dev-up venv ## build one image and its parents, e.g. make build-ray
 
 push: dev-up venv ## push the built images to the registry (the first environment's project)
 	$(IMAGEKIT) push
+
+verify: dev-up venv ## verify-compat: notebook-trained models serve identically in the Ray image
+	$(IMAGEKIT) verify-compat
 
 doctor: venv ## tell what is there and what is missing
 	$(IMAGEKIT) doctor
