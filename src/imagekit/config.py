@@ -31,7 +31,7 @@ ENV_ONLY = {("registry", "password")}
 RESOLVERS = ("uv", "pip-tools")
 IMAGE_KEYS = {"name": str, "repository": str, "context": str, "parent": str,
               "requirements": str, "tags": list, "shared": bool}
-ENV_KEYS = {"name": str, "project": str, "immutable": bool}
+ENV_KEYS = {"name": str, "project": str, "immutable": bool, "registry": str}
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Environment:
     name: str
     project: str
     immutable: bool = False
+    registry: str = ""  # another registry for this environment; "" = registry.url
 
 
 @dataclass(frozen=True)
@@ -225,5 +226,6 @@ def _images(items: Any, root: Path, source: str) -> tuple[ImageSpec, ...]:
 def _environments(items: Any, source: str) -> tuple[Environment, ...]:
     items = _table_list(items, "environments", ENV_KEYS, ("name", "project"), source)
     last = len(items) - 1
-    return tuple(Environment(name=e["name"], project=e["project"], immutable=e.get("immutable", i == last))
+    return tuple(Environment(name=e["name"], project=e["project"], immutable=e.get("immutable", i == last),
+                             registry=e.get("registry", ""))
                  for i, e in enumerate(items))

@@ -36,8 +36,8 @@ class Registry:
     ca_bundle: str = ""
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "Registry":
-        url = cfg.get("registry.url").rstrip("/")
+    def from_config(cls, cfg: Config, url: str | None = None) -> "Registry":
+        url = (url or cfg.get("registry.url")).rstrip("/")
         scheme, _, host = url.rpartition("://")
         scheme = scheme or ("http" if is_local(host) or cfg.get("registry.insecure") else "https")
         if scheme == "http" and not (is_local(host) or cfg.get("registry.insecure")):

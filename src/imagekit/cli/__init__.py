@@ -23,9 +23,9 @@ def root(ctx: typer.Context,
     ctx.obj = _common.State(config=config)
 
 
-from imagekit.cli import base, build, doctor, lock, push, verify  # noqa: E402  (commands register themselves on app)
+from imagekit.cli import base, build, doctor, lock, promote, push, verify  # noqa: E402  (commands register themselves on app)
 
-for module in (lock, base, build, push, verify, doctor):
+for module in (lock, base, build, push, verify, promote, doctor):
     module.register(app)
 
 

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from imagekit import promote as core
+from imagekit.cli._common import JSON, emit, escape, load, progress
+
+
+def register(app: typer.Typer) -> None:
+    app.command("promote")(promote)
+    app.command("history")(history)
+    app.command("rollback")(rollback)
+
+
+def _lines(results: list[core.Promotion]) -> str:
+    return "\n".join(
+        f"{p.image}: {p.source} -> {p.target}@{p.digest} ({', '.join(p.tags)})"
+        + (" already there" if p.already else "")
+        + (f"; {p.mounted} blobs mounted, {p.copied} copied, {p.present} present, {p.seconds:.1f} s"
+           if p.kind == "promote" else "") for p in results)
+
+
+def promote(ctx: typer.Context,
+            images: Optional[List[str]] = typer.Argument(None, metavar="[IMAGE[:TAG|@DIGEST]]...",
+                                                         help="images to promote [default tag: the version tag]"),
+            all_images: bool = typer.Option(False, "--all", help="promote every image the platform runs"),
+            to: str = typer.Option(..., "--to", help="the environment to promote into"),
+            from_env: Optional[str] = typer.Option(None, "--from", help="source environment [default: the one before]"),
+            force: bool = typer.Option(False, "--force", help="allow skipping an environment"),
+            as_json: bool = JSON) -> None:
+    """Copy verified digests from the previous environment's project to ENV, without rebuilding.
+
+    The digest in ENV equals the source digest; on one registry layers move by cross-repository
+    mount. A digest without a passing verification record (imagekit verify-compat) is refused;
+    immutable environments never move a version tag to another digest; the environment's moving
+    tag `current` follows each promotion. Nothing is written unless every image can be promoted.
+    """
+    cfg = load(ctx)
+    with progress(f"promote to {to}") as note:
+        results = core.promote(cfg, images or [], to=to, all_images=all_images, from_env=from_env, force=force,
+                               on_line=note)
+    emit(results, as_json, _lines(results))
+
+
+def history(ctx: typer.Context, image: str = typer.Argument(..., help="image name in imagekit.toml"),
+            env: str = typer.Option(..., "--env", help="environment"), as_json: bool = JSON) -> None:
+    """List what was promoted into ENV (and rolled back), oldest first, from the registry itself."""
+    entries = core.history(load(ctx), image, env)
+    emit(entries, as_json, "\n".join(f"{e.when}  {e.kind:<8} {e.digest}  {','.join(e.tags):<28} {escape(e.source)}"
+                                     for e in entries) or f"nothing was promoted into {env}")
+
+
+def rollback(ctx: typer.Context, image: str = typer.Argument(..., help="image name in imagekit.toml"),
+             env: str = typer.Option(..., "--env", help="environment"), as_json: bool = JSON) -> None:
+    """Point ENV's moving tag `current` back at the digest it named before; recorded in the history."""
+    result = core.rollback(load(ctx), image, env)
+    emit(result, as_json, f"{result.image}: {result.target}:current -> {result.digest} (was {result.source})")
