@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 IMAGES ?=
-.PHONY: help dev-up venv lock lock-check base build push verify test test-unit doctor
+.PHONY: help dev-up venv lock lock-check base build push verify promote test test-unit doctor
 
 help: ## show the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ push: dev-up venv ## push the built images to the registry (the first environmen
 
 verify: dev-up venv ## verify-compat: notebook-trained models serve identically in the Ray image
 	$(IMAGEKIT) verify-compat
+
+promote: venv ## promote the verified images one environment forward: make promote ENV=test
+	$(IMAGEKIT) promote --all --to $(ENV)
 
 doctor: venv ## tell what is there and what is missing
 	$(IMAGEKIT) doctor

@@ -97,18 +97,17 @@ class RegistryProcess:
         self.proc = None
 
     def start(self) -> "RegistryProcess":
+        import socket
         import subprocess
         import time
-
-        import requests
 
         self.proc = subprocess.Popen(["docker-registry", "serve", str(self.config)],
                                      stdout=subprocess.DEVNULL, stderr=open(self.root / "registry.log", "ab"))
         for _ in range(100):
             try:
-                requests.get(f"{self.scheme}://{self.host}/v2/", timeout=1, verify=False)
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return self
-            except requests.RequestException:
+            except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"registry on {self.host} did not start: {(self.root / 'registry.log').read_text()}")
 
@@ -117,3 +116,30 @@ class RegistryProcess:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+def make_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key, cert, key = (folder / n for n in ("ca.pem", "ca.key", "cert.pem", "key.pem"))
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=imagekit test CA",
+        "-keyout", str(ca_key), "-out", str(ca))
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
+        "-out", str(folder / "cert.csr"))
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("openssl", "x509", "-req", "-in", str(folder / "cert.csr"), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(folder / "ext.cnf"), "-out", str(cert))
+    return ca, cert, key
+
+
+def make_htpasswd(path: Path, user: str, password: str) -> Path:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    path.write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+    return path

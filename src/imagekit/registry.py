@@ -55,15 +55,17 @@ class Registry:
         return f"{self.scheme}://{self.host}"
 
     def _session(self) -> requests.Session:
-        s = requests.Session()
-        if self.ca_bundle:
-            s.verify = self.ca_bundle
-        return s
+        return requests.Session()
+
+    @property
+    def _verify(self) -> str | bool:
+        # per request: requests lets REQUESTS_CA_BUNDLE override a session's own verify
+        return self.ca_bundle or True
 
     def ping(self) -> str:
         """GET /v2/: reachable (200, or 401 asking for credentials) or RegistryError."""
         try:
-            r = self._session().get(f"{self.base}/v2/", timeout=TIMEOUT)
+            r = self._session().get(f"{self.base}/v2/", timeout=TIMEOUT, verify=self._verify)
         except requests.exceptions.SSLError as e:
             raise RegistryError(f"TLS to {self.host} failed: {e}",
                                 hint="set registry.ca_bundle to the registry's CA certificate") from None
@@ -93,6 +95,7 @@ class Registry:
         session = getattr(self, "_s", None) or self._session()
         self._s = session
         headers = {**kw.pop("headers", {}), **self._tokens.get(scope, {})}
+        kw["verify"] = self._verify
         try:
             r = session.request(method, url, headers=headers, timeout=TIMEOUT, **kw)
             if r.status_code == 401 and "WWW-Authenticate" in r.headers:
@@ -125,7 +128,7 @@ class Registry:
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
         query = {"service": fields.get("service", ""), "scope": scope}
         try:
-            r = self._s.get(fields["realm"], params=query, auth=creds, timeout=TIMEOUT)
+            r = self._s.get(fields["realm"], params=query, auth=creds, timeout=TIMEOUT, verify=self._verify)
         except (KeyError, requests.exceptions.RequestException) as e:
             raise RegistryError(f"token service of {self.host} failed: {e}") from None
         if r.status_code != 200:

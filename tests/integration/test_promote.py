@@ -1,0 +1,181 @@
+"""Promotion desa -> test -> prod on a real registry with TLS from a test CA and authentication on."""
+import hashlib
+import json
+import os
+
+import pytest
+from helpers import RegistryProcess, make_htpasswd, make_tls
+
+from imagekit import config, promote, push
+from imagekit.errors import CheckFailed, ConfigError, RegistryError
+from imagekit.registry import Manifest, Registry
+from imagekit.verify import record
+
+ROBOT, SECRET = "robot$mlops+ci", "s3cr3t-Pa55"
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory):
+    """A registry with TLS (test CA) and htpasswd auth; config pointing at it as a robot account."""
+    root = tmp_path_factory.mktemp("secure")
+    ca, cert, key = make_tls(root / "tls")
+    reg = RegistryProcess(root / "registry", tls=(cert, key), htpasswd=make_htpasswd(root / "htpasswd", ROBOT, SECRET))
+    reg.start()
+    env = {"IMAGEKIT_REGISTRY_URL": f"https://{reg.host}", "IMAGEKIT_REGISTRY_CA_BUNDLE": str(ca),
+           "IMAGEKIT_REGISTRY_USERNAME": ROBOT, "IMAGEKIT_REGISTRY_PASSWORD": SECRET}
+    yield reg, env
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def pushed(cfg, engine, built, secure):
+    """Both images pushed to desa through TLS and auth, and the pair's verification recorded."""
+    _, env = secure
+    scfg = config.load(cfg.source, env=env)
+    result = {i.name: i for i in push.push(scfg, engine).images}
+    reg = Registry.from_config(scfg)
+    for name in ("ray", "notebook"):
+        repo = result[name].repository.split("/", 1)[1]
+        record.write(reg, repo, result[name].digest, {"passed": True, "ray": result["ray"].digest,
+                                                      "notebook": result["notebook"].digest})
+    return scfg, reg, result
+
+
+def test_credentials_and_ca_are_required(pushed, secure):
+    scfg, reg, _ = pushed
+    _, env = secure
+    wrong = config.load(scfg.source, env={**env, "IMAGEKIT_REGISTRY_PASSWORD": "nope"})
+    with pytest.raises(RegistryError, match="refused the credentials"):
+        Registry.from_config(wrong).tags("mlops-desa/ray")
+    no_ca = config.load(scfg.source, env={k: v for k, v in env.items() if k != "IMAGEKIT_REGISTRY_CA_BUNDLE"})
+    with pytest.raises(RegistryError, match="TLS to .* failed"):
+        Registry.from_config(no_ca).tags("mlops-desa/ray")
+
+
+def test_an_unverified_digest_is_not_promoted(pushed):
+    scfg, reg, result = pushed
+    with pytest.raises(CheckFailed) as e:
+        promote.promote(scfg, ["base"], to="test")
+    assert f"mlops-desa/mlops-base:{record.tag_for(result['base'].digest)}" in str(e.value)
+    assert "imagekit verify-compat" in str(e.value)
+    assert reg.tags("mlops-test/mlops-base") == []
+
+
+def test_skipping_an_environment_is_refused_unless_forced(pushed):
+    scfg, reg, _ = pushed
+    with pytest.raises(ConfigError, match="desa -> prod skips test"):
+        promote.promote(scfg, ["ray"], to="prod", from_env="desa")
+    assert reg.tags("mlops-prod/ray") == []
+
+
+def test_promotion_moves_the_same_digest_by_mount_through_every_environment(pushed):
+    scfg, reg, result = pushed
+    for env in ("test", "prod"):
+        done = {p.image: p for p in promote.promote(scfg, [], all_images=True, to=env)}
+        for name, repo in (("ray", "ray"), ("notebook", "scipy-notebook")):
+            p = done[name]
+            assert p.digest == result[name].digest and p.copied == 0 and p.mounted > 0
+            for tag in (result[name].tags[0], "current"):
+                assert reg.manifest(f"mlops-{env}/{repo}", tag).digest == result[name].digest
+            assert record.read(reg, f"mlops-{env}/{repo}", p.digest)["passed"]  # the record travels along
+    again = promote.promote(scfg, ["ray"], to="prod")[0]
+    assert again.already and again.mounted == again.copied == 0
+    assert [e.digest for e in promote.history(scfg, "ray", "prod")] == [result["ray"].digest]
+
+
+def put_variant(reg, repo, source_manifest, tag, note):
+    """The same blobs under a manifest with another digest (an annotation differs)."""
+    body = json.loads(source_manifest.body)
+    body.setdefault("annotations", {})["org.imagekit.test"] = note
+    raw = json.dumps(body).encode()
+    variant = Manifest("sha256:" + hashlib.sha256(raw).hexdigest(), source_manifest.media_type, raw)
+    reg.put_manifest(repo, tag, variant)
+    record.write(reg, repo, variant.digest, {"passed": True})
+    return variant.digest
+
+
+def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_digest(pushed):
+    scfg, reg, result = pushed
+    version = result["ray"].tags[0]
+    original = reg.manifest("mlops-test/ray", version)
+    other = put_variant(reg, "mlops-test/ray", original, version, "rebuilt")  # test is mutable
+    with pytest.raises(CheckFailed, match=f"mlops-prod/ray:{version} is immutable in prod"):
+        promote.promote(scfg, ["ray"], to="prod")
+    assert reg.manifest("mlops-prod/ray", version).digest == original.digest
+    newer = put_variant(reg, "mlops-test/ray", original, "v-next", "next release")
+    promote.promote(scfg, ["ray:v-next"], to="prod")
+    assert reg.manifest("mlops-prod/ray", "current").digest == newer != other
+    back = promote.rollback(scfg, "ray", "prod")
+    assert back.digest == original.digest == reg.manifest("mlops-prod/ray", "current").digest
+    assert [(e.kind, e.digest) for e in promote.history(scfg, "ray", "prod")] == [
+        ("promote", original.digest), ("promote", newer), ("rollback", original.digest)]
+    with pytest.raises(ConfigError, match="nothing to roll back to"):
+        promote.rollback(scfg, "ray", "prod")
+
+
+def seed(reg, repo, tag, layers):
+    """A small image made by hand in the registry: ``layers`` random blobs, a config, a manifest."""
+    blobs = [os.urandom(4096) for _ in range(layers)]
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    descs = []
+    for data, media in [(cfg, "application/vnd.oci.image.config.v1+json"),
+                        *((b, "application/vnd.oci.image.layer.v1.tar") for b in blobs)]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        reg.upload_blob(repo, digest, data)
+        descs.append({"mediaType": media, "digest": digest, "size": len(data)})
+    raw = json.dumps({"schemaVersion": 2, "mediaType": record.OCI_MANIFEST, "config": descs[0],
+                      "layers": descs[1:]}).encode()
+    manifest = Manifest("sha256:" + hashlib.sha256(raw).hexdigest(), record.OCI_MANIFEST, raw)
+    reg.put_manifest(repo, tag, manifest)
+    record.write(reg, repo, manifest.digest, {"passed": True})
+    return manifest.digest
+
+
+SMALL = """
+[[environments]]
+name = "desa"
+project = "mlops-desa"
+[[environments]]
+name = "prod"
+project = "mlops-prod"
+{prod_registry}
+[[images]]
+name = "ray"
+tags = ["v1"]
+"""
+
+
+def small_project(tmp_path, prod_registry=""):
+    (tmp_path / "imagekit.toml").write_text(SMALL.format(prod_registry=prod_registry))
+    return tmp_path / "imagekit.toml"
+
+
+def test_a_promotion_stopped_midway_leaves_no_tag_and_completes_when_run_again(tmp_path, registry_process):
+    cfg = config.load(small_project(tmp_path), env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
+    reg = Registry.from_config(cfg)
+    digest = seed(reg, "mlops-desa/ray", "v1", layers=6)
+
+    def stop_midway(line):
+        if line.startswith("mounted") and registry_process.proc:
+            registry_process.stop()
+
+    with pytest.raises(RegistryError):
+        promote.promote(cfg, ["ray:v1"], to="prod", on_line=stop_midway)
+    registry_process.start()
+    assert reg.tags("mlops-prod/ray") == []  # the manifest is written last: no tag names missing blobs
+    done = promote.promote(cfg, ["ray:v1"], to="prod")[0]
+    assert done.digest == digest and reg.manifest("mlops-prod/ray", "v1").digest == digest
+    assert done.present >= 1  # what the first run mounted stays
+
+
+def test_across_registries_the_blobs_are_streamed(tmp_path, registry_process):
+    other = RegistryProcess(tmp_path / "other").start()
+    try:
+        cfg = config.load(small_project(tmp_path, f'registry = "{other.host}"'),
+                          env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
+        digest = seed(Registry.from_config(cfg), "mlops-desa/ray", "v1", layers=3)
+        done = promote.promote(cfg, ["ray:v1"], to="prod")[0]
+        assert (done.copied, done.mounted) == (5, 0)  # config + 3 layers + the record's config
+        assert Registry(host=other.host, scheme="http").manifest("mlops-prod/ray", "v1").digest == digest
+    finally:
+        other.stop()
