@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from imagekit import lock, registry
 from imagekit.config import Config
-from imagekit.engine import Engine
+from imagekit.engine import Engine, buildkit_cli
 from imagekit.errors import ImagekitError
 
 
@@ -36,27 +36,27 @@ def _try(name: str, fn, fix: str) -> Check:
 
 def diagnose(cfg: Config) -> Report:
     checks: list[Check] = []
-    engine: list[Engine] = []
-
-    def engine_check() -> str:
-        engine.append(Engine.connect())
-        info = engine[0].info()
-        return f"Docker {info.version} (API {info.api_version}, {info.storage_driver}) at {info.endpoint}"
-
-    checks.append(_try("docker engine", engine_check, "run `make dev-up`"))
-    buildx = shutil.which("docker")
-    checks.append(Check("docker cli", bool(buildx), buildx or "not found",
-                        "" if buildx else "run `make dev-up` (installs docker.io)"))
+    try:
+        engine = Engine.connect()
+        info = engine.info()
+        checks.append(Check("docker engine", True, f"Docker {info.version} (API {info.api_version}, "
+                                                   f"{info.storage_driver}) at {info.endpoint}"))
+    except ImagekitError as e:
+        engine = None
+        checks.append(Check("docker engine", False, e.message.splitlines()[0], e.hint or ""))
+    cli = buildkit_cli()
+    checks.append(Check("builder", True, f"BuildKit: {' '.join(cli[0])}" if cli else
+                        "classic builder (no docker CLI here offers BuildKit; install docker.io for it)"))
     checks.append(_try("registry", lambda: registry.Registry.from_config(cfg).ping(),
                        "run `make dev-up` for the local registry, or check registry.url"))
-    for tag in (cfg.get("base.tag"), cfg.get("base.image")):
-        if engine:
-            present = engine[0].image(tag) is not None
-            if present or tag == cfg.get("base.image"):
-                checks.append(Check(f"base image {tag}", present, "present" if present else "missing",
-                                    "" if present else "run `imagekit base`"))
-            if present:
-                break
+    if engine:
+        tag, upstream = cfg.get("base.tag"), cfg.get("base.image")
+        present = next((ref for ref in (tag, upstream) if engine.image(ref)), None)
+        checks.append(Check("base image", bool(present), f"{present} present" if present else
+                            f"neither {tag} nor {upstream} is present", "" if present else "run `imagekit base`"))
+        minio = cfg.get("verify.minio_image")
+        checks.append(Check("S3 server for verify-compat", True, f"MinIO ({minio})" if engine.image(minio) else
+                            f"{minio} not present: the stand-in image '{cfg.get('verify.s3_standin')}' will be used"))
     deboot = shutil.which("debootstrap")
     checks.append(Check("debootstrap", bool(deboot), deboot or "not found",
                         "" if deboot else "apt-get install debootstrap (or `make dev-up`)"))

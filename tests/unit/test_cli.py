@@ -8,7 +8,7 @@ from imagekit.cli import app
 def test_help_lists_commands():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("lock", "doctor"):
+    for command in ("lock", "base", "build", "push", "verify-compat", "promote", "history", "rollback", "doctor"):
         assert command in result.output
 
 
