@@ -7,7 +7,7 @@ import ipaddress
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
@@ -34,6 +34,8 @@ class Registry:
     username: str = ""
     password: str = ""
     ca_bundle: str = ""
+    _session: requests.Session = field(default_factory=requests.Session, repr=False, compare=False)
+    _tokens: dict[str, dict[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, cfg: Config, url: str | None = None) -> "Registry":
@@ -54,24 +56,21 @@ class Registry:
     def base(self) -> str:
         return f"{self.scheme}://{self.host}"
 
-    def _session(self) -> requests.Session:
-        return requests.Session()
-
-    @property
-    def _verify(self) -> str | bool:
-        # per request: requests lets REQUESTS_CA_BUNDLE override a session's own verify
-        return self.ca_bundle or True
-
-    def ping(self) -> str:
-        """GET /v2/: reachable (200, or 401 asking for credentials) or RegistryError."""
+    def _call(self, method: str, url: str, **kw) -> requests.Response:
+        """One HTTP request; network and TLS failures become RegistryError with what to do."""
         try:
-            r = self._session().get(f"{self.base}/v2/", timeout=TIMEOUT, verify=self._verify)
+            # verify per request: requests lets REQUESTS_CA_BUNDLE override a session's own verify
+            return self._session.request(method, url, timeout=TIMEOUT, verify=self.ca_bundle or True, **kw)
         except requests.exceptions.SSLError as e:
             raise RegistryError(f"TLS to {self.host} failed: {e}",
                                 hint="set registry.ca_bundle to the registry's CA certificate") from None
         except requests.exceptions.RequestException as e:
-            raise RegistryError(f"registry {self.base} is not reachable: {type(e).__name__}",
+            raise RegistryError(f"registry {self.base} is not reachable ({method} {url}): {type(e).__name__}",
                                 hint="run `make dev-up` for the local registry, or check registry.url") from None
+
+    def ping(self) -> str:
+        """GET /v2/: reachable (200, or 401 asking for credentials) or RegistryError."""
+        r = self._call("GET", f"{self.base}/v2/")
         if r.status_code not in (200, 401):
             raise RegistryError(f"{self.base}/v2/ answered {r.status_code}; not an OCI registry?")
         return f"{self.base} answers the OCI distribution API ({'auth required' if r.status_code == 401 else 'open'})"
@@ -92,23 +91,11 @@ class Registry:
 
     def _request(self, method: str, url: str, *, scope: str, **kw) -> requests.Response:
         """One HTTP call, answering a 401's Basic or Bearer challenge once (Harbor's token service)."""
-        session = getattr(self, "_s", None) or self._session()
-        self._s = session
         headers = {**kw.pop("headers", {}), **self._tokens.get(scope, {})}
-        kw["verify"] = self._verify
-        try:
-            r = session.request(method, url, headers=headers, timeout=TIMEOUT, **kw)
-            if r.status_code == 401 and "WWW-Authenticate" in r.headers:
-                self._tokens[scope] = self._answer(r.headers["WWW-Authenticate"], scope)
-                if hasattr(kw.get("data"), "seek"):
-                    kw["data"].seek(0)
-                r = session.request(method, url, headers={**headers, **self._tokens[scope]}, timeout=TIMEOUT, **kw)
-        except requests.exceptions.SSLError as e:
-            raise RegistryError(f"TLS to {self.host} failed: {e}",
-                                hint="set registry.ca_bundle to the registry's CA certificate") from None
-        except requests.exceptions.RequestException as e:
-            raise RegistryError(f"{method} {url} failed: {type(e).__name__}: {e}",
-                                hint="is the registry running? (`make dev-up` for the local one)") from None
+        r = self._call(method, url, headers=headers, **kw)
+        if r.status_code == 401 and "WWW-Authenticate" in r.headers:
+            self._tokens[scope] = self._answer(r.headers["WWW-Authenticate"], scope)
+            r = self._call(method, url, headers={**headers, **self._tokens[scope]}, **kw)
         if r.status_code == 401:
             raise RegistryError(f"{self.host} refused the credentials for {scope}",
                                 hint="set IMAGEKIT_REGISTRY_USERNAME and IMAGEKIT_REGISTRY_PASSWORD, or `docker login`")
@@ -127,21 +114,14 @@ class Registry:
             return {"Authorization": "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()}
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
         query = {"service": fields.get("service", ""), "scope": scope}
-        try:
-            r = self._s.get(fields["realm"], params=query, auth=creds, timeout=TIMEOUT, verify=self._verify)
-        except (KeyError, requests.exceptions.RequestException) as e:
-            raise RegistryError(f"token service of {self.host} failed: {e}") from None
+        if "realm" not in fields:
+            raise RegistryError(f"{self.host} sent a Bearer challenge without a realm: {challenge}")
+        r = self._call("GET", fields["realm"], params=query, auth=creds)
         if r.status_code != 200:
             raise RegistryError(f"token service {fields['realm']} refused {scope} ({r.status_code})",
                                 hint="check the credentials and the account's access to the project")
         body = r.json()
         return {"Authorization": f"Bearer {body.get('token') or body.get('access_token')}"}
-
-    @property
-    def _tokens(self) -> dict[str, dict[str, str]]:
-        if not hasattr(self, "_token_cache"):
-            self._token_cache: dict[str, dict[str, str]] = {}
-        return self._token_cache
 
     # --- manifests, blobs, tags ---------------------------------------------------------------
     def manifest(self, repo: str, ref: str) -> Manifest | None:
