@@ -99,12 +99,11 @@ def _content_key(parent_key: str, context: Path) -> str:
     return h.hexdigest()
 
 
-def _sbom(cfg: Config, img: ImageSpec, built: BuiltImage | None, pins: list[lock.Pin],
-          fetched: wheels.FetchResult) -> dict:
+def _sbom(img: ImageSpec, built: BuiltImage, pins: list[lock.Pin], fetched: wheels.FetchResult) -> dict:
     """A CycloneDX 1.5 document: every package installed in the image, with its wheel's sha256."""
     return {"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
             "metadata": {"component": {"type": "container", "name": img.repository,
-                                       "version": built.tags[0] if built else ""}},
+                                       "version": built.tags[0]}},
             "components": [{"type": "library", "name": p.name, "version": p.version,
                             "purl": f"pkg:pypi/{p.name}@{p.version}",
                             "properties": [{"name": "imagekit:wheel", "value": fetched.wheels[p.name].name}],
@@ -160,7 +159,7 @@ def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builde
         built[img.name] = BuiltImage(name=img.name, repository=img.repository, image_id=image_id, content=content,
                                      tags=tags, size=engine.image(image_id)["Size"], cached=bool(existing),
                                      seconds=round(time.monotonic() - t0, 1), sbom=str(sbom_path), labels=labels)
-        sbom_path.write_text(json.dumps(_sbom(cfg, img, built[img.name], pins, fetched), indent=1))
+        sbom_path.write_text(json.dumps(_sbom(img, built[img.name], pins, fetched), indent=1))
         shutil.rmtree(context / "wheels", ignore_errors=True)
     try:  # out/build.json keeps the latest build of every image, also those not built this time
         earlier = {i.name: i for i in load_result(cfg).images}
@@ -185,6 +184,8 @@ def shared_bytes(cfg: Config, engine: Engine, built: dict[str, BuiltImage]) -> d
                 result[f"{a.name}+{b.name}"] = 0
                 continue
             ancestor = built[common[0]].image_id
+            if not all(engine.image(i) for i in (ancestor, built[a.name].image_id, built[b.name].image_id)):
+                continue  # an earlier build's image was removed since
             prefix = engine.layer_ids(ancestor)
             if engine.layer_ids(built[a.name].image_id)[:len(prefix)] != prefix or \
                     engine.layer_ids(built[b.name].image_id)[:len(prefix)] != prefix:

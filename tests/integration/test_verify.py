@@ -90,3 +90,8 @@ def test_ctrl_c_removes_every_container_and_the_network(cfg, engine, built, left
     with pytest.raises(KeyboardInterrupt):
         verify_compat(cfg, engine, scenarios=("iris",), on_line=interrupt)
     assert leftovers() == before
+
+
+def test_a_missing_image_cannot_be_verified_exit_2(cfg, cli):
+    code, _, err = cli("--config", cfg.source, "verify-compat", "--ray-image", "imagekit-test/absent:1")
+    assert code == 2 and "imagekit-test/absent:1 is neither in the engine nor pullable" in err
