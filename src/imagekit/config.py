@@ -19,7 +19,7 @@ SCALARS: dict[str, dict[str, tuple[type, Any]]] = {
                  "ca_bundle": (str, ""), "username": (str, ""), "password": (str, "")},
     "lock": {"python": (str, "3.11.2"), "platform": (str, "x86_64-manylinux_2_36"),
              "index_url": (str, "https://pypi.org/simple"), "find_links": (str, ""),
-             "resolver": (str, "uv"), "dir": (str, "lockfiles")},
+             "dir": (str, "lockfiles")},
     "base": {"image": (str, "python:3.11-slim-bookworm"), "tag": (str, "imagekit/os:bookworm-py311"),
              "mirror": (str, "http://deb.debian.org/debian"), "suite": (str, "bookworm")},
     "cache": {"dir": (str, "~/.cache/imagekit")},
@@ -28,7 +28,6 @@ SCALARS: dict[str, dict[str, tuple[type, Any]]] = {
 }
 # Keys that only the environment may set: secrets never live in a committed file.
 ENV_ONLY = {("registry", "password")}
-RESOLVERS = ("uv", "pip-tools")
 IMAGE_KEYS = {"name": str, "repository": str, "context": str, "parent": str,
               "requirements": str, "tags": list, "shared": bool}
 ENV_KEYS = {"name": str, "project": str, "immutable": bool, "registry": str}
@@ -144,9 +143,6 @@ def load(path: Path | str | None = None, *, env: Mapping[str, str] | None = None
                 value, origin = _typed(overrides[dotted], typ, dotted, "command-line flag"), "flag"
             settings[section][key] = value
             origins[dotted] = origin
-    if settings["lock"]["resolver"] not in RESOLVERS:
-        raise ConfigError(f"must be one of {', '.join(RESOLVERS)}", key="lock.resolver",
-                          source=origins["lock.resolver"])
     root = path.resolve().parent
     images = _images(data.get("images", []), root, source)
     environments = _environments(data.get("environments", []), source)
