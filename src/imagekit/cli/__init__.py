@@ -19,7 +19,7 @@ app = typer.Typer(help="Keep the Ray serving image and the scipy-notebook traini
 @app.callback()
 def root(ctx: typer.Context,
          config: Optional[Path] = typer.Option(None, "--config", "-c", envvar="IMAGEKIT_CONFIG",
-                                               help="imagekit.toml to use [default: nearest one upwards]")) -> None:
+                                               help="imagekit.toml to use (default: nearest one upwards)")) -> None:
     ctx.obj = _common.State(config=config)
 
 

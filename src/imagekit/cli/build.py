@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 
 
 def build(ctx: typer.Context,
-          images: Optional[List[str]] = typer.Argument(None, help="images to build (and their parents) [default: all]"),
+          images: Optional[List[str]] = typer.Argument(None, help="images to build (and their parents) (default: all)"),
           builder: str = typer.Option("auto", help="auto (BuildKit where the docker CLI offers it), buildkit or classic"),
           as_json: bool = JSON) -> None:
     """Build the images from the shared lock, parents first, with the network off.

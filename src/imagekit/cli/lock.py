@@ -18,8 +18,8 @@ def lock(ctx: typer.Context,
          upgrade_package: Optional[List[str]] = typer.Option(None, "--upgrade-package", "-P", metavar="NAME",
                                                              help="re-resolve NAME to its newest allowed version, "
                                                                   "keeping every other pin (repeatable)"),
-         python: Optional[str] = typer.Option(None, help="target interpreter version [lock.python]"),
-         platform: Optional[str] = typer.Option(None, help="target platform, e.g. x86_64-manylinux_2_36 [lock.platform]"),
+         python: Optional[str] = typer.Option(None, help="target interpreter version (lock.python)"),
+         platform: Optional[str] = typer.Option(None, help="target platform, e.g. x86_64-manylinux_2_36 (lock.platform)"),
          as_json: bool = JSON) -> None:
     """Resolve every image's requirements.in once into lockfiles/requirements.txt, plus per-image views.
 

@@ -24,10 +24,10 @@ def _lines(results: list[core.Promotion]) -> str:
 
 def promote(ctx: typer.Context,
             images: Optional[List[str]] = typer.Argument(None, metavar="[IMAGE[:TAG|@DIGEST]]...",
-                                                         help="images to promote [default tag: the version tag]"),
+                                                         help="images to promote (default tag: the version tag)"),
             all_images: bool = typer.Option(False, "--all", help="promote every image the platform runs"),
             to: str = typer.Option(..., "--to", help="the environment to promote into"),
-            from_env: Optional[str] = typer.Option(None, "--from", help="source environment [default: the one before]"),
+            from_env: Optional[str] = typer.Option(None, "--from", help="source environment (default: the one before)"),
             force: bool = typer.Option(False, "--force", help="allow skipping an environment"),
             as_json: bool = JSON) -> None:
     """Copy verified digests from the previous environment's project to ENV, without rebuilding.

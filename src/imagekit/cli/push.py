@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 
 
 def push(ctx: typer.Context,
-         registry: Optional[str] = typer.Option(None, help="registry host[:port] [registry.url]"),
+         registry: Optional[str] = typer.Option(None, help="registry host[:port] (registry.url)"),
          as_json: bool = JSON) -> None:
     """Push the built images to <registry>/<first environment's project>/<repository> with all their tags.
 

@@ -15,8 +15,8 @@ def register(app: typer.Typer) -> None:
 
 
 def verify(ctx: typer.Context,
-           notebook_image: Optional[str] = typer.Option(None, help="notebook image [default: the one just built]"),
-           ray_image: Optional[str] = typer.Option(None, help="Ray image [default: the one just built]"),
+           notebook_image: Optional[str] = typer.Option(None, help="notebook image (default: the one just built)"),
+           ray_image: Optional[str] = typer.Option(None, help="Ray image (default: the one just built)"),
            scenario: Optional[List[str]] = typer.Option(None, help=f"run only these ({', '.join(roundtrip.SCENARIOS)})"),
            record: bool = typer.Option(True, help="on success, record the pair's verification in the registry"),
            as_json: bool = JSON) -> None:
