@@ -90,8 +90,9 @@ def _stage(cfg: Config, img: ImageSpec, pins: list[lock.Pin], fetched: wheels.Fe
     return context
 
 
-def _content_key(parent_key: str, context: Path) -> str:
-    h = hashlib.sha256(parent_key.encode())
+def _content_key(parent_key: str, context: Path, version: str) -> str:
+    """Everything the image is made of: its parent, its build context, and its version (a label)."""
+    h = hashlib.sha256(f"{parent_key}\0{version}\n".encode())
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         rel = path.relative_to(context)
         digest = path.name.endswith(".whl") and path.parent.name == "wheels"
@@ -134,10 +135,10 @@ def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builde
         fetched = wheels.fetch(cfg, pins, on_line=note)
         context = _stage(cfg, img, views[img.name], fetched)
         parent_ref = INTERNAL.format(name=img.parent, key=built[img.parent].content[:12]) if img.parent else os_image.ref
-        content = _content_key(built[img.parent].content if img.parent else os_image.image_id, context)
-        internal = INTERNAL.format(name=img.name, key=content[:12])
         lock_digest = lk.digest if img.shared else lock.read(lock.view_path(cfg, img.name)).digest
         tags = render_tags(cfg, img, pins, lock_digest, rev)
+        content = _content_key(built[img.parent].content if img.parent else os_image.image_id, context, tags[0])
+        internal = INTERNAL.format(name=img.name, key=content[:12])
         local = [f"{img.repository}:{t}" for t in tags]
         labels = {"org.opencontainers.image.title": img.repository,
                   "org.opencontainers.image.source": cfg.get("project.source") or str(cfg.root),

@@ -96,3 +96,11 @@ def test_the_build_has_no_network(tiny, engine, base_image):
         build.build(tiny(), engine, builder=builder)  # the step sees no interface but lo
     with pytest.raises(EngineError, match="network interfaces: eth0"):  # and the check can fail
         engine.run(base_image, ["bash", "-c", ONLY_LOOPBACK], network=True)
+
+
+def test_a_version_bump_relabels_without_rebuilding_layers(tiny, engine):
+    first = build.build(tiny(), engine).images[0]
+    bumped = build.build(tiny(IMAGEKIT_PROJECT_VERSION="3"), engine).images[0]
+    labels = engine.image(bumped.image_id)["Config"]["Labels"]
+    assert labels["org.opencontainers.image.version"] == "v3-test" == bumped.tags[0]
+    assert engine.layer_ids(bumped.image_id) == engine.layer_ids(first.image_id)
