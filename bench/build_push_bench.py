@@ -8,8 +8,6 @@ Pushes go to fresh docker-registry processes on loopback ports of this script's 
 """
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,20 +16,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import RegistryProcess  # noqa: E402
 
 from imagekit import build, config, push  # noqa: E402
 from imagekit.engine import Engine  # noqa: E402
-
-
-def registry(tmp: Path) -> tuple[str, subprocess.Popen]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        host = f"127.0.0.1:{s.getsockname()[1]}"
-    (tmp / "r.yml").write_text(f'version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {tmp}/data}}}}\n'
-                               f'http: {{addr: "{host}"}}\n')
-    p = subprocess.Popen(["docker-registry", "serve", str(tmp / "r.yml")], stderr=subprocess.DEVNULL)
-    time.sleep(1)
-    return host, p
 
 
 def timed(fn):
@@ -44,8 +34,8 @@ def main() -> None:
     engine = Engine.connect()
     with tempfile.TemporaryDirectory(prefix="imagekit-bench-") as tmp:
         tmp = Path(tmp)
-        host, reg = registry(tmp / "a")
-        env = {"IMAGEKIT_CACHE_DIR": str(tmp / "cache"), "IMAGEKIT_REGISTRY_URL": host}
+        reg = RegistryProcess(tmp / "a").start()
+        env = {"IMAGEKIT_CACHE_DIR": str(tmp / "cache"), "IMAGEKIT_REGISTRY_URL": reg.host}
         cfg = config.load(ROOT / "imagekit.toml", env=env)
         for img in engine.client.images.list(name="imagekit-build/*"):
             for tag in img.tags:
@@ -55,14 +45,14 @@ def main() -> None:
         warm, _ = timed(lambda: build.build(cfg, engine))
         push_cold, pushed = timed(lambda: push.push(cfg, engine))
         push_again, _ = timed(lambda: push.push(cfg, engine))
-        host2, reg2 = registry(tmp / "b")
+        reg2 = RegistryProcess(tmp / "b").start()
         t = time.monotonic()
-        for img in result.images:
-            ref = f"{host2}/plain/{img.repository}:{img.tags[0]}"
+        for img in [i for i in result.images if i.name in {p.name for p in pushed.images}]:  # not the s3 stand-in
+            ref = f"{reg2.host}/plain/{img.repository}:{img.tags[0]}"
             subprocess.run(["docker", "tag", img.image_id, ref], check=True)
             subprocess.run(["docker", "push", "-q", ref], check=True, stdout=subprocess.DEVNULL)
         plain = time.monotonic() - t
-        reg.kill(), reg2.kill()
+        reg.stop(), reg2.stop()
     print(f"cold build (wheels downloaded, no build cache)  {cold:7.1f} s")
     print(f"warm rebuild (nothing changed)                  {warm:7.1f} s   {cold / warm:6.0f}x faster")
     print(f"imagekit push, empty registry                   {push_cold:7.1f} s")
