@@ -304,14 +304,13 @@ def _write(path: Path, content: str) -> None:
         tmp.replace(path)
 
 
-def _lock_standalone(cfg: Config, unit: Unit, upgrade: tuple[str, ...]) -> tuple[bool, Lock]:
+def _resolve_standalone(cfg: Config, unit: Unit, upgrade: tuple[str, ...]) -> tuple[str | None, Lock]:
+    """(the new text, or None when the file is current; the lock in effect). Writes nothing."""
     old = parse(unit.path.read_text()) if unit.path.is_file() else None
     moving = tuple(n for n in upgrade if old and canonicalize_name(n) in old.pins)
     if old is not None and not moving and not _up_to_date(cfg, unit, old):
-        return False, old
-    text, new = resolve(cfg, upgrade=moving, unit=unit)
-    _write(unit.path, text)
-    return True, new
+        return None, old
+    return resolve(cfg, upgrade=moving, unit=unit)
 
 
 def lock(cfg: Config, *, upgrade: tuple[str, ...] = ()) -> LockResult:
@@ -328,26 +327,25 @@ def lock(cfg: Config, *, upgrade: tuple[str, ...] = ()) -> LockResult:
         raise ConfigError(f"not in the lock: {', '.join(unknown)}", key="--upgrade-package",
                           hint="name a package that lockfiles/ pin")
     path.parent.mkdir(parents=True, exist_ok=True)
-    own = [_lock_standalone(cfg, unit, upgrade) for unit in standalone]
+    own = [_resolve_standalone(cfg, unit, upgrade) for unit in standalone]
     moving = tuple(n for n in upgrade if old and canonicalize_name(n) in old.pins)
-    if old is not None and not moving and not _up_to_date(cfg, shared, old):
-        try:
-            current = read_views(cfg, old)
-            return LockResult(path=str(path), resolved=any(r for r, _ in own), packages=len(old.pins),
-                              digest=old.digest, views={n: len(p) for n, p in current.items()},
-                              seconds=time.monotonic() - started)
-        except CheckFailed:
-            text, new = path.read_text(), old  # views only: derive them again from the same lock
-    else:
-        text, new = resolve(cfg, upgrade=moving, unit=shared)
-    derived = views(cfg, new)  # before writing anything: a failure leaves lockfiles/ as they were
-    for name, pins in derived.items():
-        _write(view_path(cfg, name), render_view(cfg, cfg.image(name), pins))
+    text, new = (path.read_text(), old) if old is not None and not moving and not _up_to_date(cfg, shared, old) \
+        else resolve(cfg, upgrade=moving, unit=shared)
+    try:
+        derived = read_views(cfg, new) if new is old else None
+    except CheckFailed:
+        derived = None  # views only: derive them again from the same lock
+    if derived is None:
+        derived = views(cfg, new)  # before writing anything: a failure leaves lockfiles/ as they were
+        for name, pins in derived.items():
+            _write(view_path(cfg, name), render_view(cfg, cfg.image(name), pins))
     _write(path, text)
-    derived.update({u.images[0].name: list(lk.pins.values()) for u, (_, lk) in zip(standalone, own)})
-    return LockResult(path=str(path), resolved=new is not old or any(r for r, _ in own), packages=len(new.pins),
-                      digest=new.digest,
-                      views={n: len(p) for n, p in derived.items()},
+    for unit, (own_text, own_lock) in zip(standalone, own):
+        if own_text is not None:
+            _write(unit.path, own_text)
+        derived[unit.images[0].name] = list(own_lock.pins.values())
+    return LockResult(path=str(path), resolved=new is not old or any(t is not None for t, _ in own),
+                      packages=len(new.pins), digest=new.digest, views={n: len(p) for n, p in derived.items()},
                       changes=diff_pins(old.pins, new.pins) if old else [], seconds=time.monotonic() - started)
 
 

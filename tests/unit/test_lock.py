@@ -125,3 +125,8 @@ shared = false
     cfg.image("svc").requirements.write_text("soupy\n")
     with pytest.raises(CheckFailed, match="images/svc/requirements.in changed"):
         lock.check(cfg, name_changes=False)
+    before = {p: p.read_bytes() for p in lock.lock_path(cfg).parent.iterdir()}
+    cfg.image("base").requirements.write_text("encoders==2.8.1\nlearn<1.6\n")
+    with pytest.raises(LockConflict):
+        lock.lock(cfg)
+    assert {p: p.read_bytes() for p in lock.lock_path(cfg).parent.iterdir()} == before  # svc.txt not half-done
