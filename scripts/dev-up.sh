@@ -11,11 +11,10 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 say() { printf 'dev-up: %s\n' "$*"; }
 
 missing=()
-command -v dockerd >/dev/null || missing+=(docker.io)
+{ command -v dockerd >/dev/null && [ -x /usr/bin/docker ]; } || missing+=(docker.io)  # the docker client on PATH may be another one
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v skopeo >/dev/null || missing+=(skopeo)
-[ -x /usr/bin/docker ] || missing+=(docker.io)
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing ${missing[*]}"
   $SUDO apt-get update -qq
@@ -28,10 +27,24 @@ wait_for() {  # wait_for <what> <seconds> <command...>
   say "$what did not come up in ${secs}s"; return 1
 }
 
+clear_stale_pidfile() {  # a daemon killed without cleanup leaves its pid file; the next start refuses it
+  local file=$1 name=$2 pid
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then return 0; fi
+  say "removing stale $file (no $name with pid ${pid:-?})"
+  $SUDO rm -f "$file"
+}
+
 $SUDO mkdir -p "$STATE"
 if /usr/bin/docker info >/dev/null 2>&1; then
   say "docker engine: running"
+elif pgrep -x dockerd >/dev/null; then
+  say "dockerd is starting; waiting for it"
+  wait_for dockerd 60 /usr/bin/docker info || { tail -20 "$STATE/dockerd.log" 2>/dev/null; exit 1; }
 else
+  clear_stale_pidfile /var/run/docker.pid dockerd
+  clear_stale_pidfile /var/run/docker/containerd/containerd.pid containerd
   say "starting dockerd (log: $STATE/dockerd.log)"
   $SUDO sh -c "nohup dockerd >'$STATE/dockerd.log' 2>&1 &"
   wait_for dockerd 60 /usr/bin/docker info || { tail -20 "$STATE/dockerd.log"; exit 1; }
