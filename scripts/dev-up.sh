@@ -36,18 +36,30 @@ clear_stale_pidfile() {  # a daemon killed without cleanup leaves its pid file; 
   $SUDO rm -f "$file"
 }
 
+alive() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z'; }  # a process of that name, not a zombie
+
+start_engine() {  # a dockerd that is still exiting or starting is waited for, not fought
+  local starts=0
+  for _ in $(seq 90); do
+    /usr/bin/docker info >/dev/null 2>&1 && return 0
+    if ! alive dockerd; then
+      [ "$starts" -lt 5 ] || break
+      clear_stale_pidfile /var/run/docker.pid dockerd
+      clear_stale_pidfile /var/run/docker/containerd/containerd.pid containerd
+      [ "$starts" -eq 0 ] && say "starting dockerd (log: $STATE/dockerd.log)"
+      $SUDO sh -c "nohup dockerd >>'$STATE/dockerd.log' 2>&1 &"
+      starts=$((starts + 1))
+    fi
+    sleep 1
+  done
+  say "dockerd did not come up; the end of its log:"; tail -20 "$STATE/dockerd.log" 2>/dev/null; return 1
+}
+
 $SUDO mkdir -p "$STATE"
 if /usr/bin/docker info >/dev/null 2>&1; then
   say "docker engine: running"
-elif pgrep -x dockerd >/dev/null; then
-  say "dockerd is starting; waiting for it"
-  wait_for dockerd 60 /usr/bin/docker info || { tail -20 "$STATE/dockerd.log" 2>/dev/null; exit 1; }
 else
-  clear_stale_pidfile /var/run/docker.pid dockerd
-  clear_stale_pidfile /var/run/docker/containerd/containerd.pid containerd
-  say "starting dockerd (log: $STATE/dockerd.log)"
-  $SUDO sh -c "nohup dockerd >'$STATE/dockerd.log' 2>&1 &"
-  wait_for dockerd 60 /usr/bin/docker info || { tail -20 "$STATE/dockerd.log"; exit 1; }
+  start_engine
 fi
 
 if curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; then
