@@ -27,16 +27,19 @@ wait_for() {  # wait_for <what> <seconds> <command...>
   say "$what did not come up in ${secs}s"; return 1
 }
 
+alive() {  # alive <name> [pid]: a process of that name (with that pid) that is not a zombie
+  local select=(-C "$1"); [ -z "${2:-}" ] || select=(-p "$2")
+  ps "${select[@]}" -o comm=,stat= 2>/dev/null | awk -v name="$1" '$1 == name && $2 !~ /^Z/ {found = 1} END {exit !found}'
+}
+
 clear_stale_pidfile() {  # a daemon killed without cleanup leaves its pid file; the next start refuses it
   local file=$1 name=$2 pid
   [ -f "$file" ] || return 0
   pid=$(cat "$file" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then return 0; fi
-  say "removing stale $file (no $name with pid ${pid:-?})"
+  if [ -n "$pid" ] && alive "$name" "$pid"; then return 0; fi
+  say "removing stale $file (no live $name with pid ${pid:-?})"
   $SUDO rm -f "$file"
 }
-
-alive() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z'; }  # a process of that name, not a zombie
 
 start_engine() {  # a dockerd that is still exiting or starting is waited for, not fought
   local starts=0
