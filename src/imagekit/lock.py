@@ -157,6 +157,17 @@ def _render(cfg: Config, body: str, digests: dict[str, str], unit: Unit) -> str:
             f"# body-sha256: {_sha256(body)}\n\n{body}")
 
 
+def find_links_args(cfg: Config) -> list[str]:
+    """``--find-links <folder>`` for the private wheels (``lock.find_links``), or nothing; the folder must exist."""
+    if not cfg.get("lock.find_links"):
+        return []
+    folder = cfg.path("lock.find_links")
+    if not folder.is_dir():
+        raise ConfigError(f"no such folder: {folder}", key="lock.find_links", source=cfg.origins["lock.find_links"],
+                          hint="point it at the folder that holds the private wheels, or remove the key")
+    return ["--find-links", str(folder)]
+
+
 def _uv_compile(cfg: Config, files: list[Path], extra: list[str], output: Path | None = None) -> str:
     """``uv pip compile`` for the configured target; returns the output (no header)."""
     from uv import find_uv_bin
@@ -167,8 +178,7 @@ def _uv_compile(cfg: Config, files: list[Path], extra: list[str], output: Path |
                "-o", str(out), "--quiet", "--no-config", "--no-header",
                "--python-version", cfg.get("lock.python"), "--python-platform", cfg.get("lock.platform"),
                "--only-binary", ":all:", "--index-url", cfg.get("lock.index_url"), *extra]
-        if cfg.get("lock.find_links"):
-            cmd += ["--find-links", str(cfg.path("lock.find_links"))]
+        cmd += find_links_args(cfg)
         try:
             proc.run(cmd, cwd=cfg.root, env={"UV_NO_PROGRESS": "1"})
         except ToolError as e:

@@ -14,7 +14,7 @@ from pathlib import Path
 from imagekit import proc
 from imagekit.config import Config
 from imagekit.errors import CheckFailed, ConfigError
-from imagekit.lock import Pin
+from imagekit.lock import Pin, find_links_args
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,7 @@ def fetch(cfg: Config, pins: list[Pin], *, on_line: Callable[[str], None] | None
                 cmd += ["--platform", plat]
             env = {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": "",
                    "PIP_CONSTRAINT": ""}
-            if cfg.get("lock.find_links"):
-                cmd += ["--find-links", str(cfg.path("lock.find_links"))]
+            cmd += find_links_args(cfg)
             proc.run(cmd, env=env, on_line=on_line,
                      hint="check the network to the index (lock.index_url) and that the lock is current")
             by_hash = {h.removeprefix("sha256:"): p for p in missing for h in p.hashes}

@@ -85,6 +85,16 @@ def test_conflict_names_requirements_and_leaves_lock_untouched(indexed):
     assert {p: p.read_bytes() for p in lock.lock_path(cfg).parent.iterdir()} == before
 
 
+def test_a_missing_private_index_folder_names_the_key_and_where_it_was_set(project, index):
+    path = project(requirements={"base": "learn\n", "ray": "extra-tool\n", "notebook": "soupy\n"})
+    cfg = config.load(path, env={"IMAGEKIT_LOCK_INDEX_URL": index, "IMAGEKIT_LOCK_FIND_LINKS": "no-such-wheels"})
+    with pytest.raises(ConfigError) as e:
+        lock.lock(cfg)
+    message = str(e.value)
+    assert "lock.find_links" in message and "IMAGEKIT_LOCK_FIND_LINKS" in message and "no-such-wheels" in message
+    assert e.value.exit_code == 2 and not lock.lock_path(cfg).exists()
+
+
 def test_upgrade_package_moves_one_and_keeps_the_others(indexed):
     cfg = indexed(base="learn<1.7\nnumbers<1.1\n")
     lock.lock(cfg)
