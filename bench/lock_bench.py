@@ -16,13 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from imagekit import config
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
 def timed(cmd: list[str], **kw) -> float:
     started = time.monotonic()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    done = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if done.returncode:
+        sys.exit(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{(done.stderr or done.stdout)[-2000:]}")
     return time.monotonic() - started
 
 
@@ -30,6 +34,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="imagekit-bench-"))
     shutil.copy(ROOT / "imagekit.toml", tmp)
     shutil.copytree(ROOT / "images", tmp / "images", ignore=shutil.ignore_patterns("*.py", "Dockerfile"))
+    cfg = config.load(tmp / "imagekit.toml", env={})
+    private = cfg.path("lock.find_links") if cfg.get("lock.find_links") else None
+    if private:  # the private wheels the lock pins (lock.find_links)
+        shutil.copytree(ROOT / private.relative_to(tmp), private)
     env = {**os.environ, "UV_CACHE_DIR": str(tmp / "uv-cache")}
     lock = [str(BIN / "imagekit"), "--config", str(tmp / "imagekit.toml"), "lock"]
     rows = [("imagekit lock, cold (empty cache, no lock)", timed(lock, env=env))]
@@ -39,10 +47,11 @@ def main() -> None:
     rows.append(("imagekit lock, inputs unchanged", timed(lock, env=env)))
     if "--skip-pip-compile" not in sys.argv:
         union = tmp / "union.in"
-        union.write_text("".join((tmp / "images" / n / "requirements.in").read_text() for n in ("base", "ray", "notebook")))
+        union.write_text("".join(img.requirements.read_text() for img in cfg.images if img.shared))
         rows.append(("pip-compile --generate-hashes, cold", timed(
             [str(BIN / "pip-compile"), "--generate-hashes", "--quiet", "--cache-dir", str(tmp / "pip-cache"),
-             "--index-url", "https://pypi.org/simple", "-o", str(tmp / "pip-compile.txt"), str(union)],
+             "--index-url", cfg.get("lock.index_url"), *(["--find-links", str(private)] if private else []),
+             "-o", str(tmp / "pip-compile.txt"), str(union)],
             env={**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": ""})))
     width = max(len(r[0]) for r in rows)
     for name, seconds in rows:
