@@ -2,26 +2,23 @@
 
     .venv/bin/python bench/build_push_bench.py
 
-Cold: an empty wheel cache (downloads every wheel) and an empty BuildKit cache; the OS base
-image is kept (bootstrapping it is timed by `imagekit base --rebuild`, about 40 s here).
+Cold: an empty wheel cache (downloads every wheel) and an empty BuildKit cache; the OS
+image is kept (bootstrapping it is timed by `imagekit os --rebuild`, about 60 s here).
 Pushes go to fresh docker-registry processes on loopback ports of this script's own.
 """
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import RegistryProcess  # noqa: E402
 
-from imagekit import build, config, push  # noqa: E402
-from imagekit.engine import Engine  # noqa: E402
+from imagekit import build, config, push
+from imagekit.testing import RegistryProcess
+from imagekit.engine import Engine
 
 
 def timed(fn):
@@ -37,9 +34,10 @@ def main() -> None:
         reg = RegistryProcess(tmp / "a").start()
         env = {"IMAGEKIT_CACHE_DIR": str(tmp / "cache"), "IMAGEKIT_REGISTRY_URL": reg.host}
         cfg = config.load(ROOT / "imagekit.toml", env=env)
-        for img in engine.client.images.list(name="imagekit-build/*"):
+        for img in engine.client.images.list():
             for tag in img.tags:
-                engine.client.images.remove(tag, force=True)
+                if tag.startswith("imagekit-build/"):
+                    engine.client.images.remove(tag, force=True)
         subprocess.run(["/usr/bin/docker", "builder", "prune", "-af"], check=True, stdout=subprocess.DEVNULL)
         cold, result = timed(lambda: build.build(cfg, engine))
         warm, _ = timed(lambda: build.build(cfg, engine))

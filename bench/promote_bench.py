@@ -8,23 +8,18 @@ hand-made 3-layer image (small) are put in desa with passing records, then each 
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from helpers import RegistryProcess  # noqa: E402
-from test_promote import seed  # noqa: E402
 
-from imagekit import build, config, promote, push  # noqa: E402
-from imagekit.engine import Engine  # noqa: E402
-from imagekit.registry import Registry  # noqa: E402
-from imagekit.verify import record  # noqa: E402
+from imagekit import build, config, promote, push
+from imagekit.testing import RegistryProcess, seed_image
+from imagekit.engine import Engine
+from imagekit.registry import Registry
+from imagekit.verify import record
 
 
 def timed(fn) -> float:
@@ -46,7 +41,7 @@ def main() -> None:
             ray = next(i for i in push.push(cfg, engine).images if i.name == "ray")
             record.write(reg, "mlops-desa/ray", ray.digest, {"passed": True})
             size = next(i.size for i in build.load_result(cfg).images if i.name == "ray")
-            small = seed(reg, "mlops-desa/small", "v1", layers=3)
+            small = seed_image(reg, "mlops-desa/small", "v1", layers=3, record={"passed": True})
             (Path(tmp) / "small.toml").write_text('[[environments]]\nname = "desa"\nproject = "mlops-desa"\n'
                                                   '[[environments]]\nname = "test"\nproject = "mlops-test"\n'
                                                   '[[images]]\nname = "small"\ntags = ["v1"]\n')

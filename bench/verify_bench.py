@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
-from imagekit import config  # noqa: E402
-from imagekit.engine import Engine  # noqa: E402
-from imagekit.verify import verify_compat  # noqa: E402
+from imagekit import config
+from imagekit.engine import Engine
+from imagekit.verify import verify_compat
 
 
 def main() -> None:

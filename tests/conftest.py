@@ -16,11 +16,8 @@ from helpers import make_wheel, run_cli, write_project
 from imagekit import config
 
 
-@pytest.fixture(scope="session")
-def index(tmp_path_factory) -> str:
-    """A PEP 503 index on loopback: directory listings of simple/<name>/ are its pages."""
-    root = tmp_path_factory.mktemp("index")
-    simple = root / "simple"
+def make_test_packages(simple) -> None:
+    """The small packages the lock tests resolve."""
     # the target-interpreter case: 2.0 needs Python >= 3.11.5, like soupsieve 4.1.2
     make_wheel(simple / "soupy", "soupy", "1.0", requires_python=">=3.8")
     make_wheel(simple / "soupy", "soupy", "2.0", requires_python=">=3.11.5")
@@ -31,12 +28,25 @@ def index(tmp_path_factory) -> str:
     for v in ("1.0", "1.1"):
         make_wheel(simple / "numbers", "numbers", v)
     make_wheel(simple / "extra-tool", "extra-tool", "0.1", requires=("numbers",))
+
+
+def serve(root):
+    """Serve ``root`` on a loopback port: directory listings of simple/<name>/ are a PEP 503 index."""
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def index(tmp_path_factory) -> str:
+    """A PEP 503 index on loopback with the test packages."""
+    root = tmp_path_factory.mktemp("index")
+    make_test_packages(root / "simple")
+    server = serve(root)
     yield f"http://127.0.0.1:{server.server_address[1]}/simple"
     server.shutdown()
 

@@ -1,65 +1,16 @@
-"""Test helpers shared by unit and integration tests."""
+"""Test helpers shared by unit and integration tests (the rest lives in imagekit.testing, which the
+benchmarks use too)."""
 from __future__ import annotations
 
-import base64
-import hashlib
-import textwrap
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from imagekit.testing import RegistryProcess, make_htpasswd, make_tls, make_wheel, seed_image, write_project
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_wheel(folder: Path, name: str, version: str, *, requires: tuple[str, ...] = (),
-               requires_python: str | None = None) -> Path:
-    """Write a minimal pure-Python wheel (METADATA, WHEEL, RECORD and one module)."""
-    dist = f"{name.replace('-', '_')}-{version}"
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
-            *(f"Requires-Dist: {r}" for r in requires)]
-    if requires_python:
-        meta.append(f"Requires-Python: {requires_python}")
-    files = {f"{name.replace('-', '_')}/__init__.py": f"VERSION = {version!r}\n",
-             f"{dist}.dist-info/METADATA": "\n".join(meta) + "\n",
-             f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(text.encode())}")
-    files[f"{dist}.dist-info/RECORD"] = "\n".join(record + [f"{dist}.dist-info/RECORD,,"]) + "\n"
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / f"{dist}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
-        for path, text in files.items():
-            z.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), text)
-    return wheel
-
-
-def write_project(root: Path, toml: str | None = None, requirements: dict[str, str] | None = None) -> Path:
-    """A project folder with imagekit.toml (defaults: base -> ray, notebook) and requirements.in files."""
-    toml = toml if toml is not None else textwrap.dedent("""
-        [[environments]]
-        name = "desa"
-        project = "mlops-desa"
-        [[environments]]
-        name = "prod"
-        project = "mlops-prod"
-        [[images]]
-        name = "base"
-        [[images]]
-        name = "ray"
-        parent = "base"
-        [[images]]
-        name = "notebook"
-        parent = "base"
-        """)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "imagekit.toml").write_text(toml)
-    for name, text in (requirements or {"base": "", "ray": "", "notebook": ""}).items():
-        (root / "images" / name).mkdir(parents=True, exist_ok=True)
-        (root / "images" / name / "requirements.in").write_text(text)
-    return root / "imagekit.toml"
+__all__ = ["ROOT", "RegistryProcess", "make_htpasswd", "make_tls", "make_wheel", "run_cli", "seed_image",
+           "write_project"]
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -71,75 +22,3 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         main()
     captured = capsys.readouterr()
     return e.value.code or 0, captured.out, captured.err
-
-
-class RegistryProcess:
-    """A docker-registry (CNCF Distribution) of the test's own: own port, own storage, stoppable."""
-
-    def __init__(self, root: Path, *, tls: tuple[Path, Path] | None = None, htpasswd: Path | None = None) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.host = f"127.0.0.1:{self.port}"
-        self.root = root
-        lines = ["version: 0.1", "log: {level: error}",
-                 f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}",
-                 f'http: {{addr: "{self.host}"' + (f", tls: {{certificate: {tls[0]}, key: {tls[1]}}}" if tls else "")
-                 + "}"]
-        if htpasswd:
-            lines.append(f"auth: {{htpasswd: {{realm: imagekit-test, path: {htpasswd}}}}}")
-        self.config = root / "registry.yml"
-        root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text("\n".join(lines) + "\n")
-        self.scheme = "https" if tls else "http"
-        self.proc = None
-
-    def start(self) -> "RegistryProcess":
-        import socket
-        import subprocess
-        import time
-
-        self.proc = subprocess.Popen(["docker-registry", "serve", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "registry.log", "ab"))
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"registry on {self.host} did not start: {(self.root / 'registry.log').read_text()}")
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-def make_tls(folder: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
-    import subprocess
-
-    folder.mkdir(parents=True, exist_ok=True)
-    ca, ca_key, cert, key = (folder / n for n in ("ca.pem", "ca.key", "cert.pem", "key.pem"))
-    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=imagekit test CA",
-        "-keyout", str(ca_key), "-out", str(ca))
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
-        "-out", str(folder / "cert.csr"))
-    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("openssl", "x509", "-req", "-in", str(folder / "cert.csr"), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "2", "-extfile", str(folder / "ext.cnf"), "-out", str(cert))
-    return ca, cert, key
-
-
-def make_htpasswd(path: Path, user: str, password: str) -> Path:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-    path.write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
-    return path

@@ -1,6 +1,12 @@
-"""imagekit.toml: the model, and the precedence flag > IMAGEKIT_* variable > file > default."""
+"""imagekit.toml as typed, frozen sections, and the precedence flag > IMAGEKIT_* variable > file > default.
+
+Each section is a dataclass; its fields are the keys, their types and defaults. Every key is
+also ``IMAGEKIT_<SECTION>_<KEY>``. ``Config.origins`` says where each value came from, for errors.
+"""
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -8,67 +14,127 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imagekit import redact
 from imagekit.errors import ConfigError
+from imagekit.images import Environment, ImageSpec, build_order
 
 FILENAME = "imagekit.toml"
 
-# Scalar sections: section -> key -> (type, default). Each key is also IMAGEKIT_<SECTION>_<KEY>.
-SCALARS: dict[str, dict[str, tuple[type, Any]]] = {
-    "project": {"org": (str, "org"), "version": (int, 1), "source": (str, "")},
-    "registry": {"url": (str, "127.0.0.1:5000"), "insecure": (bool, False),
-                 "ca_bundle": (str, ""), "username": (str, ""), "password": (str, "")},
-    "lock": {"python": (str, "3.11.2"), "platform": (str, "x86_64-manylinux_2_36"),
-             "index_url": (str, "https://pypi.org/simple"), "find_links": (str, ""),
-             "dir": (str, "lockfiles")},
-    "base": {"image": (str, "python:3.11-slim-bookworm"), "tag": (str, "imagekit/os:bookworm-py311"),
-             "mirror": (str, "http://deb.debian.org/debian"), "suite": (str, "bookworm")},
-    "cache": {"dir": (str, "~/.cache/imagekit")},
-    "verify": {"notebook": (str, "notebook"), "ray": (str, "ray"), "minio_image": (str, "minio/minio:latest"),
-               "s3_standin": (str, "s3"), "examples": (str, "examples/notebooks")},
-}
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    org: str = "org"
+    version: int = 1
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    url: str = "127.0.0.1:5000"
+    insecure: bool = False
+    ca_bundle: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class LockSettings:
+    python: str = "3.11.2"
+    platform: str = "x86_64-manylinux_2_36"
+    index_url: str = "https://pypi.org/simple"
+    index_username: str = ""
+    index_password: str = field(default="", repr=False)
+    find_links: str = ""
+    dir: str = "lockfiles"
+    resolver: str = "uv"
+
+
+@dataclass(frozen=True)
+class OsSettings:
+    """The OS image every image builds on: taken when present or pullable, else bootstrapped."""
+    image: str = "python:3.11-slim-bookworm"
+    tag: str = "imagekit/os:bookworm-py311"
+    mirror: str = "http://deb.debian.org/debian"
+    suite: str = "bookworm"
+    packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    dir: str = "~/.cache/imagekit"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    installer: str = "uv"
+    layer_buckets: int = 8
+    layer_alone_mb: int = 4
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    trainer: str = "notebook"
+    server: str = "ray"
+    images: tuple[str, ...] = ()  # the verified set; empty: trainer and server
+    notebooks: str = "examples/notebooks"
+    tolerance: float = 1e-9
+    minio_image: str = "minio/minio:RELEASE.2025-09-07T16-13-09Z"
+    s3_standin: str = "s3"
+    s3_endpoint: str = ""
+    models_bucket: str = "cybersec-ml-models"
+    eval_bucket: str = "cybersec-ml-eval"
+    buckets: tuple[str, ...] = ("cybersec-ml-raw", "cybersec-ml-silver")
+
+    @property
+    def verified_set(self) -> tuple[str, ...]:
+        return self.images or (self.trainer, self.server)
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    public_key: str = ""
+    signing_key: str = field(default="", repr=False)  # a PEM file's path, or the PEM itself
+
+
+SECTIONS: dict[str, type] = {"project": ProjectSettings, "registry": RegistrySettings, "lock": LockSettings,
+                             "os": OsSettings, "cache": CacheSettings, "build": BuildSettings,
+                             "verify": VerifySettings, "trust": TrustSettings}
 # Keys that only the environment may set: secrets never live in a committed file.
-ENV_ONLY = {("registry", "password")}
+ENV_ONLY = {"registry.password", "lock.index_password", "trust.signing_key"}
+CHOICES = {"lock.resolver": ("uv", "pip-tools"), "build.installer": ("uv", "pip")}
+RENAMED = {"base": "os"}
 IMAGE_KEYS = {"name": str, "repository": str, "context": str, "parent": str,
               "requirements": str, "tags": list, "shared": bool}
 ENV_KEYS = {"name": str, "project": str, "immutable": bool, "registry": str}
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    name: str
-    repository: str
-    context: Path
-    requirements: Path
-    parent: str | None = None  # another image's name; None: the OS base image
-    tags: tuple[str, ...] = ()
-    shared: bool = True  # False: resolved on its own (lockfiles/<name>.txt), never pushed
-
-
-@dataclass(frozen=True)
-class Environment:
-    name: str
-    project: str
-    immutable: bool = False
-    registry: str = ""  # another registry for this environment; "" = registry.url
+OTHER_VARIABLES = ("IMAGEKIT_CONFIG",)
 
 
 @dataclass(frozen=True)
 class Config:
     root: Path
     source: str
-    settings: Mapping[str, Mapping[str, Any]]
+    project: ProjectSettings
+    registry: RegistrySettings
+    lock: LockSettings
+    os: OsSettings
+    cache: CacheSettings
+    build: BuildSettings
+    verify: VerifySettings
+    trust: TrustSettings
     images: tuple[ImageSpec, ...]
     environments: tuple[Environment, ...]
     origins: Mapping[str, str] = field(default_factory=dict)  # "section.key" -> where it came from
+    warnings: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # the variables it was read with
 
-    def get(self, dotted: str) -> Any:
-        section, key = dotted.split(".", 1)
-        return self.settings[section][key]
-
-    def path(self, dotted: str) -> Path:
+    def path(self, value: str) -> Path:
         """A setting that names a path: relative to the config's folder, ``~`` expanded."""
-        p = Path(self.get(dotted)).expanduser()
+        p = Path(value).expanduser()
         return p if p.is_absolute() else self.root / p
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path(self.cache.dir)
 
     def image(self, name: str) -> ImageSpec:
         for img in self.images:
@@ -84,6 +150,11 @@ class Config:
         raise ConfigError(f"no environment named '{name}'", source=self.source,
                           hint=f"known environments: {', '.join(e.name for e in self.environments)}")
 
+    @property
+    def first_project(self) -> str:
+        """Where images enter: the first environment's registry project."""
+        return self.environments[0].project if self.environments else "library"
+
 
 def find(start: Path | None = None) -> Path:
     """The imagekit.toml in ``start`` or the nearest parent folder."""
@@ -92,7 +163,7 @@ def find(start: Path | None = None) -> Path:
         if (folder / FILENAME).is_file():
             return folder / FILENAME
     raise ConfigError(f"no {FILENAME} in {here} or any parent folder",
-                      hint=f"run imagekit from the repository, or pass --config PATH / set IMAGEKIT_CONFIG")
+                      hint="run imagekit from the repository, or pass --config PATH / set IMAGEKIT_CONFIG")
 
 
 def load(path: Path | str | None = None, *, env: Mapping[str, str] | None = None,
@@ -101,7 +172,7 @@ def load(path: Path | str | None = None, *, env: Mapping[str, str] | None = None
 
     ``overrides`` maps "section.key" to a value; None values are ignored (flag not given).
     """
-    env = os.environ if env is None else env
+    env = dict(os.environ if env is None else env)
     if path is None and env.get("IMAGEKIT_CONFIG"):
         path = Path(env["IMAGEKIT_CONFIG"])
     path = find() if path is None else Path(path)
@@ -109,66 +180,113 @@ def load(path: Path | str | None = None, *, env: Mapping[str, str] | None = None
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}", hint="pass --config PATH to an existing imagekit.toml")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})", source=source,
+                          hint="save imagekit.toml as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"not valid TOML: {e}", source=source) from None
 
-    known = set(SCALARS) | {"images", "environments"}
+    known = set(SECTIONS) | {"images", "environments"}
     for section in data:
+        if section in RENAMED:
+            raise ConfigError(f"section [{section}] is now [{RENAMED[section]}]", key=section, source=source,
+                              hint=f"rename [{section}] to [{RENAMED[section]}] in {source}")
         if section not in known:
             raise ConfigError("unknown section", key=section, source=source,
                               hint=f"known sections: {', '.join(sorted(known))}")
-    settings: dict[str, dict[str, Any]] = {}
     origins: dict[str, str] = {}
-    for section, keys in SCALARS.items():
-        table = data.get(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError("must be a table", key=section, source=source)
-        for key in table:
-            if key not in keys:
-                raise ConfigError("unknown key", key=f"{section}.{key}", source=source,
-                                  hint=f"known keys in [{section}]: {', '.join(keys)}")
-            if (section, key) in ENV_ONLY:
-                raise ConfigError("secrets may not be written in the config file", key=f"{section}.{key}",
-                                  source=source, hint=f"set IMAGEKIT_{section.upper()}_{key.upper()} instead")
-        settings[section] = {}
-        for key, (typ, default) in keys.items():
-            dotted, var = f"{section}.{key}", f"IMAGEKIT_{section.upper()}_{key.upper()}"
-            value, origin = default, "default"
-            if key in table:
-                value, origin = _typed(table[key], typ, dotted, source), source
-            if var in env:
-                value, origin = _parse_env(env[var], typ, var), var
-            if overrides and overrides.get(dotted) is not None:
-                value, origin = _typed(overrides[dotted], typ, dotted, "command-line flag"), "flag"
-            settings[section][key] = value
-            origins[dotted] = origin
+    sections = {name: _section(name, cls, data.get(name, {}), env, overrides or {}, source, origins)
+                for name, cls in SECTIONS.items()}
     root = path.resolve().parent
     images = _images(data.get("images", []), root, source)
     environments = _environments(data.get("environments", []), source)
-    return Config(root=root, source=source, settings=settings, images=images,
-                  environments=environments, origins=origins)
+    for secret in (sections["registry"].password, sections["lock"].index_password, sections["trust"].signing_key):
+        redact.register(secret)
+    redact.register_url(sections["lock"].index_url)
+    return Config(root=root, source=source, images=images, environments=environments, origins=origins,
+                  warnings=tuple(_unknown_variables(env, environments)), env=env, **sections)
 
 
-def _typed(value: Any, typ: type, key: str, source: str) -> Any:
+def _section(name: str, cls: type, table: Any, env: Mapping[str, str], overrides: Mapping[str, Any],
+             source: str, origins: dict[str, str]) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError("must be a table", key=name, source=source)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        dotted = f"{name}.{key}"
+        if key not in fields:
+            raise ConfigError("unknown key", key=dotted, source=source,
+                              hint=f"known keys in [{name}]: {', '.join(fields)}")
+        if dotted in ENV_ONLY:
+            raise ConfigError("secrets may not be written in the config file", key=dotted, source=source,
+                              hint=f"set {variable(dotted)} instead")
+    values = {}
+    for key, f in fields.items():
+        dotted, var = f"{name}.{key}", variable(f"{name}.{key}")
+        value, origin = f.default, "default"
+        if key in table:
+            value, origin = _typed(table[key], f.type, dotted, source), source
+        if var in env:
+            value, origin = _parse_env(env[var], f.type, var), var
+        if overrides.get(dotted) is not None:
+            value, origin = _typed(overrides[dotted], f.type, dotted, "command-line flag"), "flag"
+        if dotted in CHOICES and value not in CHOICES[dotted]:
+            raise ConfigError(f"must be one of {', '.join(CHOICES[dotted])}, got {value!r}", key=dotted, source=origin)
+        values[key] = value
+        origins[dotted] = origin
+    return cls(**values)
+
+
+def variable(dotted: str) -> str:
+    """The environment variable that sets ``section.key``."""
+    return "IMAGEKIT_" + dotted.replace(".", "_").upper()
+
+
+def _unknown_variables(env: Mapping[str, str], environments: tuple[Environment, ...]) -> list[str]:
+    known = {variable(f"{s}.{f.name}") for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+    known |= set(OTHER_VARIABLES) | {e.variable_prefix + k for e in environments for k in ("USERNAME", "PASSWORD")}
+    warnings = []
+    for var in sorted(env):
+        if var.startswith("IMAGEKIT_") and var not in known and not var.startswith("IMAGEKIT_DEV_"):
+            close = difflib.get_close_matches(var, known, n=1)
+            warnings.append(f"{var} is not an imagekit setting and is ignored"
+                            + (f" (did you mean {close[0]}?)" if close else ""))
+    return warnings
+
+
+TYPE_NAMES = {"str": str, "int": int, "bool": bool, "float": float, "tuple[str, ...]": tuple}
+
+
+def _typed(value: Any, annotation: str, key: str, source: str) -> Any:
+    typ = TYPE_NAMES[annotation]
+    if typ is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"expected a list of strings, got {value!r}", key=key, source=source)
+        return tuple(value)
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     if typ is int and isinstance(value, bool) or not isinstance(value, typ):
-        raise ConfigError(f"expected {typ.__name__}, got {type(value).__name__} {value!r}",
-                          key=key, source=source)
+        raise ConfigError(f"expected {typ.__name__}, got {type(value).__name__} {value!r}", key=key, source=source)
     return value
 
 
-def _parse_env(raw: str, typ: type, var: str) -> Any:
+def _parse_env(raw: str, annotation: str, var: str) -> Any:
+    typ = TYPE_NAMES[annotation]
     if typ is bool:
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
         if raw.lower() in ("0", "false", "no", "off", ""):
             return False
         raise ConfigError(f"expected true or false, got {raw!r}", key=var, source="environment")
-    if typ is int:
+    if typ in (int, float):
         try:
-            return int(raw)
+            return typ(raw)
         except ValueError:
-            raise ConfigError(f"expected a whole number, got {raw!r}", key=var, source="environment") from None
+            raise ConfigError(f"expected a {'whole ' if typ is int else ''}number, got {raw!r}", key=var,
+                              source="environment") from None
+    if typ is tuple:
+        return tuple(v.strip() for v in raw.split(",") if v.strip())
     return raw
 
 
@@ -184,7 +302,9 @@ def _table_list(items: Any, name: str, keys: dict[str, type], required: tuple[st
             if key not in keys:
                 raise ConfigError("unknown key", key=f"{where}.{key}", source=source,
                                   hint=f"known keys: {', '.join(keys)}")
-            _typed(value, keys[key], f"{where}.{key}", source)
+            if not isinstance(value, keys[key]):
+                raise ConfigError(f"expected {keys[key].__name__}, got {type(value).__name__} {value!r}",
+                                  key=f"{where}.{key}", source=source)
         for key in required:
             if key not in item:
                 raise ConfigError("missing required key", key=f"{where}.{key}", source=source)
@@ -210,7 +330,6 @@ def _images(items: Any, root: Path, source: str) -> tuple[ImageSpec, ...]:
                                context=context, parent=item.get("parent"), tags=tuple(tags),
                                shared=item.get("shared", True),
                                requirements=root / item.get("requirements", str(context / "requirements.in"))))
-    from imagekit.images import build_order  # images validates the hierarchy
     build_order(specs, source=source)
     for spec in specs:
         if spec.parent and not spec.shared:

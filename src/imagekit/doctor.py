@@ -50,17 +50,17 @@ def diagnose(cfg: Config) -> Report:
     checks.append(_try("registry", lambda: registry.Registry.from_config(cfg).ping(),
                        "run `make dev-up` for the local registry, or check registry.url"))
     if engine:
-        tag, upstream = cfg.get("base.tag"), cfg.get("base.image")
+        tag, upstream = cfg.os.tag, cfg.os.image
         present = next((ref for ref in (tag, upstream) if engine.image(ref)), None)
-        checks.append(Check("base image", bool(present), f"{present} present" if present else
-                            f"neither {tag} nor {upstream} is present", "" if present else "run `imagekit base`"))
-        minio = cfg.get("verify.minio_image")
+        checks.append(Check("OS image", bool(present), f"{present} present" if present else
+                            f"neither {tag} nor {upstream} is present", "" if present else "run `imagekit os`"))
+        minio = cfg.verify.minio_image
         checks.append(Check("S3 server for verify-compat", True, f"MinIO ({minio})" if engine.image(minio) else
-                            f"{minio} not present: the stand-in image '{cfg.get('verify.s3_standin')}' will be used"))
+                            f"{minio} not present: the stand-in image '{cfg.verify.s3_standin}' will be used"))
     deboot = shutil.which("debootstrap")
     checks.append(Check("debootstrap", bool(deboot), deboot or "not found",
                         "" if deboot else "apt-get install debootstrap (or `make dev-up`)"))
-    cache = cfg.path("cache.dir") / "wheels"
+    cache = cfg.cache_dir / "wheels"
     wheels = list(cache.glob("*/*.whl")) if cache.is_dir() else []
     size = sum(w.stat().st_size for w in wheels)
     checks.append(Check("wheel cache", True, f"{cache}: {len(wheels)} wheels, {size / 1e6:.0f} MB"))

@@ -1,11 +1,17 @@
-"""The one wrapper around the Docker engine: docker-py for the API, the docker CLI for BuildKit builds."""
+"""The one wrapper around the Docker engine: docker-py for the API, the docker CLI for BuildKit builds.
+
+Files go in and out of containers through the API (``put_archive``/``get_archive``), never bind
+mounts, so everything here also works with a remote engine (``DOCKER_HOST=tcp://...``).
+"""
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import tarfile
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -15,6 +21,8 @@ from imagekit import proc
 from imagekit.errors import EngineError, ToolError
 
 HINT = "start the engine with `make dev-up` (installs docker.io and starts dockerd), or set DOCKER_HOST"
+CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
+               "StopSignal", "Shell", "Healthcheck", "OnBuild")
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,22 @@ class EngineInfo:
     api_version: str
     storage_driver: str
     endpoint: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the engine knows of an image, in the names imagekit uses."""
+    id: str
+    labels: dict[str, str]
+    size: int
+    layers: tuple[str, ...]  # diff ids, bottom first
+    repo_digests: tuple[str, ...]
+    architecture: str
+    config: dict = field(default_factory=dict, repr=False)  # the image config's "config" (Env, Cmd, ...)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(e.split("=", 1) for e in self.config.get("Env") or [] if "=" in e)
 
 
 class Engine:
@@ -43,14 +67,35 @@ class Engine:
         return EngineInfo(version=v.get("Version", "?"), api_version=v.get("ApiVersion", "?"),
                           storage_driver=i.get("Driver", "?"), endpoint=self.client.api.base_url)
 
-    def image(self, ref: str) -> dict | None:
-        """The engine's inspect data for ``ref``, or None when it has no such image."""
+    def image(self, ref: str) -> ImageInfo | None:
+        """What the engine knows of ``ref``, or None when it has no such image."""
         try:
-            return self.client.api.inspect_image(ref)
+            data = self.client.api.inspect_image(ref)
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as e:
             raise EngineError(f"cannot inspect {ref}: {e.explanation}") from None
+        config = data.get("Config") or {}
+        return ImageInfo(id=data["Id"], labels=dict(config.get("Labels") or {}), size=data.get("Size", 0),
+                         layers=tuple(data.get("RootFS", {}).get("Layers") or ()),
+                         repo_digests=tuple(data.get("RepoDigests") or ()),
+                         architecture=data.get("Architecture", "amd64"),
+                         config={k: config[k] for k in CONFIG_KEYS if config.get(k) is not None})
+
+    def history(self, ref: str) -> list[dict]:
+        """The image's history, oldest first, in the image config's spelling."""
+        import datetime
+
+        entries = []
+        for h in reversed(self.client.api.history(ref)):
+            when = datetime.datetime.fromtimestamp(h.get("Created", 0), datetime.timezone.utc)
+            entry = {"created": when.isoformat().replace("+00:00", "Z"), "created_by": h.get("CreatedBy", "")}
+            if h.get("Comment"):
+                entry["comment"] = h["Comment"]
+            if not h.get("Size"):
+                entry["empty_layer"] = True
+            entries.append(entry)
+        return entries
 
     def pull(self, ref: str) -> bool:
         """Pull ``ref``; False when no registry has it or none is reachable (air-gapped)."""
@@ -69,22 +114,91 @@ class Engine:
             raise EngineError(f"docker import of {tar} failed: {e.explanation}") from None
         return self.client.api.inspect_image(ref)["Id"]
 
-    def run(self, image: str, cmd: list[str], *, volumes: dict[str, str] | None = None,
-            network: bool = False, user: str | None = None, timeout: float = 600) -> str:
-        """Run ``cmd`` in a throwaway container; return its output or raise EngineError with it."""
-        container = self.client.containers.create(
-            image, cmd, user=user, network_disabled=not network, detach=True,
-            volumes={src: {"bind": dst, "mode": "ro"} for src, dst in (volumes or {}).items()})
+    def load(self, archive) -> None:
+        """``docker load`` an image archive (docker-save format) from an open file."""
         try:
-            container.start()
-            status = container.wait(timeout=timeout)
-            output = container.logs().decode(errors="replace")
-        finally:
-            container.remove(force=True)
+            for chunk in self.client.api.load_image(archive):
+                if "error" in chunk:
+                    raise EngineError(f"docker load failed: {chunk['error']}")
+        except docker.errors.APIError as e:
+            raise EngineError(f"docker load failed: {e.explanation}") from None
+
+    def run(self, image: str, cmd: list[str], *, network: bool = False, user: str | None = None,
+            env: Mapping[str, str] | None = None, inputs: Mapping[str, Path | bytes] | None = None,
+            timeout: float = 600) -> str:
+        """Run ``cmd`` in a throwaway container, host files or folders (or bytes) copied in at the
+        given paths first; return its output or raise EngineError with it."""
+        with self.container(image, cmd, network="bridge" if network else "none", user=user, env=env) as c:
+            for dest, src in (inputs or {}).items():
+                self.put(c, dest, src)
+            return self._wait(c, image, cmd, timeout)
+
+    def run_with_files(self, image: str, cmd: list[str], *, inputs: Mapping[str, Path], outputs: list[str],
+                       env: Mapping[str, str] | None = None, network: str = "none", user: str = "root",
+                       timeout: float = 600) -> dict[str, bytes]:
+        """Run ``cmd`` with host files or folders copied in at the given paths; return each output
+        file's bytes. ToolError (with the output) when the command fails."""
+        with self.container(image, cmd, network=network, user=user, env=env) as c:
+            for dest, src in inputs.items():
+                self.put(c, dest, src)
+            try:
+                self._wait(c, image, cmd, timeout)
+            except EngineError as e:
+                raise ToolError(e.message, cmd=cmd, output=e.message) from None
+            result = {}
+            for path in outputs:
+                with tarfile.open(fileobj=io.BytesIO(b"".join(self.get(c, path))), mode="r|") as tar:
+                    member = tar.next()
+                    result[path] = tar.extractfile(member).read() if member and member.isfile() else b""
+            return result
+
+    def _wait(self, c, image: str, cmd: list[str], timeout: float) -> str:
+        c.start()
+        try:
+            status = c.wait(timeout=timeout)
+        except Exception:  # requests' ReadTimeout and friends: the command ran too long
+            raise EngineError(f"{' '.join(cmd)[:120]} did not finish within {timeout:.0f} s in {image}") from None
+        output = c.logs().decode(errors="replace")
         if status.get("StatusCode") != 0:
             tail = "\n".join(output.strip().splitlines()[-30:])
             raise EngineError(f"{' '.join(cmd)[:120]} failed in {image} (exit {status.get('StatusCode')}):\n{tail}")
         return output
+
+    def container(self, image: str, cmd: list[str], *, network: str = "none", user: str | None = None,
+                  env: Mapping[str, str] | None = None) -> "_Container":
+        """A created (not started) container that is removed on leaving the ``with`` block."""
+        try:
+            c = self.client.containers.create(image, cmd, user=user, network_mode=network, detach=True,
+                                              environment=dict(env or {}))
+        except docker.errors.ImageNotFound:
+            raise EngineError(f"image {image} is not in the engine") from None
+        except docker.errors.APIError as e:
+            raise EngineError(f"cannot create a container from {image}: {e.explanation}") from None
+        return _Container(c)
+
+    @staticmethod
+    def put(c, dest: str, src: Path | bytes) -> None:
+        """Copy a host file or folder (or bytes) into a created container as ``dest``."""
+        with tempfile.TemporaryFile() as buf:
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                if isinstance(src, bytes):
+                    info = tarfile.TarInfo(dest.lstrip("/"))
+                    info.size, info.mode = len(src), 0o644
+                    tar.addfile(info, io.BytesIO(src))
+                else:
+                    tar.add(str(src), arcname=dest.lstrip("/"), filter=_readable)
+            buf.seek(0)
+            if not c.put_archive("/", buf):
+                raise EngineError(f"could not copy {src} into the container at {dest}")
+
+    @staticmethod
+    def get(c, path: str) -> Iterator[bytes]:
+        """A file or folder of a container as a tar stream (the folder's name first)."""
+        try:
+            stream, _ = c.get_archive(path)
+        except docker.errors.NotFound:
+            raise EngineError(f"{path} does not exist in the container") from None
+        return stream
 
     def build(self, context: Path, *, tags: list[str], buildargs: dict[str, str], labels: dict[str, str],
               builder: str = "auto", on_line: Callable[[str], None] | None = None) -> str:
@@ -126,11 +240,6 @@ class Engine:
         repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
         self.client.api.tag(image, repo, tag)
 
-    def layer_ids(self, ref: str) -> list[str]:
-        """The diff ids of the image's filesystem layers, bottom first."""
-        return self.client.api.inspect_image(ref)["RootFS"]["Layers"]
-
-
     def push(self, image_id: str, repository: str, tags: list[str], *, auth: tuple[str, str] | None = None,
              on_line: Callable[[str], None] | None = None) -> str:
         """Tag ``image_id`` as repository:tag and push each tag; return the manifest digest.
@@ -148,8 +257,10 @@ class Engine:
                     if "error" in event:
                         raise EngineError(f"push of {repository}:{tag} failed: {event['error']}",
                                           hint="re-run the push once the registry is back: it resumes")
-                    if "status" in event:
-                        note(f"{repository}:{tag} {event.get('id', '')} {event['status']} {event.get('progress', '')}")
+                    if "status" in event and event["status"] in ("Pushed", "Layer already exists", "Mounted from"):
+                        note(f"{repository}:{tag} {event.get('id', '')} {event['status']}")
+                    elif "status" in event and event["status"] == "Pushing":
+                        note(f"{repository}:{tag} {event.get('id', '')} Pushing")
                     if event.get("aux", {}).get("Digest"):
                         digests.add(event["aux"]["Digest"])
             except docker.errors.APIError as e:
@@ -157,6 +268,29 @@ class Engine:
         if len(digests) != 1:
             raise EngineError(f"push of {repository} reported digests {sorted(digests)}, expected one")
         return digests.pop()
+
+
+class _Container:
+    """A docker-py container that is force-removed when the ``with`` block ends."""
+
+    def __init__(self, c) -> None:
+        self.c = c
+
+    def __enter__(self):
+        return self.c
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.c.remove(force=True)
+        except docker.errors.APIError:
+            pass
+
+
+def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mode |= 0o444
+    return info
 
 
 def buildkit_cli() -> tuple[list[str], dict[str, str]] | None:

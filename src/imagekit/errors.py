@@ -1,5 +1,8 @@
-"""The one error root. The CLI maps ``exit_code`` to the process exit status."""
+"""The one error root, and its kinds by meaning. The CLI maps ``exit_code`` to the exit status:
+1 when a check ran and found drift or a failure, 2 when imagekit could not do what was asked."""
 from __future__ import annotations
+
+from typing import Any
 
 
 class ImagekitError(Exception):
@@ -15,6 +18,19 @@ class ImagekitError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
+    def as_dict(self) -> dict[str, Any]:
+        """The error as JSON data (``--json`` prints it under "error")."""
+        return {"kind": type(self).__name__, "message": self.message, "hint": self.hint,
+                "exit_code": self.exit_code, "differences": []}
+
+
+class UsageError(ImagekitError):
+    """The command line asks for something that cannot be done as asked."""
+
+    def __init__(self, message: str, *, option: str | None = None, hint: str | None = None) -> None:
+        super().__init__(f"{option}: {message}" if option else message, hint=hint)
+        self.option = option
+
 
 class ConfigError(ImagekitError):
     """imagekit.toml, an IMAGEKIT_* variable or a flag is wrong."""
@@ -25,6 +41,10 @@ class ConfigError(ImagekitError):
         super().__init__(f"{where}: {message}" if where else message, hint=hint)
         self.key = key
         self.source = source
+
+
+class PreconditionError(ImagekitError):
+    """Something must exist or be done first: a build, an image, a promotion, root rights."""
 
 
 class ToolError(ImagekitError):
@@ -46,7 +66,19 @@ class EngineError(ImagekitError):
 
 
 class RegistryError(ImagekitError):
-    """The OCI registry is unreachable, refused, or answered something unexpected."""
+    """The OCI registry is unreachable, refused, or answered something unexpected.
+
+    ``status`` is the HTTP status (0: no answer); ``codes`` the OCI error codes of the body
+    (``MANIFEST_UNKNOWN``, ``DENIED``...)."""
+
+    def __init__(self, message: str, *, status: int = 0, codes: tuple[str, ...] = (),
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.codes = codes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "status": self.status, "codes": list(self.codes)}
 
 
 class CheckFailed(ImagekitError):
@@ -64,3 +96,6 @@ class CheckFailed(ImagekitError):
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "differences": list(self.differences)}

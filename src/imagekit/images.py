@@ -1,10 +1,42 @@
-"""Images as data: the hierarchy described in imagekit.toml, and what follows from it."""
+"""Images and environments as data (imagekit.toml's [[images]] and [[environments]]), and what
+follows from the hierarchy: build order, lineage, leaves."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from imagekit.config import ImageSpec
 from imagekit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    repository: str
+    context: Path  # Dockerfile (optional) and files; requirements.in by default
+    requirements: Path
+    parent: str | None = None  # another image's name; None: the OS image
+    tags: tuple[str, ...] = ()
+    shared: bool = True  # False: resolved on its own (lockfiles/<name>.txt), never pushed
+
+    @property
+    def dockerfile(self) -> Path | None:
+        """The Dockerfile that adds what is not Python (users, files, entrypoint), if any."""
+        path = self.context / "Dockerfile"
+        return path if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    project: str
+    immutable: bool = False
+    registry: str = ""  # another registry for this environment; "" = registry.url
+
+    @property
+    def variable_prefix(self) -> str:
+        """IMAGEKIT_ENV_<NAME>_: this environment's own credentials (USERNAME, PASSWORD)."""
+        return "IMAGEKIT_ENV_" + "".join(c if c.isalnum() else "_" for c in self.name.upper()) + "_"
 
 
 def build_order(images: Sequence[ImageSpec], *, source: str = "imagekit.toml") -> list[ImageSpec]:
@@ -24,7 +56,7 @@ def build_order(images: Sequence[ImageSpec], *, source: str = "imagekit.toml") -
             if img.parent not in by_name:
                 raise ConfigError(f"parent '{img.parent}' is not an image in this file",
                                   key=f"images.{img.name}.parent", source=source,
-                                  hint="leave parent out to build on the OS base image")
+                                  hint="leave parent out to build on the OS image")
             visit(by_name[img.parent], (*path, img.name))
         state[img.name] = "done"
         order.append(img)

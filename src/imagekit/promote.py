@@ -8,17 +8,16 @@ is an artifact in the registry itself (tag ``imagekit.history``), so CI keeps no
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from imagekit import build, lock
-from imagekit.config import Config, Environment, ImageSpec
-from imagekit.errors import CheckFailed, ConfigError, RegistryError
-from imagekit.images import leaves, lineage
-from imagekit.registry import Manifest, Registry
+from imagekit.config import Config
+from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
+from imagekit.images import Environment, ImageSpec, leaves
+from imagekit.oci import Manifest, Reference
+from imagekit.registry import Registry
 from imagekit.verify import record
 
 MOVING_TAG = "current"  # the environment's moving tag: may move even where tags are immutable
@@ -51,53 +50,65 @@ class HistoryEntry:
 
 
 def registry_for(cfg: Config, env: Environment) -> Registry:
-    return Registry.from_config(cfg, url=env.registry or None)
+    return Registry.from_config(cfg, env)
 
 
-def promotable(cfg: Config, names: list[str], all_images: bool) -> list[tuple[ImageSpec, str | None]]:
-    """(image, tag or @digest given) for IMAGE[:TAG|@DIGEST] arguments, or every leaf image."""
+def promotable(cfg: Config, names: list[str], all_images: bool) -> list[tuple[ImageSpec, Reference | None]]:
+    """(image, the tag or digest given) for IMAGE[:TAG|@DIGEST] arguments, or every leaf image."""
     if all_images == bool(names):
-        raise ConfigError("name the images to promote, or pass --all (not both)", key="IMAGE")
+        raise UsageError("name the images to promote, or pass --all (not both)", option="IMAGE")
     if all_images:
         return [(i, None) for i in leaves(cfg.images) if i.shared]
     result = []
     for arg in names:
-        name, sep, ref = arg.partition("@") if "@" in arg else arg.partition(":")
-        result.append((cfg.image(name), (sep + ref if sep == "@" else ref) or None))
+        ref = Reference.parse(arg)
+        result.append((cfg.image(ref.repository), ref if ref.tag or ref.digest else None))
     return result
 
 
-def version_tag(cfg: Config, img: ImageSpec) -> str:
-    lk = lock.read(lock.lock_path(cfg))
-    views = lock.read_views(cfg, lk)
-    pins = [p for i in lineage(cfg.images, img.name) for p in views[i.name]]
-    return build.render_tags(cfg, img, pins, lk.digest, "")[0]
+def default_tag(reg: Registry, repo: str) -> str:
+    """What to promote when no tag is named: the source environment's newest version tag (by the
+    image's creation label), whatever the working tree would build now."""
+    versions = [t for t in reg.tags(repo) if t != MOVING_TAG and not t.startswith(("lock-", "git-", "sha256-",
+                                                                                     "imagekit."))]
+    if not versions:
+        raise PreconditionError(f"{reg.host}/{repo} has no version tag to promote",
+                                hint="push the images first (`imagekit push`), or name a tag (IMAGE:TAG)")
+    created = {t: reg.config(repo, reg.manifest(repo, t)).get("config", {}).get("Labels", {})
+               .get("org.opencontainers.image.created", "") for t in versions}
+    return max(versions, key=lambda t: (created[t], t))
 
 
-def _steps(cfg: Config, to: str, from_env: str | None, force: bool) -> tuple[Environment, Environment]:
+def version_of(reg: Registry, repo: str, manifest: Manifest) -> str:
+    """The version tag an image carries in its labels (what `imagekit build` tagged it)."""
+    labels = reg.config(repo, manifest).get("config", {}).get("Labels") or {}
+    return labels.get("org.opencontainers.image.version", "")
+
+
+def _source_and_target(cfg: Config, to: str, from_env: str | None, force: bool) -> tuple[Environment, Environment]:
     order = [e.name for e in cfg.environments]
     target = cfg.environment(to)
     index = order.index(target.name)
     if index == 0:
-        raise ConfigError(f"{target.name} is the first environment: images enter it by `imagekit push`",
-                          key="--to")
+        raise UsageError(f"{target.name} is the first environment: images enter it by `imagekit push`",
+                         option="--to")
     source = cfg.environment(from_env) if from_env else cfg.environments[index - 1]
     if order.index(source.name) >= index:
-        raise ConfigError(f"promotion goes forward: {source.name} comes after {target.name}", key="--from")
+        raise UsageError(f"promotion goes forward: {source.name} comes after {target.name}", option="--from")
     if order.index(source.name) != index - 1 and not force:
         skipped = order[order.index(source.name) + 1:index]
-        raise ConfigError(f"{source.name} -> {target.name} skips {', '.join(skipped)}", key="--to",
-                          hint=f"promote to {skipped[0]} first, or pass --force to skip on purpose")
+        raise UsageError(f"{source.name} -> {target.name} skips {', '.join(skipped)}", option="--to",
+                         hint=f"promote to {skipped[0]} first, or pass --force to skip on purpose")
     return source, target
 
 
-def copy(src: Registry, src_repo: str, dst: Registry, dst_repo: str, manifest: Manifest,
+def copy_blobs(src: Registry, src_repo: str, dst: Registry, dst_repo: str, manifest: Manifest,
          counts: dict[str, int], on_line: Callable[[str], None]) -> None:
     """Make every blob (and child manifest) of ``manifest`` exist in dst_repo; write no tag."""
     data = json.loads(manifest.body)
     for child in data.get("manifests", []):  # an index: its platform manifests go first, by digest
         sub = src.manifest(src_repo, child["digest"])
-        copy(src, src_repo, dst, dst_repo, sub, counts, on_line)
+        copy_blobs(src, src_repo, dst, dst_repo, sub, counts, on_line)
         dst.put_manifest(dst_repo, child["digest"], sub)
     same = (src.host, src.scheme) == (dst.host, dst.scheme)
     for blob in manifest.blobs():
@@ -115,22 +126,28 @@ def copy(src: Registry, src_repo: str, dst: Registry, dst_repo: str, manifest: M
 def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False, from_env: str | None = None,
             force: bool = False, on_line: Callable[[str], None] | None = None) -> list[Promotion]:
     note = on_line or (lambda line: None)
-    source_env, target_env = _steps(cfg, to, from_env, force)
+    source_env, target_env = _source_and_target(cfg, to, from_env, force)
     src, dst = registry_for(cfg, source_env), registry_for(cfg, target_env)
     plans, problems = [], []
     for img, ref in promotable(cfg, names, all_images):  # check everything before writing anything
-        ref = ref or version_tag(cfg, img)
         src_repo, dst_repo = f"{source_env.project}/{img.repository}", f"{target_env.project}/{img.repository}"
-        manifest = src.manifest(src_repo, ref.lstrip("@"))
+        wanted = ref.ref if ref else default_tag(src, src_repo)
+        manifest = src.manifest(src_repo, wanted)
         if manifest is None:
-            problems.append(f"{src.host}/{src_repo}:{ref} does not exist (promote to {source_env.name} first?)")
+            problems.append(f"{src.host}/{src_repo}:{wanted} does not exist (promote to {source_env.name} first?)")
             continue
         verified = record.read(src, src_repo, manifest.digest)
         if not (verified and verified.get("passed")):
             problems.append(f"{src_repo}@{manifest.digest} has no passing verification record "
                             f"({src_repo}:{record.tag_for(manifest.digest)}); run `imagekit verify-compat` on it")
             continue
-        tags = [t for t in (ref if not ref.startswith("@") else "", MOVING_TAG) if t]
+        if ref and ref.digest:
+            version = ""
+        elif wanted == MOVING_TAG:
+            version = version_of(src, src_repo, manifest)
+        else:
+            version = wanted
+        tags = [t for t in (version, MOVING_TAG) if t]
         for tag in tags:
             existing = dst.manifest(dst_repo, tag)
             if existing and existing.digest != manifest.digest and target_env.immutable and tag != MOVING_TAG:
@@ -142,9 +159,9 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
     for img, src_repo, dst_repo, manifest, tags in plans:
         started, counts = time.monotonic(), {"mounted": 0, "copied": 0, "present": 0}
         already = all((m := dst.manifest(dst_repo, t)) and m.digest == manifest.digest for t in tags)
-        copy(src, src_repo, dst, dst_repo, manifest, counts, note)
+        copy_blobs(src, src_repo, dst, dst_repo, manifest, counts, note)
         verified = src.manifest(src_repo, record.tag_for(manifest.digest))
-        copy(src, src_repo, dst, dst_repo, verified, counts, note)  # the record travels with the digest
+        copy_blobs(src, src_repo, dst, dst_repo, verified, counts, note)  # the record travels with the digest
         dst.put_manifest(dst_repo, record.tag_for(manifest.digest), verified)
         for tag in tags:  # last: only now can a tag name it
             dst.put_manifest(dst_repo, tag, manifest)
@@ -165,22 +182,13 @@ def _now() -> str:
 def history(cfg: Config, image: str, env: str) -> list[HistoryEntry]:
     environment = cfg.environment(env)
     reg, repo = registry_for(cfg, environment), f"{environment.project}/{cfg.image(image).repository}"
-    found = reg.manifest(repo, HISTORY_TAG)
-    if found is None:
-        return []
-    data = json.loads(reg.blob(repo, json.loads(found.body)["config"]["digest"]))
-    return [HistoryEntry(**e) for e in data["entries"]]
+    data = reg.get_artifact(repo, HISTORY_TAG)
+    return [HistoryEntry(**e) for e in data["entries"]] if data else []
 
 
 def _append(reg: Registry, repo: str, entry: HistoryEntry, entries: list[HistoryEntry]) -> None:
     body = json.dumps({"entries": [asdict(e) for e in [*entries, entry]]}, indent=1).encode()
-    blob = "sha256:" + hashlib.sha256(body).hexdigest()
-    reg.upload_blob(repo, blob, body)
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": record.OCI_MANIFEST, "artifactType": HISTORY_TYPE,
-                           "config": {"mediaType": HISTORY_TYPE, "digest": blob, "size": len(body)},
-                           "layers": []}).encode()
-    reg.put_manifest(repo, HISTORY_TAG, Manifest("sha256:" + hashlib.sha256(manifest).hexdigest(),
-                                                 record.OCI_MANIFEST, manifest))
+    reg.put_artifact(repo, HISTORY_TAG, HISTORY_TYPE, body)
 
 
 def _current_stack(entries: list[HistoryEntry]) -> list[str]:
@@ -202,8 +210,8 @@ def rollback(cfg: Config, image: str, env: str) -> Promotion:
     entries = history(cfg, image, env)
     stack = _current_stack(entries)
     if len(stack) < 2:
-        raise ConfigError(f"nothing to roll back to: {repo} has {len(stack)} promotion(s) in effect",
-                          key="rollback", hint=f"see `imagekit history {image} --env {env}`")
+        raise PreconditionError(f"nothing to roll back to: {repo} has {len(stack)} promotion(s) in effect",
+                                hint=f"see `imagekit history {image} --env {env}`")
     current, previous = stack[-1], stack[-2]
     manifest = reg.manifest(repo, previous)
     if manifest is None:

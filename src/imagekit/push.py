@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from imagekit import build
 from imagekit.config import Config
 from imagekit.engine import Engine
-from imagekit.errors import CheckFailed, RegistryError
+from imagekit.errors import CheckFailed
 from imagekit.registry import Registry
 
 
@@ -51,8 +51,8 @@ def preflight(reg: Registry, project: str, result: build.BuildResult, engine: En
                 problems.append(f"{project}/{img.repository}:{tag} already names {existing.digest[:19]} with other "
                                 f"content ({(labels.get(build.CONTENT_LABEL) or 'unknown')[:12]} != {img.content[:12]})")
     if problems:
-        raise RegistryError("nothing was pushed:\n" + "\n".join(f"  - {p}" for p in problems),
-                            hint="bump project.version in imagekit.toml for a new release (or rebuild)")
+        raise CheckFailed("nothing was pushed", differences=problems,
+                          hint="bump project.version in imagekit.toml for a new release (or rebuild)")
 
 
 def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None = None) -> PushResult:
@@ -60,8 +60,8 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
     result = build.load_result(cfg)
     shared = {i.name for i in cfg.images if i.shared}
     result = dataclasses.replace(result, images=[i for i in result.images if i.name in shared])
-    reg = Registry.from_config(cfg)
-    project = cfg.environments[0].project if cfg.environments else "library"
+    reg = Registry.from_config(cfg, cfg.environments[0] if cfg.environments else None)
+    project = cfg.first_project
     preflight(reg, project, result, engine)
     pushed = []
     for img in result.images:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import ipaddress
 import json
 import os
@@ -11,8 +10,11 @@ from dataclasses import dataclass, field
 
 import requests
 
+from imagekit import digests, redact
 from imagekit.config import Config
 from imagekit.errors import ConfigError, RegistryError
+from imagekit.images import Environment
+from imagekit.oci import MANIFEST_TYPES, Manifest, artifact
 
 TIMEOUT = 30
 
@@ -38,19 +40,29 @@ class Registry:
     _tokens: dict[str, dict[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_config(cls, cfg: Config, url: str | None = None) -> "Registry":
-        url = (url or cfg.get("registry.url")).rstrip("/")
+    def from_config(cls, cfg: Config, env: Environment | None = None) -> "Registry":
+        """The registry of ``env`` (default: the one every environment uses, registry.url).
+
+        Credentials: the environment's own (IMAGEKIT_ENV_<NAME>_USERNAME/_PASSWORD), else
+        registry.username/password, else the Docker config entry for the registry's host.
+        """
+        s = cfg.registry
+        url = ((env.registry if env else "") or s.url).rstrip("/")
         scheme, _, host = url.rpartition("://")
-        scheme = scheme or ("http" if is_local(host) or cfg.get("registry.insecure") else "https")
-        if scheme == "http" and not (is_local(host) or cfg.get("registry.insecure")):
-            raise ConfigError(f"plain http to {host} is refused", key="registry.url", source=cfg.origins["registry.url"],
+        scheme = scheme or ("http" if is_local(host) or s.insecure else "https")
+        if scheme == "http" and not (is_local(host) or s.insecure):
+            raise ConfigError(f"plain http to {host} is refused", key="registry.url",
+                              source=cfg.origins.get("registry.url"),
                               hint="use https, or set registry.insecure = true to opt in explicitly")
-        ca = cfg.path("registry.ca_bundle") if cfg.get("registry.ca_bundle") else ""
+        ca = cfg.path(s.ca_bundle) if s.ca_bundle else ""
         if ca and not os.path.isfile(ca):
             raise ConfigError(f"CA bundle not found: {ca}", key="registry.ca_bundle",
-                              source=cfg.origins["registry.ca_bundle"])
-        return cls(host=host, scheme=scheme, username=cfg.get("registry.username"),
-                   password=cfg.get("registry.password"), ca_bundle=str(ca))
+                              source=cfg.origins.get("registry.ca_bundle"))
+        username, password = s.username, s.password
+        if env and cfg.env.get(env.variable_prefix + "USERNAME"):
+            username, password = cfg.env[env.variable_prefix + "USERNAME"], cfg.env.get(env.variable_prefix + "PASSWORD", "")
+            redact.register(password)
+        return cls(host=host, scheme=scheme, username=username, password=password, ca_bundle=str(ca))
 
     @property
     def base(self) -> str:
@@ -65,14 +77,15 @@ class Registry:
             raise RegistryError(f"TLS to {self.host} failed: {e}",
                                 hint="set registry.ca_bundle to the registry's CA certificate") from None
         except requests.exceptions.RequestException as e:
-            raise RegistryError(f"registry {self.base} is not reachable ({method} {url}): {type(e).__name__}",
+            raise RegistryError(f"registry {self.base} is not reachable ({method} {redact.strip_userinfo(url)}): "
+                                f"{type(e).__name__}",
                                 hint="run `make dev-up` for the local registry, or check registry.url") from None
 
     def ping(self) -> str:
         """GET /v2/: reachable (200, or 401 asking for credentials) or RegistryError."""
         r = self._call("GET", f"{self.base}/v2/")
         if r.status_code not in (200, 401):
-            raise RegistryError(f"{self.base}/v2/ answered {r.status_code}; not an OCI registry?")
+            raise RegistryError(f"{self.base}/v2/ answered {r.status_code}; not an OCI registry?", status=r.status_code)
         return f"{self.base} answers the OCI distribution API ({'auth required' if r.status_code == 401 else 'open'})"
 
     # --- credentials and the auth challenge -------------------------------------------------
@@ -97,11 +110,13 @@ class Registry:
             self._tokens[scope] = self._answer(r.headers["WWW-Authenticate"], scope)
             r = self._call(method, url, headers={**headers, **self._tokens[scope]}, **kw)
         if r.status_code == 401:
-            raise RegistryError(f"{self.host} refused the credentials for {scope}",
-                                hint="set IMAGEKIT_REGISTRY_USERNAME and IMAGEKIT_REGISTRY_PASSWORD, or `docker login`")
+            raise RegistryError(f"{self.host} refused the credentials for {scope}", status=401, codes=_codes(r),
+                                hint="set IMAGEKIT_REGISTRY_USERNAME and IMAGEKIT_REGISTRY_PASSWORD "
+                                     "(or IMAGEKIT_ENV_<NAME>_USERNAME/_PASSWORD for one environment), "
+                                     "or `docker login`")
         if r.status_code == 403:
-            raise RegistryError(f"{self.host} denied {method} on {scope}: {r.text[:200]}",
-                                hint="the account lacks permission on that project")
+            raise RegistryError(f"{self.host} denied {method} on {scope}: {r.text[:200]}", status=403,
+                                codes=_codes(r), hint="the account lacks permission on that project")
         return r
 
     def _answer(self, challenge: str, scope: str) -> dict[str, str]:
@@ -131,8 +146,8 @@ class Registry:
         if r.status_code == 404:
             return None
         _ok(r, f"GET manifest {repo}:{ref}")
-        digest = "sha256:" + hashlib.sha256(r.content).hexdigest()
-        return Manifest(digest=digest, media_type=r.headers.get("Content-Type", "").split(";")[0], body=r.content)
+        return Manifest(digest=digests.oci(r.content), media_type=r.headers.get("Content-Type", "").split(";")[0],
+                        body=r.content)
 
     def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> str:
         r = self._request("PUT", f"{self.base}/v2/{repo}/manifests/{ref}", scope=f"repository:{repo}:pull,push",
@@ -173,29 +188,36 @@ class Registry:
         return sorted(r.json().get("tags") or [])
 
     def config(self, repo: str, manifest: Manifest) -> dict:
-        """The image config a (single-platform) manifest points at."""
-        return json.loads(self.blob(repo, json.loads(manifest.body)["config"]["digest"]))
+        """The JSON config blob a (single-platform) manifest points at: an image's config, or an
+        artifact's payload."""
+        return json.loads(self.blob(repo, manifest.config_digest))
+
+    def put_artifact(self, repo: str, tag: str, artifact_type: str, payload: bytes, *,
+                     annotations: dict[str, str] | None = None) -> str:
+        """Store ``payload`` as an OCI artifact tagged ``tag``; return the manifest digest."""
+        manifest = artifact(artifact_type, payload, annotations=annotations)
+        if not self.has_blob(repo, manifest.config_digest):
+            self.upload_blob(repo, manifest.config_digest, payload)
+        return self.put_manifest(repo, tag, manifest)
+
+    def get_artifact(self, repo: str, ref: str) -> dict | None:
+        """The JSON payload of the artifact ``repo:ref``, or None when there is none."""
+        found = self.manifest(repo, ref)
+        return None if found is None else self.config(repo, found)
 
     def _absolute(self, location: str) -> str:
         return location if "://" in location else f"{self.base}{location}"
 
 
-MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
-                  "application/vnd.oci.image.index.v1+json",
-                  "application/vnd.docker.distribution.manifest.list.v2+json")
-
-
-@dataclass(frozen=True)
-class Manifest:
-    digest: str
-    media_type: str
-    body: bytes
-
-    def blobs(self) -> list[str]:
-        data = json.loads(self.body)
-        return [d["digest"] for d in [data.get("config"), *data.get("layers", [])] if d]
+def _codes(r: requests.Response) -> tuple[str, ...]:
+    """The OCI error codes of a registry's error body (``{"errors": [{"code": ...}]}``)."""
+    try:
+        return tuple(e.get("code", "") for e in r.json().get("errors", []))
+    except (ValueError, AttributeError):
+        return ()
 
 
 def _ok(r: requests.Response, what: str) -> None:
     if r.status_code >= 300:
-        raise RegistryError(f"{what}: registry answered {r.status_code} {r.text[:300]}")
+        raise RegistryError(f"{what}: registry answered {r.status_code} {r.text[:300]}", status=r.status_code,
+                            codes=_codes(r))

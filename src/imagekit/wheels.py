@@ -1,7 +1,6 @@
 """Content-addressed wheel cache: <cache>/wheels/<sha256>/<file>.whl, every file checked against the lock."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -13,8 +12,9 @@ from pathlib import Path
 
 from imagekit import proc
 from imagekit.config import Config
-from imagekit.errors import CheckFailed, ConfigError
-from imagekit.lock import Pin, find_links_args
+from imagekit.digests import hex_of, sha256_file
+from imagekit.errors import CheckFailed, ConfigError, ToolError
+from imagekit.lock import Pin, target
 
 
 @dataclass(frozen=True)
@@ -26,15 +26,7 @@ class FetchResult:
 
 
 def cache_dir(cfg: Config) -> Path:
-    return cfg.path("cache.dir") / "wheels"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return cfg.cache_dir / "wheels"
 
 
 def pip_platforms(platform: str) -> list[str]:
@@ -49,7 +41,7 @@ def pip_platforms(platform: str) -> list[str]:
 
 def _cached(cache: Path, pin: Pin) -> Path | None:
     for h in pin.hashes:
-        folder = cache / h.removeprefix("sha256:")
+        folder = cache / hex_of(h)
         if folder.is_dir():
             for wheel in folder.glob("*.whl"):
                 return wheel
@@ -70,29 +62,38 @@ def fetch(cfg: Config, pins: list[Pin], *, on_line: Callable[[str], None] | None
         with tempfile.TemporaryDirectory(prefix="imagekit-wheels-", dir=cache) as tmp:
             req = Path(tmp) / "requirements.txt"
             req.write_text("".join(p.render() + "\n" for p in missing))
-            py = cfg.get("lock.python").split(".")
+            tgt = target(cfg)
+            py = tgt.python.split(".")
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--require-hashes",
                    "--python-version", f"{py[0]}.{py[1]}", "--implementation", "cp", "--abi", f"cp{py[0]}{py[1]}",
-                   "--index-url", cfg.get("lock.index_url"), "-r", str(req), "-d", str(Path(tmp) / "dl"),
-                   "--progress-bar", "off"]
-            for plat in pip_platforms(cfg.get("lock.platform")):
+                   "-r", str(req), "-d", str(Path(tmp) / "dl"), "--progress-bar", "off"]
+            for plat in pip_platforms(tgt.platform):
                 cmd += ["--platform", plat]
+            if tgt.find_links:
+                cmd += ["--find-links", str(tgt.find_links)]
             env = {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": "",
-                   "PIP_CONSTRAINT": ""}
-            cmd += find_links_args(cfg)
-            proc.run(cmd, env=env, on_line=on_line,
-                     hint="check the network to the index (lock.index_url) and that the lock is current")
-            by_hash = {h.removeprefix("sha256:"): p for p in missing for h in p.hashes}
-            for wheel in sorted((Path(tmp) / "dl").iterdir()):
-                digest = sha256_file(wheel)
-                pin = by_hash.get(digest)
-                if pin is None:
-                    raise CheckFailed(f"{wheel.name} has sha256 {digest}, which the lock does not name",
-                                      hint="the index served a different file; run `imagekit lock --check`")
-                target = cache / digest / wheel.name
-                target.parent.mkdir(exist_ok=True)
-                shutil.move(wheel, target)
-                found[pin.name] = target
+                   "PIP_CONSTRAINT": "", "PIP_INDEX_URL": tgt.index_url}
+            try:
+                proc.run(cmd, env=env, on_line=on_line,
+                         hint="check the network to the index (lock.index_url) and that the lock is current")
+            except ToolError as e:
+                if "DO NOT MATCH THE HASHES" not in e.output:
+                    raise
+                raise CheckFailed("the index served wheels whose sha256 the lock does not name; nothing was cached",
+                                  differences=_hash_mismatches(e.output),
+                                  hint="the files changed since the lock was made (tampered or replaced on the "
+                                       "index?); check the index, or run `imagekit lock --check`") from None
+            by_hash = {hex_of(h): p for p in missing for h in p.hashes}
+            downloaded = {w: sha256_file(w) for w in sorted((Path(tmp) / "dl").iterdir())}
+            strangers = [f"{w.name}: sha256 {d}" for w, d in downloaded.items() if d not in by_hash]
+            if strangers:
+                raise CheckFailed("the index served wheels whose sha256 the lock does not name; nothing was cached",
+                                  differences=strangers, hint="check the index, or run `imagekit lock --check`")
+            for wheel, digest in downloaded.items():
+                dest = cache / digest / wheel.name
+                dest.parent.mkdir(exist_ok=True)
+                shutil.move(wheel, dest)
+                found[by_hash[digest].name] = dest
     absent = [p.name for p in pins if p.name not in found]
     if absent:
         raise CheckFailed("no wheel for the target platform", differences=absent,
@@ -114,3 +115,17 @@ def stage(result: FetchResult, pins: list[Pin], folder: Path) -> Path:
                 shutil.copy2(src, dst)
     (folder / "requirements.txt").write_text("".join(p.render() + "\n" for p in pins))
     return folder
+
+
+def _hash_mismatches(output: str) -> list[str]:
+    """pip's "Expected sha256 X / Got Y" report, one line per file."""
+    lines, current = [], ""
+    for line in output.splitlines():
+        line = line.strip()
+        if " from " in line and "==" in line or line.endswith(".whl"):
+            current = line.split(" from ", 1)[0]
+        elif line.startswith("Expected sha256"):
+            expected = line.split()[-1]
+        elif line.startswith("Got") and current:
+            lines.append(f"{current}: the lock expects sha256 {expected[:16]}..., the index served {line.split()[-1][:16]}...")
+    return lines or [output.strip().splitlines()[-1]]

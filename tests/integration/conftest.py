@@ -5,7 +5,7 @@ import pytest
 from helpers import ROOT, RegistryProcess
 from testcontainers.core.container import DockerContainer
 
-from imagekit import base, build, config, lock, wheels
+from imagekit import build, config, lock, osimage, wheels
 from imagekit.engine import Engine
 
 
@@ -27,7 +27,7 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="session")
 def base_image(cfg, engine) -> str:
-    return base.ensure(cfg, engine).ref
+    return osimage.ensure(cfg, engine).ref
 
 
 @pytest.fixture(scope="session")

@@ -1,36 +1,49 @@
-"""The shared lock installs, hash-checked and offline, on the base image's own interpreter."""
+"""The images' own install step (layers.install: uv, --require-hashes, no index, no network) on the
+OS image's interpreter: the whole lock installs and checks; what does not fit the target is refused."""
 import pytest
-
-from imagekit import lock, wheels
-from imagekit.errors import EngineError
-
 from helpers import make_wheel
 
-INSTALL = ("python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-index --find-links /wheels"
-           " --require-hashes --no-deps -r /wheels/requirements.txt && /tmp/v/bin/pip check"
-           " && /tmp/v/bin/python -c 'import platform; print(platform.python_version())'")
+from imagekit import build, layers, lock
+from imagekit.digests import sha256_file
+from imagekit.errors import CheckFailed, EngineError, ToolError
 
 
-def test_every_pin_installs_on_the_base_python_and_pip_check_passes(engine, base_image, shared_lock, fetched,
-                                                                   tmp_path):
-    pins = list(shared_lock.pins.values())
-    staged = wheels.stage(fetched, pins, tmp_path / "wheels")
-    out = engine.run(base_image, ["bash", "-c", INSTALL], volumes={str(staged): "/wheels"})
-    assert "No broken requirements found." in out
-    assert out.strip().endswith("3.11.2")
+@pytest.mark.parametrize("name", ["base", "ray", "notebook"])
+def test_every_image_passes_uv_pip_check_on_the_os_python(engine, built, name):
+    image = built.image(name)
+    out = engine.run(image.image_id, ["/tmp/uv", "pip", "check", "--python", "/opt/venv/bin/python"],
+                     user="root", inputs={"/tmp/uv": build.uv_binary()})
+    assert "All installed packages are compatible" in out
+    assert engine.run(image.image_id, ["/opt/venv/bin/python", "-c", "import platform; "
+                                       "print(platform.python_version())"]).strip() == "3.11.2"
 
 
-def test_a_pin_for_a_newer_python_patch_is_refused_by_the_base(engine, base_image, tmp_path):
-    wheel = make_wheel(tmp_path / "wheels", "soupy", "2.0", requires_python=">=3.11.5")
-    pin = lock.Pin("soupy", "2.0", (f"sha256:{wheels.sha256_file(wheel)}",))
-    (tmp_path / "wheels" / "requirements.txt").write_text(pin.render() + "\n")
-    with pytest.raises(EngineError, match="requires a different Python: 3.11.2 not in '>=3.11.5'"):
-        engine.run(base_image, ["bash", "-c", INSTALL], volumes={str(tmp_path / "wheels"): "/wheels"})
+def install(engine, base_image, tmp_path, wheel, pin):
+    group = layers.Group("test", (pin,))
+    return layers.install(engine, base_image, "test", [group], {pin.name: wheel}, tmp_path / "cache",
+                          venv_layer=True, uv_bin=build.uv_binary(), on_line=lambda line: None)
+
+
+def test_the_install_step_makes_the_layers_it_is_given(engine, base_image, tmp_path):
+    wheel = make_wheel(tmp_path / "cache" / "wheels" / "x", "soupy", "1.0", requires_python=">=3.8")
+    pin = lock.Pin("soupy", "1.0", (f"sha256:{sha256_file(wheel)}",))
+    venv, test = install(engine, base_image, tmp_path, wheel, pin)
+    assert venv.group == "venv" and test.packages == ("soupy==1.0",) and not test.cached
+    assert install(engine, base_image, tmp_path, wheel, pin)[1].cached  # the second time: from the layer cache
+
+
+def test_a_pin_for_a_newer_python_patch_is_refused_by_the_os_python(engine, base_image, tmp_path):
+    wheel = make_wheel(tmp_path / "cache" / "wheels" / "x", "soupy", "2.0", requires_python=">=3.11.5")
+    pin = lock.Pin("soupy", "2.0", (f"sha256:{sha256_file(wheel)}",))
+    made = install(engine, base_image, tmp_path, wheel, pin)  # uv installs with --no-deps regardless ...
+    image = layers.assemble(engine, base_image, made, "imagekit-test/newer-python:1", labels={})
+    with pytest.raises(CheckFailed, match=r"soupy` requires Python >=3\.11\.5, but `3\.11\.2"):
+        layers.check(engine, image, build.uv_binary(), what="test")  # ... and the build's check refuses it
+    engine.client.images.remove("imagekit-test/newer-python:1", force=True)
 
 
 def test_a_wheel_that_does_not_match_its_hash_is_refused(engine, base_image, tmp_path):
-    wheel = make_wheel(tmp_path / "wheels", "soupy", "1.0")
+    wheel = make_wheel(tmp_path / "cache" / "wheels" / "x", "soupy", "1.0")
     pin = lock.Pin("soupy", "1.0", ("sha256:" + "0" * 64,))
-    (tmp_path / "wheels" / "requirements.txt").write_text(pin.render() + "\n")
-    with pytest.raises(EngineError, match="THESE PACKAGES DO NOT MATCH THE HASHES"):
-        engine.run(base_image, ["bash", "-c", INSTALL], volumes={str(wheel.parent): "/wheels"})
+    with pytest.raises((EngineError, ToolError), match="(?i)hash mismatch"):
+        install(engine, base_image, tmp_path, wheel, pin)

@@ -4,10 +4,10 @@ import json
 import os
 
 import pytest
-from helpers import RegistryProcess, make_htpasswd, make_tls
+from helpers import RegistryProcess, make_htpasswd, make_tls, seed_image
 
 from imagekit import config, promote, push
-from imagekit.errors import CheckFailed, ConfigError, RegistryError
+from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
 from imagekit.registry import Manifest, Registry
 from imagekit.verify import record
 
@@ -63,7 +63,7 @@ def test_an_unverified_digest_is_not_promoted(pushed):
 
 def test_skipping_an_environment_is_refused_unless_forced(pushed):
     scfg, reg, _ = pushed
-    with pytest.raises(ConfigError, match="desa -> prod skips test"):
+    with pytest.raises(UsageError, match="desa -> prod skips test"):
         promote.promote(scfg, ["ray"], to="prod", from_env="desa")
     assert reg.tags("mlops-prod/ray") == []
 
@@ -109,26 +109,12 @@ def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_diges
     assert back.digest == original.digest == reg.manifest("mlops-prod/ray", "current").digest
     assert [(e.kind, e.digest) for e in promote.history(scfg, "ray", "prod")] == [
         ("promote", original.digest), ("promote", newer), ("rollback", original.digest)]
-    with pytest.raises(ConfigError, match="nothing to roll back to"):
+    with pytest.raises(PreconditionError, match="nothing to roll back to"):
         promote.rollback(scfg, "ray", "prod")
 
 
 def seed(reg, repo, tag, layers):
-    """A small image made by hand in the registry: ``layers`` random blobs, a config, a manifest."""
-    blobs = [os.urandom(4096) for _ in range(layers)]
-    cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    descs = []
-    for data, media in [(cfg, "application/vnd.oci.image.config.v1+json"),
-                        *((b, "application/vnd.oci.image.layer.v1.tar") for b in blobs)]:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        reg.upload_blob(repo, digest, data)
-        descs.append({"mediaType": media, "digest": digest, "size": len(data)})
-    raw = json.dumps({"schemaVersion": 2, "mediaType": record.OCI_MANIFEST, "config": descs[0],
-                      "layers": descs[1:]}).encode()
-    manifest = Manifest("sha256:" + hashlib.sha256(raw).hexdigest(), record.OCI_MANIFEST, raw)
-    reg.put_manifest(repo, tag, manifest)
-    record.write(reg, repo, manifest.digest, {"passed": True})
-    return manifest.digest
+    return seed_image(reg, repo, tag, layers, record={"passed": True})
 
 
 SMALL = """

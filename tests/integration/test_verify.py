@@ -51,7 +51,7 @@ def test_a_ray_image_with_another_scikit_learn_minor_fails_for_that_reason(cfg, 
     before = leftovers()
     ray = next(i for i in built.images if i.name == "ray")
     dl = tmp_path / "dl"
-    platforms = [arg for p in wheels.pip_platforms(cfg.get("lock.platform")) for arg in ("--platform", p)]
+    platforms = [arg for p in wheels.pip_platforms(cfg.lock.platform) for arg in ("--platform", p)]
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
                     "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", *platforms,
                     "-d", str(dl), "scikit-learn==1.8.0"], check=True)

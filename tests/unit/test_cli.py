@@ -14,7 +14,7 @@ def test_help_lists_commands():
 
 def test_lock_json_and_check_exit_codes(indexed, monkeypatch, cli):
     cfg = indexed()
-    monkeypatch.setenv("IMAGEKIT_LOCK_INDEX_URL", cfg.get("lock.index_url"))
+    monkeypatch.setenv("IMAGEKIT_LOCK_INDEX_URL", cfg.lock.index_url)
     code, out, _ = cli("--config", cfg.source, "lock", "--json")
     assert code == 0 and json.loads(out)["packages"] == 4
     cfg.image("ray").requirements.write_text("extra-tool\nsoupy\n")

@@ -8,20 +8,20 @@ BASE = '[[images]]\nname = "base"\n'
 
 def test_precedence_flag_over_env_over_file_over_default(project):
     path = project('[registry]\nurl = "file.example:5000"\n' + BASE)
-    assert config.load(path, env={}).get("registry.url") == "file.example:5000"
-    assert config.load(path, env={}).get("lock.python") == "3.11.2"  # default
+    assert config.load(path, env={}).registry.url == "file.example:5000"
+    assert config.load(path, env={}).lock.python == "3.11.2"  # default
     env = {"IMAGEKIT_REGISTRY_URL": "env.example"}
     cfg = config.load(path, env=env)
-    assert (cfg.get("registry.url"), cfg.origins["registry.url"]) == ("env.example", "IMAGEKIT_REGISTRY_URL")
+    assert (cfg.registry.url, cfg.origins["registry.url"]) == ("env.example", "IMAGEKIT_REGISTRY_URL")
     cfg = config.load(path, env=env, overrides={"registry.url": "flag.example", "lock.python": None})
-    assert (cfg.get("registry.url"), cfg.origins["registry.url"]) == ("flag.example", "flag")
+    assert (cfg.registry.url, cfg.origins["registry.url"]) == ("flag.example", "flag")
     assert cfg.origins["lock.python"] == "default"
 
 
 def test_env_values_are_typed(project):
     path = project(BASE)
     cfg = config.load(path, env={"IMAGEKIT_PROJECT_VERSION": "7", "IMAGEKIT_REGISTRY_INSECURE": "true"})
-    assert cfg.get("project.version") == 7 and cfg.get("registry.insecure") is True
+    assert cfg.project.version == 7 and cfg.registry.insecure is True
     with pytest.raises(ConfigError, match="IMAGEKIT_PROJECT_VERSION.*whole number"):
         config.load(path, env={"IMAGEKIT_PROJECT_VERSION": "seven"})
     with pytest.raises(ConfigError, match="IMAGEKIT_REGISTRY_INSECURE.*true or false"):
@@ -57,7 +57,7 @@ def test_secrets_are_refused_in_the_file(project):
     path = project('[registry]\npassword = "hunter2"\n' + BASE)
     with pytest.raises(ConfigError, match="IMAGEKIT_REGISTRY_PASSWORD"):
         config.load(path, env={})
-    assert config.load(project(BASE), env={"IMAGEKIT_REGISTRY_PASSWORD": "s"}).get("registry.password") == "s"
+    assert config.load(project(BASE), env={"IMAGEKIT_REGISTRY_PASSWORD": "s"}).registry.password == "s"
 
 
 def test_missing_file(tmp_path):

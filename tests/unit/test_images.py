@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from imagekit.config import ImageSpec
+from imagekit.images import ImageSpec
 from imagekit.images import build_order, leaves, lineage
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from imagekit import config, lock
-from imagekit.errors import CheckFailed, ConfigError, LockConflict
+from imagekit.errors import CheckFailed, ConfigError, LockConflict, UsageError
 
 
 def pins(cfg):
@@ -105,7 +105,7 @@ def test_upgrade_package_moves_one_and_keeps_the_others(indexed):
     result = lock.lock(cfg, upgrade=("numbers",))
     assert (pins(cfg)["learn"], pins(cfg)["numbers"]) == ("1.6.1", "1.1")
     assert result.changes == ["numbers: 1.0 -> 1.1"]
-    with pytest.raises(ConfigError, match="not in the lock: nothere"):
+    with pytest.raises(UsageError, match="not in the lock: nothere"):
         lock.lock(cfg, upgrade=("nothere",))
 
 

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from imagekit.cli import _common
+from imagekit import redact
 from imagekit.errors import ImagekitError
 
 app = typer.Typer(help="Keep the Ray serving image and the scipy-notebook training image aligned: "
@@ -23,9 +24,9 @@ def root(ctx: typer.Context,
     ctx.obj = _common.State(config=config)
 
 
-from imagekit.cli import base, build, doctor, lock, promote, push, verify  # noqa: E402  (commands register themselves on app)
+from imagekit.cli import build, doctor, lock, osimage, promote, push, verify  # noqa: E402  (commands register themselves)
 
-for module in (lock, base, build, push, verify, promote, doctor):
+for module in (lock, osimage, build, push, verify, promote, doctor):
     module.register(app)
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     try:
         app()
     except ImagekitError as e:
-        _common.err.print(f"[bold red]error:[/] {_common.escape(str(e))}")
+        _common.err.print(f"[bold red]error:[/] {_common.escape(redact.text(str(e)))}")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         _common.err.print("interrupted")

@@ -28,7 +28,10 @@ class State:
 
 def load(ctx: typer.Context, **overrides: Any) -> config.Config:
     """The config, with flag values (None: flag not given) overriding "section.key" settings."""
-    return config.load(ctx.obj.config, overrides={k.replace("__", "."): v for k, v in overrides.items()})
+    cfg = config.load(ctx.obj.config, overrides={k.replace("__", "."): v for k, v in overrides.items()})
+    for warning in cfg.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    return cfg
 
 
 def emit(result: Any, as_json: bool, human: str) -> None:

@@ -20,21 +20,27 @@ def lock(ctx: typer.Context,
                                                                   "keeping every other pin (repeatable)"),
          python: Optional[str] = typer.Option(None, help="target interpreter version (lock.python)"),
          platform: Optional[str] = typer.Option(None, help="target platform, e.g. x86_64-manylinux_2_36 (lock.platform)"),
+         resolver: Optional[str] = typer.Option(None, help="uv (fast, on the host) or pip-tools (pip-compile "
+                                                           "inside the OS image) (lock.resolver)"),
          as_json: bool = JSON) -> None:
     """Resolve every image's requirements.in once into lockfiles/requirements.txt, plus per-image views.
 
     The resolution targets the images' interpreter and platform, not the host's. Nothing is
     resolved when the inputs did not change; -P NAME moves one package and keeps the rest.
+    With --check --resolver pip-tools, pip-compile must accept the committed lock unchanged.
+
+    Example: imagekit lock -P numpy    (then: imagekit lock --check --resolver pip-tools)
     """
-    cfg = load(ctx, lock__python=python, lock__platform=platform)
+    cfg = load(ctx, lock__python=python, lock__platform=platform, lock__resolver=resolver)
     if check:
         if upgrade_package:
             raise typer.BadParameter("--check and --upgrade-package do not go together")
-        result = core.check(cfg)
+        result = core.pip_tools_check(cfg) if resolver == "pip-tools" else core.check(cfg)
         return emit(result, as_json, f"{result.path}: up to date ({result.packages} pins, views "
-                                     + ", ".join(f"{k}={v}" for k, v in result.views.items()) + ")")
+                                     + ", ".join(f"{k}={v}" for k, v in result.views.items()) + ")"
+                                     + (", accepted unchanged by pip-compile" if resolver == "pip-tools" else ""))
     result = core.lock(cfg, upgrade=tuple(upgrade_package or ()))
-    what = "resolved" if result.resolved else "inputs unchanged, nothing resolved"
+    what = f"resolved by {result.resolver}" if result.resolved else "inputs unchanged, nothing resolved"
     lines = [f"{result.path}: {what} in {result.seconds:.1f} s, {result.packages} pins",
              "views: " + ", ".join(f"{k}={v} pins" for k, v in result.views.items()),
              *(f"  {escape(c)}" for c in result.changes)]

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from imagekit import build, lock
 from imagekit.config import Config
 from imagekit.engine import Engine
-from imagekit.errors import ConfigError
+from imagekit.errors import PreconditionError, UsageError
+from imagekit.oci import Reference
 from imagekit.registry import Registry
 from imagekit.verify import record, roundtrip, static
 
@@ -39,11 +40,11 @@ class VerifyReport:
 
 def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> roundtrip.S3Server:
     """MinIO where its image is present or can be pulled; else the locally built stand-in."""
-    minio = cfg.get("verify.minio_image")
+    minio = cfg.verify.minio_image
     if minio and (engine.image(minio) or engine.pull(minio)):
         return roundtrip.S3Server(minio, f"MinIO ({minio})", ["server", "/data", "--address", ":9000"],
                                   {"MINIO_ROOT_USER": "imagekit"})
-    standin = cfg.image(cfg.get("verify.s3_standin"))
+    standin = cfg.image(cfg.verify.s3_standin)
     on_line(f"{minio} cannot be had here; using the stand-in image '{standin.name}'")
     built = build.build(cfg, engine, names=[standin.name], on_line=on_line).images[-1]
     return roundtrip.S3Server(built.image_id, f"stand-in {standin.repository}:{built.tags[0]} ({minio} unavailable)",
@@ -52,23 +53,21 @@ def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> ro
 
 def _subject(cfg: Config, engine: Engine, role: str, ref: str | None) -> Subject:
     if ref is None:
-        name = cfg.get(f"verify.{role}")
+        name = cfg.verify.trainer if role == "notebook" else cfg.verify.server
         entry = next((i for i in build.load_result(cfg).images if i.name == name), None)
         if entry is None:
-            raise ConfigError(f"no built '{name}' image in {build.result_path(cfg)}",
-                              hint=f"run `imagekit build`, or pass --{role}-image REF")
+            raise PreconditionError(f"no built '{name}' image in {build.result_path(cfg)}",
+                                    hint=f"run `imagekit build`, or pass --{role}-image REF")
         ref = entry.image_id
     info = engine.image(ref)
     if info is None and not engine.pull(ref):
-        raise ConfigError(f"image {ref} is neither in the engine nor pullable",
-                          hint="build it (`imagekit build`) or pass a reference the engine can pull")
+        raise PreconditionError(f"image {ref} is neither in the engine nor pullable",
+                                hint="build it (`imagekit build`) or pass a reference the engine can pull")
     info = info or engine.image(ref)
-    reg = Registry.from_config(cfg)
-    project = cfg.environments[0].project if cfg.environments else "library"
-    prefix = f"{reg.host}/{project}/"
-    pushed = next((d for d in info.get("RepoDigests") or [] if d.startswith(prefix)), "")
-    repository, _, digest = pushed.partition("@")
-    return Subject(role=role, ref=ref, repository=repository.removeprefix(f"{reg.host}/"), digest=digest)
+    host = Registry.from_config(cfg).host
+    pushed = [Reference.parse(d) for d in info.repo_digests]
+    found = next((r for r in pushed if r.registry == host and r.repository.startswith(f"{cfg.first_project}/")), None)
+    return Subject(role=role, ref=ref, repository=found.repository if found else "", digest=found.digest if found else "")
 
 
 def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, ray: str | None = None,
@@ -78,33 +77,33 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     note = on_line or (lambda line: None)
     unknown = [s for s in scenarios if s not in roundtrip.SCENARIOS]
     if unknown:
-        raise ConfigError(f"unknown scenario {', '.join(unknown)}", key="--scenario",
-                          hint=f"choose from {', '.join(roundtrip.SCENARIOS)}")
-    nb, ry = _subject(cfg, engine, "notebook", notebook), _subject(cfg, engine, "ray", ray)
-    lk = lock.read(lock.lock_path(cfg))
+        raise UsageError(f"unknown scenario {', '.join(unknown)}", option="--scenario",
+                         hint=f"choose from {', '.join(roundtrip.SCENARIOS)}")
+    trainer, server = _subject(cfg, engine, "notebook", notebook), _subject(cfg, engine, "ray", ray)
+    lk = lock.shared_lock(cfg)
     note("static alignment: asking both images what they hold")
-    aligned = static.compare(cfg, lk, static.inspect(engine, nb.ref), static.inspect(engine, ry.ref))
-    trip = roundtrip.run(nb.ref, ry.ref, s3_server(cfg, engine, note), cfg.path("verify.examples"),
+    aligned = static.compare(cfg, lk, static.inspect(engine, trainer.ref), static.inspect(engine, server.ref))
+    trip = roundtrip.run(trainer.ref, server.ref, s3_server(cfg, engine, note), cfg.path(cfg.verify.notebooks),
                          scenarios=scenarios, on_line=note)
-    report = VerifyReport(notebook=nb, ray=ry, static=aligned, roundtrip=trip)
+    report = VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip)
     recorded, why = [], ""
     if not report.ok:
         why = "not recorded: a check failed"
     elif not write_record:
         why = "not recorded: --no-record"
-    elif not (nb.digest and ry.digest):
+    elif not (trainer.digest and server.digest):
         why = "not recorded: push the images first (`imagekit push`), records are kept next to their digests"
     elif set(scenarios) != set(roundtrip.SCENARIOS):
         why = "not recorded: only a subset of the scenarios ran"
     else:
         payload = {"passed": True, "lock": lk.digest, "python": aligned.ray.python, "s3_server": trip.s3_server,
-                   "notebook": {"repository": nb.repository, "digest": nb.digest},
-                   "ray": {"repository": ry.repository, "digest": ry.digest},
+                   "notebook": {"repository": trainer.repository, "digest": trainer.digest},
+                   "ray": {"repository": server.repository, "digest": server.digest},
                    "scenarios": {s.name: {"max_probability_diff": s.max_probability_diff} for s in trip.scenarios},
                    "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         reg = Registry.from_config(cfg)
-        for subject in (nb, ry):
+        for subject in (trainer, server):
             record.write(reg, subject.repository, subject.digest, payload)
             recorded.append(f"{subject.repository}:{record.tag_for(subject.digest)}")
-    return VerifyReport(notebook=nb, ray=ry, static=aligned, roundtrip=trip, recorded=recorded, record_note=why,
+    return VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, recorded=recorded, record_note=why,
                         seconds=round(time.monotonic() - started, 1))

@@ -16,15 +16,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled everywhere
+import boto3
+import requests
+from botocore.config import Config as BotoConfig
 
-import boto3  # noqa: E402
-import requests  # noqa: E402
-from botocore.config import Config as BotoConfig  # noqa: E402
-from testcontainers.core.container import DockerContainer  # noqa: E402
-from testcontainers.core.network import Network  # noqa: E402
-
-from imagekit.errors import EngineError  # noqa: E402
+from imagekit.errors import EngineError
 
 SCENARIOS = ("iris", "cybersec", "custom-v1", "custom-v2")
 BUCKETS = ("cybersec-ml-raw", "cybersec-ml-silver", "cybersec-ml-models", "cybersec-ml-eval")
@@ -80,6 +76,10 @@ def compare(expected: dict, served: dict) -> tuple[bool, str, float | None]:
 
 def run(notebook: str, ray: str, s3: S3Server, examples: Path, *, scenarios: tuple[str, ...] = SCENARIOS,
         on_line: Callable[[str], None] | None = None, timeout: float = 300) -> RoundtripReport:
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled everywhere
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.network import Network
+
     note = on_line or (lambda line: None)
     started = time.monotonic()
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

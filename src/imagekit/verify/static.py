@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from packaging.utils import canonicalize_name
 
 from imagekit import lock
+from imagekit.build import IMAGE_LABEL
 from imagekit.config import Config
 from imagekit.engine import Engine
-from imagekit.errors import ConfigError
-from imagekit.images import lineage
+from imagekit.errors import PreconditionError
 
-VENV_TOOLS = {"pip", "setuptools"}  # the venv's own, not locked
+VENV_TOOLS = {"setuptools"}  # a venv's own where one is made with pip (older images), not locked
 FACTS = ("import json, platform, importlib.metadata as m; print(json.dumps({'python': platform.python_version(), "
          "'packages': {d.metadata['Name']: d.version for d in m.distributions()}}))")
-IMAGE_LABEL = "org.imagekit.image"
 
 
 @dataclass(frozen=True)
@@ -41,24 +40,25 @@ def inspect(engine: Engine, ref: str) -> ImageFacts:
     """Ask the image itself (its interpreter, its installed distributions), with the network off."""
     info = engine.image(ref)
     if info is None:
-        raise ConfigError(f"image {ref} is not in the engine", hint="run `imagekit build`, or pass an image that exists")
-    name = (info["Config"].get("Labels") or {}).get(IMAGE_LABEL, "")
+        raise PreconditionError(f"image {ref} is not in the engine",
+                                hint="run `imagekit build`, or pass an image that exists")
+    name = info.labels.get(IMAGE_LABEL, "")
     data = json.loads(engine.run(ref, ["python", "-c", FACTS]).strip().splitlines()[-1])
     packages = {canonicalize_name(k): v for k, v in data["packages"].items() if canonicalize_name(k) not in VENV_TOOLS}
     return ImageFacts(ref=ref, name=name, python=data["python"], packages=packages)
 
 
 def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts) -> StaticReport:
-    views = lock.read_views(cfg, lk)
-    target = cfg.get("lock.python")
+    views = lock.load_views(cfg, lk)
+    target = cfg.lock.python
     diffs = []
     for facts in (notebook, ray):
         if facts.python != target:
             diffs.append(f"python: {facts.name or facts.ref} has {facts.python}, the lock targets {target}")
-        if facts.name not in views:
+        if facts.name not in views.own:
             diffs.append(f"{facts.ref} carries no imagekit image label; cannot tell which lock view it should hold")
             continue
-        expected = {p.name: p.version for i in lineage(cfg.images, facts.name) for p in views[i.name]}
+        expected = views.versions(facts.name)
         for name in sorted(expected.keys() | facts.packages.keys()):
             want, got = expected.get(name), facts.packages.get(name)
             if got is None:

@@ -1,0 +1,112 @@
+"""The OS image every image builds on: present, taken from ``os.image``, or bootstrapped with debootstrap.
+
+It carries the interpreter the lock targets and the tools the platform runs the images with:
+KubeRay's probes need ``bash`` and ``wget``, Ray's scripts ``ps`` (procps), JupyterHub users
+``git``; ``tini`` is the entrypoint of both images.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from imagekit import proc
+from imagekit.config import Config
+from imagekit.engine import Engine
+from imagekit.errors import ConfigError, PreconditionError
+
+PYTHON_LABEL = "org.imagekit.python.version"
+PACKAGES_LABEL = "org.imagekit.os.packages"
+PACKAGES = ("python3", "python3-venv", "ca-certificates", "tini", "wget", "procps", "git", "less")
+TOOLS = ("bash", "wget", "ps", "git", "tini")  # what the platform runs inside the images
+PY_VERSION = ["python3", "-c", "import platform; print(platform.python_version())"]
+
+
+@dataclass(frozen=True)
+class OsImage:
+    ref: str
+    image_id: str
+    python: str
+    how: str  # "present", "upstream" (os.image, present or pulled) or "bootstrapped"
+    seconds: float
+
+
+def packages(cfg: Config) -> list[str]:
+    return sorted({*PACKAGES, *cfg.os.packages})
+
+
+def python_version(engine: Engine, ref: str) -> str:
+    info = engine.image(ref)
+    return (info.labels.get(PYTHON_LABEL) if info else None) or engine.run(ref, PY_VERSION).strip()
+
+
+def ensure(cfg: Config, engine: Engine, *, rebuild: bool = False,
+           on_line: Callable[[str], None] | None = None) -> OsImage:
+    """Make ``os.tag`` exist: keep it, else take ``os.image`` (present or pullable), else debootstrap.
+
+    A bootstrapped image is made again when the package list changed. The image's interpreter
+    must be the one the lock targets (``lock.python``), and it must have the platform's tools.
+    """
+    started = time.monotonic()
+    tag, upstream = cfg.os.tag, cfg.os.image
+    note = on_line or (lambda line: None)
+    present = engine.image(tag)
+    wanted = " ".join(packages(cfg))
+    if present and not rebuild and PYTHON_LABEL in present.labels and present.labels.get(PACKAGES_LABEL) != wanted:
+        note(f"{tag} was bootstrapped with other packages; bootstrapping it again")
+        present = None
+    if present and not rebuild:
+        how = "present"
+    elif upstream and (engine.image(upstream) or engine.pull(upstream)):
+        note(f"using {upstream}")
+        engine.tag(upstream, tag)
+        how = "upstream"
+    else:
+        note(f"{upstream or 'no upstream OS image'} cannot be had here; bootstrapping Debian {cfg.os.suite}")
+        bootstrap(cfg, engine, on_line=note)
+        how = "bootstrapped"
+    python = python_version(engine, tag)
+    if python != cfg.lock.python:
+        raise ConfigError(f"the OS image {tag} has Python {python} but the lock targets {cfg.lock.python}",
+                          key="lock.python", source=cfg.origins.get("lock.python"),
+                          hint=f"set lock.python = \"{python}\" in imagekit.toml and run `imagekit lock`")
+    if how == "upstream":
+        missing = engine.run(tag, ["sh", "-c", " ".join(f"command -v {t} >/dev/null || echo {t};" for t in TOOLS)])
+        if missing.split():
+            raise PreconditionError(f"the OS image {upstream} lacks {', '.join(missing.split())}, which the "
+                                    "platform runs the images with (KubeRay probes, JupyterHub)",
+                                    hint="add them to it (apt-get install wget procps git tini), or unset "
+                                         "os.image so that imagekit bootstraps an OS image that has them")
+    return OsImage(ref=tag, image_id=engine.image(tag).id, python=python, how=how,
+                   seconds=round(time.monotonic() - started, 1))
+
+
+def bootstrap(cfg: Config, engine: Engine, *, on_line: Callable[[str], None]) -> str:
+    """debootstrap a minimal Debian with python3 and the tools, import it as ``os.tag``; return the image id."""
+    if os.geteuid() != 0:
+        raise PreconditionError("debootstrap needs root", hint="run `imagekit os` as root, or make os.image pullable")
+    work = cfg.cache_dir / "os"
+    rootfs, tar = work / "rootfs", work / "rootfs.tar"
+    shutil.rmtree(rootfs, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    wanted = packages(cfg)
+    try:
+        proc.run(["debootstrap", "--variant=minbase", f"--include={','.join(wanted)}", cfg.os.suite,
+                  rootfs, cfg.os.mirror], on_line=on_line,
+                 hint="install debootstrap (`make dev-up`) and check os.mirror is reachable")
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
+                     "usr/share/info", "usr/share/locale", "var/log"):
+            shutil.rmtree(rootfs / junk, ignore_errors=True)
+            (rootfs / junk).mkdir(parents=True, exist_ok=True)
+        python = proc.run(["chroot", rootfs, *PY_VERSION]).strip()
+        on_line(f"importing {cfg.os.tag} (Python {python})")
+        proc.run(["tar", "--numeric-owner", "--xattrs", "--sort=name", "-C", rootfs, "-cf", tar, "."])
+        return engine.import_rootfs(tar, cfg.os.tag, [
+            f"LABEL {PYTHON_LABEL}={python}", f"LABEL {PACKAGES_LABEL}=\"{' '.join(wanted)}\"",
+            "LABEL org.opencontainers.image.base.name=debian:" + cfg.os.suite,
+            "ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]'])
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+        tar.unlink(missing_ok=True)

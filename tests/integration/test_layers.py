@@ -1,0 +1,83 @@
+"""Python layers on the real engine: the same lock gives the same layers, from empty caches too;
+a bump replaces the layer of the bumped package only; a child's layers survive a change of parent."""
+import pytest
+from helpers import write_project
+
+from imagekit import build, config, lock
+
+LAYERED = """
+[project]
+org = "test"
+version = 1
+[build]
+layer_alone_mb = 1
+layer_buckets = 3
+[[environments]]
+name = "desa"
+project = "mlops-desa"
+[[images]]
+name = "layered-root"
+tags = ["v{version}"]
+[[images]]
+name = "layered-leaf"
+parent = "layered-root"
+tags = ["v{version}"]
+"""
+NAMES = ("layered-root", "layered-leaf")
+
+
+@pytest.fixture
+def layered(tmp_path, index, engine):
+    path = write_project(tmp_path / "project", LAYERED,
+                         {"layered-root": "learn\nsoupy\n", "layered-leaf": "extra-tool\n"})
+
+    def load(cache: str = "cache"):
+        return config.load(path, env={"IMAGEKIT_LOCK_INDEX_URL": index, "IMAGEKIT_CACHE_DIR": str(tmp_path / cache)})
+    lock.lock(load())
+    yield load
+    forget(engine)
+
+
+def forget(engine):
+    """Remove every image this test built, so that the next build starts from nothing."""
+    for image in engine.client.images.list():
+        for tag in image.tags:
+            if any(f"{n}:" in tag or f"{n}-python:" in tag for n in NAMES):
+                engine.client.images.remove(tag, force=True)
+
+
+def python_layers(result):
+    return {img.name: {l["group"]: l["diff_id"] for l in img.layers} for img in result.images}
+
+
+def python_image_ids(engine, result):
+    """The ids of the images imagekit assembled (parent + Python layers, config with fixed times)."""
+    return {img.name: engine.image(build.INTERNAL.format(name=f"{img.name}-python", key=img.content[:12])).id
+            for img in result.images}
+
+
+def test_the_same_lock_built_twice_from_empty_caches_gives_the_same_layers(layered, engine):
+    first = build.build(layered("cache-1"), engine)
+    ids = python_image_ids(engine, first)
+    forget(engine)
+    second = build.build(layered("cache-2"), engine)  # no wheel, no layer, no image left from the first
+    assert not any(i.cached for i in second.images)
+    assert python_layers(first) == python_layers(second)
+    assert set(python_layers(first)["layered-root"]) >= {"venv"} and len(python_layers(first)["layered-leaf"]) >= 1
+    # the image of the root's Python layers (on the OS image) is the same image, config and all; the leaf's
+    # config inherits its parent's build time (a Dockerfile step), so only its layers are compared
+    assert python_image_ids(engine, second)["layered-root"] == ids["layered-root"]
+
+
+def test_a_bump_replaces_one_layer_and_the_child_keeps_its_own(layered, engine):
+    before = build.build(layered(), engine)
+    root = layered().image("layered-root")
+    root.requirements.write_text("learn<1.7\nsoupy\n")  # learn 1.7.0 -> 1.6.1
+    lock.lock(layered())
+    after = build.build(layered(), engine)
+    old, new = python_layers(before), python_layers(after)
+    changed = {g for g in new["layered-root"] if new["layered-root"][g] != old["layered-root"].get(g)}
+    bumped = next(l for l in after.image("layered-root").layers if "learn==1.6.1" in l["packages"])
+    assert changed == {bumped["group"]}  # only the layer holding learn
+    assert new["layered-leaf"] == old["layered-leaf"]  # the child's own layers, although its parent changed
+    assert after.image("layered-leaf").image_id != before.image("layered-leaf").image_id
