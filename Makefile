@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 IMAGES ?=
-.PHONY: help dev-up venv lock lock-check base build push verify promote test test-unit doctor
+.PHONY: help dev-up venv lock lock-check os build push verify promote test test-unit doctor
 
 help: ## show the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -29,8 +29,8 @@ lock: venv ## resolve lockfiles/ from images/*/requirements.in (fast when nothin
 lock-check: venv ## exit 1 if lockfiles/ no longer match the requirements.in files
 	$(IMAGEKIT) lock --check
 
-base: dev-up venv ## provide the OS base image (debootstrap where nothing can be pulled)
-	$(IMAGEKIT) base
+os: dev-up venv ## provide the OS image every image builds on (debootstrap where nothing can be pulled)
+	$(IMAGEKIT) os
 
 build: dev-up venv ## build every image from the lock, parents first, network off (IMAGES="ray" for some)
 	$(IMAGEKIT) build $(IMAGES)

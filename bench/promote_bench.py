@@ -41,7 +41,7 @@ def main() -> None:
             ray = next(i for i in push.push(cfg, engine).images if i.name == "ray")
             record.write(reg, "mlops-desa/ray", ray.digest, {"passed": True})
             size = next(i.size for i in build.load_result(cfg).images if i.name == "ray")
-            small = seed_image(reg, "mlops-desa/small", "v1", layers=3, record={"passed": True})
+            seed_image(reg, "mlops-desa/small", "v1", layers=3, record={"passed": True})
             (Path(tmp) / "small.toml").write_text('[[environments]]\nname = "desa"\nproject = "mlops-desa"\n'
                                                   '[[environments]]\nname = "test"\nproject = "mlops-test"\n'
                                                   '[[images]]\nname = "small"\ntags = ["v1"]\n')

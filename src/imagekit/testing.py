@@ -17,7 +17,7 @@ def make_wheel(folder: Path, name: str, version: str, *, requires: tuple[str, ..
                requires_python: str | None = None) -> Path:
     """Write a minimal pure-Python wheel (METADATA, WHEEL, RECORD and one module)."""
     dist = f"{name.replace('-', '_')}-{version}"
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
             *(f"Requires-Dist: {r}" for r in requires)]
     if requires_python:
         meta.append(f"Requires-Python: {requires_python}")

@@ -1,7 +1,6 @@
 """Promotion desa -> test -> prod on a real registry with TLS from a test CA and authentication on."""
 import hashlib
 import json
-import os
 
 import pytest
 from helpers import RegistryProcess, make_htpasswd, make_tls, seed_image
