@@ -22,6 +22,11 @@ def oci(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def oci_file(path: Path) -> str:
+    """The OCI digest of a file's bytes."""
+    return "sha256:" + sha256_file(path)
+
+
 def hex_of(digest: str) -> str:
     """The hex part of ``sha256:<hex>`` (or of bare hex)."""
     return digest.removeprefix("sha256:")

@@ -19,6 +19,7 @@ import docker.errors
 
 from imagekit import proc
 from imagekit.errors import EngineError, ToolError
+from imagekit.oci import Reference
 
 HINT = "start the engine with `make dev-up` (installs docker.io and starts dockerd), or set DOCKER_HOST"
 CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
@@ -107,9 +108,10 @@ class Engine:
 
     def import_rootfs(self, tar: Path, ref: str, changes: list[str]) -> str:
         """``docker import`` a root filesystem tarball as ``ref``; return the image id."""
-        repo, _, tag = ref.rpartition(":")
+        r = Reference.parse(ref)
         try:
-            self.client.api.import_image_from_file(str(tar), repository=repo, tag=tag, changes=changes)
+            self.client.api.import_image_from_file(str(tar), repository=r.repository, tag=r.tag or "latest",
+                                                   changes=changes)
         except docker.errors.APIError as e:
             raise EngineError(f"docker import of {tar} failed: {e.explanation}") from None
         return self.client.api.inspect_image(ref)["Id"]
@@ -237,8 +239,8 @@ class Engine:
         return image_id
 
     def tag(self, image: str, ref: str) -> None:
-        repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
-        self.client.api.tag(image, repo, tag)
+        r = Reference.parse(ref)
+        self.client.api.tag(image, f"{r.registry}/{r.repository}" if r.registry else r.repository, r.tag or "latest")
 
     def push(self, image_id: str, repository: str, tags: list[str], *, auth: tuple[str, str] | None = None,
              on_line: Callable[[str], None] | None = None) -> str:

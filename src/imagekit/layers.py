@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit.digests import sha256_file, sha256_hex
+from imagekit import digests
+from imagekit.digests import sha256_hex
 from imagekit.engine import Engine, ImageInfo
 from imagekit.errors import CheckFailed, EngineError, ToolError
 from imagekit.lock import Pin
@@ -177,7 +178,7 @@ def _write(folder: Path, group: Group, key: str, tree: Path) -> Layer:
     tmp = folder / f"{key}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         write_tar(f, tree, VENV.strip("/"))
-    diff_id = "sha256:" + sha256_file(tmp)
+    diff_id = digests.oci_file(tmp)
     path = folder / f"{key}.tar"
     os.replace(tmp, path)
     meta = {"diff_id": diff_id, "size": path.stat().st_size, "group": group.name,
@@ -233,7 +234,7 @@ def assemble(engine: Engine, parent: str, layers: Sequence[Layer], ref: str, *, 
              "rootfs": {"type": "layers", "diff_ids": [*info.layers, *(l.diff_id for l in layers)]},
              "history": history}
     raw = json.dumps(image, sort_keys=True, separators=(",", ":")).encode()
-    image_id = "sha256:" + sha256_hex(raw)
+    image_id = digests.oci(raw)
     if (existing := engine.image(ref)) and existing.id == image_id:
         return image_id
     with tempfile.TemporaryFile() as archive:

@@ -10,6 +10,7 @@ import textwrap
 import zipfile
 from pathlib import Path
 
+from imagekit import digests
 from imagekit.oci import OCI_MANIFEST, Manifest
 
 
@@ -143,7 +144,7 @@ def seed_image(reg, repo: str, tag: str, layers: int, *, record=None) -> str:
     descs = []
     for data, media in [(config, "application/vnd.oci.image.config.v1+json"),
                         *((b, "application/vnd.oci.image.layer.v1.tar") for b in blobs)]:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = digests.oci(data)
         reg.upload_blob(repo, digest, data)
         descs.append({"mediaType": media, "digest": digest, "size": len(data)})
     manifest = Manifest.of({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descs[0], "layers": descs[1:]})

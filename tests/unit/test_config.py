@@ -83,3 +83,30 @@ def test_repository_config_loads():
     assert [i.name for i in cfg.images] == ["base", "ray", "notebook", "s3"]
     assert [i.name for i in cfg.images if not i.shared] == ["s3"]
     assert [e.project for e in cfg.environments] == ["mlops-desa", "mlops-test", "mlops-prod"]
+
+
+def test_the_old_base_section_says_it_is_now_os(project):
+    with pytest.raises(ConfigError, match=r"section \[base\] is now \[os\]"):
+        config.load(project('[base]\ntag = "x"\n' + BASE), env={})
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(project):
+    path = project(BASE)
+    path.write_bytes(b'[project]\norg = "sun\xe1t"\n' + BASE.encode())
+    with pytest.raises(ConfigError, match="not UTF-8") as e:
+        config.load(path, env={})
+    assert e.value.exit_code == 2
+
+
+def test_a_misspelled_variable_is_warned_about_with_the_likely_one(project):
+    cfg = config.load(project(BASE), env={"IMAGEKIT_REGISTRY_URLL": "x", "IMAGEKIT_CONFIG": "",
+                                          "IMAGEKIT_LOCK_PYTHON": "3.11.2"})
+    assert cfg.warnings == ("IMAGEKIT_REGISTRY_URLL is not an imagekit setting and is ignored "
+                            "(did you mean IMAGEKIT_REGISTRY_URL?)",)
+
+
+def test_choices_and_lists_are_typed(project):
+    with pytest.raises(ConfigError, match="lock.resolver.*must be one of uv, pip-tools"):
+        config.load(project(BASE), env={"IMAGEKIT_LOCK_RESOLVER": "poetry"})
+    cfg = config.load(project(BASE), env={"IMAGEKIT_VERIFY_BUCKETS": "a, b", "IMAGEKIT_VERIFY_TOLERANCE": "1e-6"})
+    assert cfg.verify.buckets == ("a", "b") and cfg.verify.tolerance == 1e-6

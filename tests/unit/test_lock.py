@@ -140,3 +140,18 @@ shared = false
     with pytest.raises(LockConflict):
         lock.lock(cfg)
     assert {p: p.read_bytes() for p in lock.lock_path(cfg).parent.iterdir()} == before  # svc.txt not half-done
+
+
+def test_index_credentials_never_reach_the_lock(project, index):
+    token = "tok3n-s3cr3t-value"
+    path = project(requirements={"base": "learn\n", "ray": "extra-tool\n", "notebook": "soupy\n"})
+    with_token = index.replace("http://", f"http://ci-user:{token}@")
+    cfg = config.load(path, env={"IMAGEKIT_LOCK_INDEX_URL": with_token})
+    lock.lock(cfg)
+    for f in lock.lock_path(cfg).parent.iterdir():
+        assert token not in f.read_text() and "ci-user" not in f.read_text()
+    assert f"index {index}" in lock.lock_path(cfg).read_text()  # the index is named, without credentials
+    cfg = config.load(path, env={"IMAGEKIT_LOCK_INDEX_URL": index, "IMAGEKIT_LOCK_INDEX_USERNAME": "ci-user",
+                                 "IMAGEKIT_LOCK_INDEX_PASSWORD": token})
+    assert lock.check(cfg).packages == 4  # the same target: credentials are not part of it
+    assert token in lock.target(cfg).index_url and token not in lock.target(cfg).describe()

@@ -74,10 +74,130 @@ def compare(expected: dict, served: dict) -> tuple[bool, str, float | None]:
     return True, "", diff
 
 
+@dataclass(frozen=True)
+class Trained:
+    """A scenario notebook executed in the notebook image."""
+    name: str
+    seconds: float
+    meta: dict | None  # what it published (meta.json), None when the notebook failed
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Served:
+    """A published model asked, in the Ray image, for the probe rows' predictions."""
+    ok: bool
+    reason: str
+    diff: float | None
+    warnings: list[str]
+    seconds: float
+
+
+class S3(contextlib.AbstractContextManager):
+    """The S3 server on the run's network (alias ``s3``), with a boto3 client from here."""
+
+    def __init__(self, server: S3Server, network, keys: dict[str, str]) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        self.container = DockerContainer(server.image).with_command(server.command).with_network(network) \
+            .with_network_aliases("s3").with_exposed_ports(9000)
+        for k, v in {**server.env, **keys}.items():
+            self.container.with_env(k, v)
+        self.keys = keys
+
+    def __enter__(self) -> "S3":
+        self.container.start()
+        c = self.container
+        self.client = boto3.client("s3", endpoint_url=f"http://{c.get_container_host_ip()}:{c.get_exposed_port(9000)}",
+                                   config=BotoConfig(retries={"max_attempts": 1}), region_name="us-east-1",
+                                   aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
+                                   aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"])
+        _until(lambda: self.client.list_buckets(), 60, "the S3 server did not answer")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.container.stop()
+
+    def meta(self, name: str, version: str) -> dict:
+        return json.loads(self.client.get_object(Bucket="cybersec-ml-models", Key=f"{name}/{version}/meta.json")
+                          ["Body"].read())
+
+
+class Trainer(contextlib.AbstractContextManager):
+    """The notebook image, idle, with the scenario notebooks copied in; executes one at a time."""
+
+    def __init__(self, image: str, network, env: dict[str, str], notebooks: Path) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        self.container = DockerContainer(image).with_command(["sleep", "infinity"]).with_network(network)
+        for k, v in env.items():
+            self.container.with_env(k, v)
+        self.notebooks = notebooks
+
+    def __enter__(self) -> "Trainer":
+        self.container.start()
+        from imagekit.engine import Engine
+        Engine.put(self.container.get_wrapped_container(), NOTEBOOKS, self.notebooks)  # no bind mount: remote engines
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.container.stop()
+
+    def train(self, name: str, s3: S3, version: str) -> Trained:
+        started = time.monotonic()
+        code, output = self.container.exec(["jupyter", "nbconvert", "--to", "notebook", "--execute", "--output-dir",
+                                            "/tmp/executed", f"{NOTEBOOKS}/{name}.ipynb"])
+        seconds = round(time.monotonic() - started, 1)
+        if code != 0:
+            return Trained(name, seconds, None, "notebook failed: " + _last_error(output.decode(errors="replace")))
+        return Trained(name, seconds, s3.meta(name, version))
+
+
+class Server(contextlib.AbstractContextManager):
+    """The Ray image serving the published models with Ray Serve (its default command)."""
+
+    def __init__(self, image: str, network, env: dict[str, str], models: dict[str, dict]) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        self.container = DockerContainer(image).with_network(network).with_exposed_ports(8000) \
+            .with_kwargs(shm_size="1g").with_env("IMAGEKIT_MODELS", json.dumps(models))
+        for k, v in env.items():
+            self.container.with_env(k, v)
+        self.models = models
+
+    def __enter__(self) -> "Server":
+        self.container.start()
+        c = self.container
+        self.url = f"http://{c.get_container_host_ip()}:{c.get_exposed_port(8000)}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.container.stop()
+
+    def wait_ready(self, seconds: float) -> dict[str, str]:
+        """Each model's load status, once the server knows them all."""
+        logs = lambda: self.container.get_wrapped_container().logs()[-3000:].decode(errors="replace")  # noqa: E731
+        return _until(lambda: _status(self.url, self.models), seconds, "Ray Serve did not come up", logs=logs)
+
+    def serve(self, trained: Trained, status: str) -> Served:
+        started = time.monotonic()
+        if status != "loaded":
+            return Served(False, f"could not load in ray: {status}", None, [], 0.0)
+        r = requests.post(f"{self.url}/models/{trained.name}/predict", json={"instances": trained.meta["instances"]},
+                          timeout=60)
+        if r.status_code != 200:
+            return Served(False, f"ray answered {r.status_code}: {r.text[:300]}", None, [], 0.0)
+        ok, reason, diff = compare(trained.meta, r.json())
+        return Served(ok, reason, diff, r.json().get("warnings", []), round(time.monotonic() - started, 2))
+
+    def shutdown(self) -> None:
+        self.container.exec(["serve", "shutdown", "-y"])
+
+
 def run(notebook: str, ray: str, s3: S3Server, examples: Path, *, scenarios: tuple[str, ...] = SCENARIOS,
         on_line: Callable[[str], None] | None = None, timeout: float = 300) -> RoundtripReport:
+    """Train every scenario in the notebook image, publish to S3, serve each model in the Ray image."""
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled everywhere
-    from testcontainers.core.container import DockerContainer
     from testcontainers.core.network import Network
 
     note = on_line or (lambda line: None)
@@ -86,83 +206,38 @@ def run(notebook: str, ray: str, s3: S3Server, examples: Path, *, scenarios: tup
     keys = {"AWS_ACCESS_KEY_ID": "imagekit", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
             "AWS_DEFAULT_REGION": "us-east-1"}
     inside = {**keys, "AWS_ENDPOINT_URL": "http://s3:9000"}
-    results: dict[str, dict] = {}
     with contextlib.ExitStack() as stack:
         network = stack.enter_context(Network())
         note(f"starting {s3.description}")
-        server = DockerContainer(s3.image).with_command(s3.command).with_network(network) \
-            .with_network_aliases("s3").with_exposed_ports(9000)
-        for k, v in {**s3.env, **keys}.items():
-            server.with_env(k, v)
-        stack.enter_context(server)
-        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{server.get_exposed_port(9000)}",
-                              config=BotoConfig(retries={"max_attempts": 1}), **{k.lower(): v for k, v in keys.items()
-                                                                                  if k != "AWS_DEFAULT_REGION"},
-                              region_name="us-east-1")
-        _until(lambda: client.list_buckets(), 60, "the S3 server did not answer")
+        store = stack.enter_context(S3(s3, network, keys))
         for bucket in BUCKETS:
-            client.create_bucket(Bucket=bucket)
-
-        trainer = DockerContainer(notebook).with_command(["sleep", "infinity"]).with_network(network) \
-            .with_volume_mapping(str(examples), NOTEBOOKS, "ro")
-        for k, v in {**inside, "IMAGEKIT_RUN": version}.items():
-            trainer.with_env(k, v)
-        stack.enter_context(trainer)
-        models = {}
+            store.client.create_bucket(Bucket=bucket)
+        trainer = stack.enter_context(Trainer(notebook, network, {**inside, "IMAGEKIT_RUN": version}, examples))
+        trained = {}
         for name in scenarios:
             note(f"training {name} in the notebook image")
-            t0 = time.monotonic()
-            code, output = trainer.exec(["jupyter", "nbconvert", "--to", "notebook", "--execute", "--output-dir",
-                                         "/tmp/executed", f"{NOTEBOOKS}/{name}.ipynb"])
-            results[name] = {"train_seconds": round(time.monotonic() - t0, 1)}
-            if code != 0:
-                results[name]["reason"] = "notebook failed: " + _last_error(output.decode(errors="replace"))
-                continue
-            meta = json.loads(client.get_object(Bucket="cybersec-ml-models",
-                                                Key=f"{name}/{version}/meta.json")["Body"].read())
-            results[name]["meta"] = meta
-            models[name] = {"bucket": meta["bucket"], "key": meta["key"], "sha256": meta["sha256"]}
-
+            trained[name] = trainer.train(name, store, version)
+        models = {n: {k: t.meta[k] for k in ("bucket", "key", "sha256")} for n, t in trained.items() if t.meta}
         note("starting Ray Serve in the ray image")
         t0 = time.monotonic()
-        server_c = DockerContainer(ray).with_network(network).with_exposed_ports(8000).with_kwargs(shm_size="1g") \
-            .with_env("IMAGEKIT_MODELS", json.dumps(models))
-        for k, v in inside.items():
-            server_c.with_env(k, v)
-        stack.enter_context(server_c)
-        base_url = f"http://127.0.0.1:{server_c.get_exposed_port(8000)}"
-        status = _until(lambda: _status(base_url, models), timeout, "Ray Serve did not come up",
-                        logs=lambda: server_c.get_wrapped_container().logs()[-3000:].decode(errors="replace"))
-        ray_startup = time.monotonic() - t0
+        server = stack.enter_context(Server(ray, network, inside, models))
+        status = server.wait_ready(timeout)
+        ray_startup = round(time.monotonic() - t0, 1)
+        results = []
         for name in scenarios:
-            entry = results[name]
-            if "reason" in entry:
-                continue
-            t0 = time.monotonic()
-            if status[name] != "loaded":
-                entry["reason"] = f"could not load in ray: {status[name]}"
+            t = trained[name]
+            if t.meta is None:
+                results.append(ScenarioResult(name, False, t.reason, None, [], t.seconds, 0.0))
                 continue
             note(f"serving {name}")
-            r = requests.post(f"{base_url}/models/{name}/predict", json={"instances": entry["meta"]["instances"]},
-                              timeout=60)
-            if r.status_code != 200:
-                entry["reason"] = f"ray answered {r.status_code}: {r.text[:300]}"
-                continue
-            ok, reason, diff = compare(entry["meta"], r.json())
-            entry.update(ok=ok, reason=reason, diff=diff, warnings=r.json().get("warnings", []),
-                         serve_seconds=round(time.monotonic() - t0, 2))
+            s = server.serve(t, status[name])
+            results.append(ScenarioResult(name, s.ok, s.reason, s.diff, s.warnings, t.seconds, s.seconds))
         note("shutting the Ray Serve deployment down")
-        server_c.exec(["serve", "shutdown", "-y"])
-        report = RoundtripReport(
-            s3_server=s3.description, version=version, ray_startup_seconds=round(ray_startup, 1),
-            seconds=round(time.monotonic() - started, 1),
-            scenarios=[ScenarioResult(name=n, ok=results[n].get("ok", False), reason=results[n].get("reason", ""),
-                                      max_probability_diff=results[n].get("diff"),
-                                      warnings=results[n].get("warnings", []),
-                                      train_seconds=results[n]["train_seconds"],
-                                      serve_seconds=results[n].get("serve_seconds", 0.0)) for n in scenarios])
-        client.put_object(Bucket="cybersec-ml-eval", Key=f"verify-compat/{version}/report.json",
-                          Body=json.dumps(asdict(report), indent=1).encode())
+        server.shutdown()
+        report = RoundtripReport(s3_server=s3.description, version=version, scenarios=results,
+                                 ray_startup_seconds=ray_startup, seconds=round(time.monotonic() - started, 1))
+        store.client.put_object(Bucket="cybersec-ml-eval", Key=f"verify-compat/{version}/report.json",
+                                Body=json.dumps(asdict(report), indent=1).encode())
         return report
 
 
