@@ -16,10 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 from imagekit import build, config, promote, push
-from imagekit.testing import RegistryProcess, seed_image
+from imagekit.testing import RegistryProcess, record_verified, seed_image
 from imagekit.engine import Engine
 from imagekit.registry import Registry
-from imagekit.verify import record
 
 
 def timed(fn) -> float:
@@ -39,9 +38,9 @@ def main() -> None:
             cfg = config.load(ROOT / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": reg_proc.host})
             engine, reg = Engine.connect(), Registry.from_config(cfg)
             ray = next(i for i in push.push(cfg, engine).images if i.name == "ray")
-            record.write(reg, "mlops-desa/ray", ray.digest, {"passed": True})
+            record_verified(reg, "mlops-desa/ray", ray.digest)
             size = next(i.size for i in build.load_result(cfg).images if i.name == "ray")
-            seed_image(reg, "mlops-desa/small", "v1", layers=3, record={"passed": True})
+            seed_image(reg, "mlops-desa/small", "v1", layers=3, verified=True)
             (Path(tmp) / "small.toml").write_text('[[environments]]\nname = "desa"\nproject = "mlops-desa"\n'
                                                   '[[environments]]\nname = "test"\nproject = "mlops-test"\n'
                                                   '[[images]]\nname = "small"\ntags = ["v1"]\n')

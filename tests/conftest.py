@@ -11,7 +11,7 @@ import socketserver
 import threading
 
 import pytest
-from helpers import make_wheel, run_cli, write_project
+from helpers import RegistryProcess, make_wheel, run_cli, write_project
 
 from imagekit import config
 
@@ -51,6 +51,13 @@ def index(tmp_path_factory) -> str:
     server.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def no_imagekit_settings(monkeypatch):
+    """The developer's IMAGEKIT_* variables never reach a test (they would override its settings)."""
+    for var in [v for v in os.environ if v.startswith("IMAGEKIT_")]:
+        monkeypatch.delenv(var)
+
+
 @pytest.fixture
 def project(tmp_path):
     return functools.partial(write_project, tmp_path)
@@ -63,6 +70,14 @@ def indexed(project, index):
         path = project(requirements={"base": "learn\n", "ray": "extra-tool\n", "notebook": "soupy\n", **reqs})
         return config.load(path, env={"IMAGEKIT_LOCK_INDEX_URL": index})
     return make
+
+
+@pytest.fixture
+def registry_process(tmp_path):
+    """A docker-registry process of the test's own on a loopback port (no Docker engine needed)."""
+    reg = RegistryProcess(tmp_path / "registry").start()
+    yield reg
+    reg.stop()
 
 
 @pytest.fixture

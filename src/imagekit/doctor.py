@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 
 from imagekit import lock, registry
 from imagekit.config import Config
 from imagekit.engine import Engine, buildkit_cli
-from imagekit.errors import ImagekitError
+from imagekit.errors import ImagekitError, PreconditionError
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,13 @@ def diagnose(cfg: Config) -> Report:
     try:
         engine = Engine.connect()
         info = engine.info()
+        cli = buildkit_cli()
+        builder = f"BuildKit through {' '.join(cli[0])}" if cli else "the classic builder (no docker CLI offers BuildKit)"
         checks.append(Check("docker engine", True, f"Docker {info.version} (API {info.api_version}, "
-                                                   f"{info.storage_driver}) at {info.endpoint}"))
+                                                   f"{info.storage_driver}) at {info.endpoint}; builds with {builder}"))
     except ImagekitError as e:
         engine = None
         checks.append(Check("docker engine", False, e.message.splitlines()[0], e.hint or ""))
-    cli = buildkit_cli()
-    checks.append(Check("builder", True, f"BuildKit: {' '.join(cli[0])}" if cli else
-                        "classic builder (no docker CLI here offers BuildKit; install docker.io for it)"))
     checks.append(_try("registry", lambda: registry.Registry.from_config(cfg).ping(),
                        "run `make dev-up` for the local registry, or check registry.url"))
     if engine:
@@ -54,18 +54,37 @@ def diagnose(cfg: Config) -> Report:
         present = next((ref for ref in (tag, upstream) if engine.image(ref)), None)
         checks.append(Check("OS image", bool(present), f"{present} present" if present else
                             f"neither {tag} nor {upstream} is present", "" if present else "run `imagekit os`"))
-        minio = cfg.verify.minio_image
-        checks.append(Check("S3 server for verify-compat", True, f"MinIO ({minio})" if engine.image(minio) else
-                            f"{minio} not present: the stand-in image '{cfg.verify.s3_standin}' will be used"))
+        checks.append(_try("S3 server for verify-compat", lambda: _s3_server(cfg, engine),
+                           "set verify.s3_standin to an image in imagekit.toml, or make verify.minio_image present"))
     deboot = shutil.which("debootstrap")
     checks.append(Check("debootstrap", bool(deboot), deboot or "not found",
                         "" if deboot else "apt-get install debootstrap (or `make dev-up`)"))
-    cache = cfg.cache_dir / "wheels"
-    wheels = list(cache.glob("*/*.whl")) if cache.is_dir() else []
-    size = sum(w.stat().st_size for w in wheels)
-    checks.append(Check("wheel cache", True, f"{cache}: {len(wheels)} wheels, {size / 1e6:.0f} MB"))
+    checks.append(_try("cache", lambda: _cache(cfg), "set cache.dir (IMAGEKIT_CACHE_DIR) to a folder you can write"))
     checks.append(_try("lock", lambda: _lock_status(cfg), "run `imagekit lock`"))
     return Report(checks)
+
+
+def _s3_server(cfg: Config, engine: Engine) -> str:
+    minio = cfg.verify.minio_image
+    if minio and engine.image(minio):
+        return f"MinIO ({minio})"
+    standin = cfg.image(cfg.verify.s3_standin)  # ConfigError when the config names no such image
+    return f"{minio} not present: the stand-in image '{standin.name}' ({standin.repository}) will be used"
+
+
+def _cache(cfg: Config) -> str:
+    """The cache folder is writable; how many wheels and layers it holds."""
+    folder = cfg.cache_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise PreconditionError(f"cannot write to {folder}: {e.strerror}") from None
+    wheels = list((folder / "wheels").glob("*/*.whl"))
+    tars = list((folder / "layers").glob("*.tar"))
+    mb = lambda files: sum(f.stat().st_size for f in files) / 1e6  # noqa: E731
+    return f"{folder}: {len(wheels)} wheels ({mb(wheels):.0f} MB), {len(tars)} Python layers ({mb(tars):.0f} MB)"
 
 
 def _lock_status(cfg: Config) -> str:

@@ -136,10 +136,10 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
         if manifest is None:
             problems.append(f"{src.host}/{src_repo}:{wanted} does not exist (promote to {source_env.name} first?)")
             continue
-        verified = record.read(src, src_repo, manifest.digest)
-        if not (verified and verified.get("passed")):
-            problems.append(f"{src_repo}@{manifest.digest} has no passing verification record "
-                            f"({src_repo}:{record.tag_for(manifest.digest)}); run `imagekit verify-compat` on it")
+        why = record.refusal(record.read(src, src_repo, manifest.digest), manifest.digest)
+        if why:
+            problems.append(f"{src_repo}@{manifest.digest} {why} ({src_repo}:{record.tag_for(manifest.digest)}); "
+                            f"run `imagekit verify-compat` on it")
             continue
         if ref and ref.digest:
             version = ""

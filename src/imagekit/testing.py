@@ -127,18 +127,24 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
 
 
 def make_htpasswd(path: Path, user: str, password: str) -> Path:
-    import warnings
+    """An htpasswd file with a bcrypt hash, the only kind docker-registry accepts."""
+    import bcrypt
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-    path.write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+    path.write_text(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n")
     return path
 
 
-def seed_image(reg, repo: str, tag: str, layers: int, *, record=None) -> str:
-    """A small image made by hand in the registry: ``layers`` random blobs, a config, a manifest.
-    With ``record`` (a payload), a verification record is written for it too. Returns its digest."""
+def record_verified(reg, repo: str, digest: str, *, role: str = "ray") -> None:
+    """A passing verification record for ``repo@digest``, shaped as verify-compat writes it."""
+    from imagekit.verify import record
+
+    record.write(reg, repo, digest, record.payload(passed=True, lock="0" * 64, python="3.11.2", s3_server="test",
+                                                   scenarios={}, subjects={role: (repo, digest)}))
+
+
+def seed_image(reg, repo: str, tag: str, layers: int, *, verified: bool = False) -> str:
+    """A small image made by hand in the registry: ``layers`` random blobs, a config, a manifest;
+    ``verified``: with a passing verification record. Returns its digest."""
     blobs = [os.urandom(4096) for _ in range(layers)]
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     descs = []
@@ -149,7 +155,6 @@ def seed_image(reg, repo: str, tag: str, layers: int, *, record=None) -> str:
         descs.append({"mediaType": media, "digest": digest, "size": len(data)})
     manifest = Manifest.of({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descs[0], "layers": descs[1:]})
     reg.put_manifest(repo, tag, manifest)
-    if record is not None:
-        from imagekit.verify import record as records
-        records.write(reg, repo, manifest.digest, record)
+    if verified:
+        record_verified(reg, repo, manifest.digest)
     return manifest.digest

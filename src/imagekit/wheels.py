@@ -119,7 +119,7 @@ def stage(result: FetchResult, pins: list[Pin], folder: Path) -> Path:
 
 def _hash_mismatches(output: str) -> list[str]:
     """pip's "Expected sha256 X / Got Y" report, one line per file."""
-    lines, current = [], ""
+    lines, current, expected = [], "", ""
     for line in output.splitlines():
         line = line.strip()
         if " from " in line and "==" in line or line.endswith(".whl"):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import ROOT, RegistryProcess
+from helpers import ROOT
 from testcontainers.core.container import DockerContainer
 
 from imagekit import build, config, lock, osimage, wheels
@@ -44,13 +44,6 @@ def fetched(cfg, shared_lock) -> wheels.FetchResult:
 def built(cfg, engine) -> build.BuildResult:
     """The repository's images, built (from cache when nothing changed)."""
     return build.build(cfg, engine)
-
-
-@pytest.fixture
-def registry_process(tmp_path):
-    reg = RegistryProcess(tmp_path / "registry").start()
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Building hermetically and pushing to a real registry (a docker-registry process of the test's own)."""
 import shutil
+import subprocess
 
 import pytest
 from helpers import ROOT, write_project
@@ -35,18 +36,41 @@ def tiny(tmp_path, index, registry_process):
     return load
 
 
+def git(*args):
+    return subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def test_push_puts_every_image_with_its_tags_and_labels_and_twice_is_a_noop(cfg, engine, built, registry_process):
     cfg = config.load(cfg.source, env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
-    first = push.push(cfg, engine)
+    lines = []
+    first = {i.name: i for i in push.push(cfg, engine, on_line=lines.append).images}
+    assert set(first) == {"base", "ray", "notebook"}  # every shared image, not the s3 stand-in
+    rev = git("rev-parse", "--short=12", "HEAD") + ("-dirty" if git("status", "--porcelain", "--", "images",
+                                                                     "lockfiles") else "")
+    lock_tag = "lock-" + lock.shared_lock(cfg).digest[:12]
+    assert first["ray"].tags == ["2.41.0-py311-sunat-v8", lock_tag, f"git-{rev}"]
+    assert first["notebook"].tags == ["python-3.11-sunat-v8", lock_tag, f"git-{rev}"]
+    assert first["base"].tags == ["py311-sunat-v8", lock_tag, f"git-{rev}"]
     reg = Registry.from_config(cfg)
-    for img, pushed in zip(built.images, first.images):
+    for img in built.images:
+        if img.name not in first:
+            continue
         repo = f"mlops-desa/{img.repository}"
-        assert reg.tags(repo) == sorted(img.tags)
+        assert reg.tags(repo) == sorted(first[img.name].tags)
         labels = reg.config(repo, reg.manifest(repo, img.tags[0]))["config"]["Labels"]
-        assert labels["org.imagekit.lock.sha256"] == built.lock and labels[build.CONTENT_LABEL] == img.content
+        assert labels[build.IMAGE_LABEL] == img.name and labels[build.CONTENT_LABEL] == img.content
         assert labels["org.opencontainers.image.version"] == img.tags[0]
-    assert {i.repository.rsplit("/", 1)[1] for i in first.images} >= {"ray", "scipy-notebook"}
-    assert [i.digest for i in push.push(cfg, engine).images] == [i.digest for i in first.images]
+    lines.clear()
+    again = {i.name: i.digest for i in push.push(cfg, engine, on_line=lines.append).images}
+    assert again == {n: i.digest for n, i in first.items()}
+    assert not [line for line in lines if line.endswith(" Pushed")]  # no layer sent again
+    assert [line for line in lines if line.endswith("Layer already exists")]
+
+
+def test_a_second_build_of_the_same_inputs_reports_every_image_cached(cfg, engine, built):
+    again = build.build(cfg, engine)
+    assert {i.name: i.cached for i in again.images} == {i.name: True for i in built.images}
+    assert {i.name: i.image_id for i in again.images} == {i.name: i.image_id for i in built.images}
 
 
 def test_an_interrupted_push_completes_when_run_again_and_no_tag_names_a_half_image(cfg, engine, built,
@@ -62,9 +86,11 @@ def test_an_interrupted_push_completes_when_run_again_and_no_tag_names_a_half_im
     registry_process.start()
     reg = Registry.from_config(cfg)
     assert all(reg.manifest(f"mlops-desa/{i.repository}", t) is None for i in built.images for t in i.tags)
-    result = push.push(cfg, engine)
-    for img, pushed in zip(built.images, result.images):
-        assert reg.manifest(f"mlops-desa/{img.repository}", img.tags[0]).digest == pushed.digest
+    result = {i.name: i for i in push.push(cfg, engine).images}
+    assert set(result) == {"base", "ray", "notebook"}
+    for img in built.images:
+        if img.name in result:
+            assert reg.manifest(f"mlops-desa/{img.repository}", img.tags[0]).digest == result[img.name].digest
 
 
 def test_a_version_tag_is_never_reused_for_other_content(tiny, engine):
@@ -106,3 +132,18 @@ def test_a_version_bump_relabels_without_rebuilding_layers(tiny, engine):
     labels = engine.image(bumped.image_id).labels
     assert labels["org.opencontainers.image.version"] == "v3-test" == bumped.tags[0]
     assert engine.image(bumped.image_id).layers == engine.image(first.image_id).layers
+
+
+def test_the_git_tag_names_the_commit_and_a_changed_tree_is_dirty(tiny, engine, tmp_path):
+    root = tmp_path / "project"
+    run = lambda *a: subprocess.run(["git", "-C", str(root), *a], check=True, capture_output=True,  # noqa: E731
+                                    text=True).stdout.strip()
+    run("init", "-q")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    rev = run("rev-parse", "--short=12", "HEAD")
+    assert build.build(tiny(), engine).images[0].tags == ["v1-test", f"lock-{lock.shared_lock(tiny()).digest[:12]}",
+                                                        f"git-{rev}"]
+    dockerfile = root / "images" / "tiny" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "LABEL edited=yes\n")
+    assert build.build(tiny(), engine).images[0].tags[-1] == f"git-{rev}-dirty"

@@ -1,4 +1,5 @@
 """The built Ray and notebook images: interpreter, packages, users, Ray Serve, headless notebooks."""
+import hashlib
 import json
 import time
 
@@ -6,7 +7,7 @@ import pytest
 import requests
 from testcontainers.core.container import DockerContainer
 
-from imagekit import lock
+from imagekit import build, lock
 
 NOTEBOOK = {"cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {}, "outputs": [],
                        "source": "import sklearn, category_encoders, ray\n"
@@ -36,7 +37,9 @@ def test_python_packages_and_user_are_the_locked_ones(cfg, engine, built, shared
               if not line.startswith("/opt/venv/lib/python3.11/site-packages/virtualenv/")}
     assert not strays & {w.name for w in fetched.wheels.values()}
     labels = engine.image(image.image_id).labels
-    assert labels["org.imagekit.lock.sha256"] == shared_lock.digest
+    pins = lock.load_views(cfg, shared_lock).pins(name)
+    assert labels[build.PINS_LABEL] == hashlib.sha256(lock.render_pins(sorted(pins, key=lambda p: p.name))
+                                                      .encode()).hexdigest()
     for key in ("source", "revision", "created", "version"):
         assert labels[f"org.opencontainers.image.{key}"]
 

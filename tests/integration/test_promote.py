@@ -5,6 +5,8 @@ import json
 import pytest
 from helpers import RegistryProcess, make_htpasswd, make_tls, seed_image
 
+from imagekit.testing import record_verified
+
 from imagekit import config, promote, push
 from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
 from imagekit.registry import Manifest, Registry
@@ -27,17 +29,34 @@ def secure(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pushed(cfg, engine, built, secure):
-    """Both images pushed to desa through TLS and auth, and the pair's verification recorded."""
+def in_desa(cfg, engine, built, secure):
+    """Both images pushed to desa through TLS and auth, and the pair's verification recorded as
+    verify-compat records it."""
     _, env = secure
     scfg = config.load(cfg.source, env=env)
     result = {i.name: i for i in push.push(scfg, engine).images}
     reg = Registry.from_config(scfg)
+    data = record.payload(passed=True, lock="0" * 64, python="3.11.2", s3_server="test", scenarios={},
+                          subjects={n: (result[n].repository.split("/", 1)[1], result[n].digest)
+                                    for n in ("notebook", "ray")})
     for name in ("ray", "notebook"):
-        repo = result[name].repository.split("/", 1)[1]
-        record.write(reg, repo, result[name].digest, {"passed": True, "ray": result["ray"].digest,
-                                                      "notebook": result["notebook"].digest})
-    return scfg, reg, result
+        record.write(reg, result[name].repository.split("/", 1)[1], result[name].digest, data)
+    return scfg, env, result
+
+
+@pytest.fixture
+def pushed(in_desa, tmp_path, request):
+    """desa as pushed, and test and prod projects of this test's own: tests do not see each other's promotions."""
+    scfg, env, result = in_desa
+    own = request.node.name.split("[")[0][-20:].replace("_", "-")
+    text = open(scfg.source).read().replace('"mlops-test"', f'"{own}-test"').replace('"mlops-prod"', f'"{own}-prod"')
+    (tmp_path / "imagekit.toml").write_text(text)
+    tcfg = config.load(tmp_path / "imagekit.toml", env=env)
+    return tcfg, Registry.from_config(tcfg), result
+
+
+def project(cfg, env):
+    return cfg.environment(env).project
 
 
 def test_credentials_and_ca_are_required(pushed, secure):
@@ -57,14 +76,14 @@ def test_an_unverified_digest_is_not_promoted(pushed):
         promote.promote(scfg, ["base"], to="test")
     assert f"mlops-desa/mlops-base:{record.tag_for(result['base'].digest)}" in str(e.value)
     assert "imagekit verify-compat" in str(e.value)
-    assert reg.tags("mlops-test/mlops-base") == []
+    assert reg.tags(f"{project(scfg, 'test')}/mlops-base") == []
 
 
 def test_skipping_an_environment_is_refused_unless_forced(pushed):
     scfg, reg, _ = pushed
     with pytest.raises(UsageError, match="desa -> prod skips test"):
         promote.promote(scfg, ["ray"], to="prod", from_env="desa")
-    assert reg.tags("mlops-prod/ray") == []
+    assert reg.tags(f"{project(scfg, 'prod')}/ray") == []
 
 
 def test_promotion_moves_the_same_digest_by_mount_through_every_environment(pushed):
@@ -75,37 +94,40 @@ def test_promotion_moves_the_same_digest_by_mount_through_every_environment(push
             p = done[name]
             assert p.digest == result[name].digest and p.copied == 0 and p.mounted > 0
             for tag in (result[name].tags[0], "current"):
-                assert reg.manifest(f"mlops-{env}/{repo}", tag).digest == result[name].digest
-            assert record.read(reg, f"mlops-{env}/{repo}", p.digest)["passed"]  # the record travels along
+                assert reg.manifest(f"{project(scfg, env)}/{repo}", tag).digest == result[name].digest
+            assert record.read(reg, f"{project(scfg, env)}/{repo}", p.digest)["passed"]  # the record travels along
     again = promote.promote(scfg, ["ray"], to="prod")[0]
     assert again.already and again.mounted == again.copied == 0
     assert [e.digest for e in promote.history(scfg, "ray", "prod")] == [result["ray"].digest]
 
 
 def put_variant(reg, repo, source_manifest, tag, note):
-    """The same blobs under a manifest with another digest (an annotation differs)."""
+    """The same blobs under a manifest with another digest (an annotation differs), verified."""
     body = json.loads(source_manifest.body)
     body.setdefault("annotations", {})["org.imagekit.test"] = note
     raw = json.dumps(body).encode()
     variant = Manifest("sha256:" + hashlib.sha256(raw).hexdigest(), source_manifest.media_type, raw)
     reg.put_manifest(repo, tag, variant)
-    record.write(reg, repo, variant.digest, {"passed": True})
+    record_verified(reg, repo, variant.digest)
     return variant.digest
 
 
 def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_digest(pushed):
     scfg, reg, result = pushed
+    test, prod = project(scfg, "test"), project(scfg, "prod")
+    for env in ("test", "prod"):  # what this test starts from: the pair promoted up to prod
+        promote.promote(scfg, ["ray"], to=env)
     version = result["ray"].tags[0]
-    original = reg.manifest("mlops-test/ray", version)
-    other = put_variant(reg, "mlops-test/ray", original, version, "rebuilt")  # test is mutable
-    with pytest.raises(CheckFailed, match=f"mlops-prod/ray:{version} is immutable in prod"):
+    original = reg.manifest(f"{test}/ray", version)
+    other = put_variant(reg, f"{test}/ray", original, version, "rebuilt")  # test is mutable
+    with pytest.raises(CheckFailed, match=f"{prod}/ray:{version} is immutable in prod"):
         promote.promote(scfg, ["ray"], to="prod")
-    assert reg.manifest("mlops-prod/ray", version).digest == original.digest
-    newer = put_variant(reg, "mlops-test/ray", original, "v-next", "next release")
+    assert reg.manifest(f"{prod}/ray", version).digest == original.digest
+    newer = put_variant(reg, f"{test}/ray", original, "v-next", "next release")
     promote.promote(scfg, ["ray:v-next"], to="prod")
-    assert reg.manifest("mlops-prod/ray", "current").digest == newer != other
+    assert reg.manifest(f"{prod}/ray", "current").digest == newer != other
     back = promote.rollback(scfg, "ray", "prod")
-    assert back.digest == original.digest == reg.manifest("mlops-prod/ray", "current").digest
+    assert back.digest == original.digest == reg.manifest(f"{prod}/ray", "current").digest
     assert [(e.kind, e.digest) for e in promote.history(scfg, "ray", "prod")] == [
         ("promote", original.digest), ("promote", newer), ("rollback", original.digest)]
     with pytest.raises(PreconditionError, match="nothing to roll back to"):
@@ -113,7 +135,7 @@ def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_diges
 
 
 def seed(reg, repo, tag, layers):
-    return seed_image(reg, repo, tag, layers, record={"passed": True})
+    return seed_image(reg, repo, tag, layers, verified=True)
 
 
 SMALL = """

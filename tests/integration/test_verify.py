@@ -1,4 +1,5 @@
 """verify-compat against the real images, and against Ray images made wrong on purpose."""
+import json
 import subprocess
 import sys
 
@@ -47,6 +48,7 @@ def test_aligned_images_pass_and_the_pair_is_recorded(cfg, engine, built, regist
     assert leftovers() == before  # containers and the network are gone
 
 
+@pytest.mark.network  # downloads scikit-learn 1.8.0 from the index
 def test_a_ray_image_with_another_scikit_learn_minor_fails_for_that_reason(cfg, engine, built, tmp_path, leftovers):
     before = leftovers()
     ray = next(i for i in built.images if i.name == "ray")
@@ -68,16 +70,46 @@ def test_a_ray_image_with_another_scikit_learn_minor_fails_for_that_reason(cfg, 
     assert leftovers() == before
 
 
-def test_a_ray_image_without_the_private_package_fails_custom_v1(cfg, engine, built, tmp_path, leftovers):
+def test_a_ray_image_without_the_private_package_fails_custom_v1_exit_1(cfg, engine, built, tmp_path, leftovers,
+                                                                        cli):
     before = leftovers()
     ray = next(i for i in built.images if i.name == "ray")
     image = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-no-custom", "RUN pip uninstall -q -y sunat-custom-models")
-    report = verify_compat(cfg, engine, ray=image, scenarios=("iris", "custom-v1"))
-    assert "sunat-custom-models: missing in ray (lock 1.0.0)" in report.static.differences
-    assert by_name(report)["iris"].ok
-    v1 = by_name(report)["custom-v1"]
-    assert not v1.ok and "No module named 'sunat_models'" in v1.reason
+    code, out, _ = cli("--config", cfg.source, "verify-compat", "--ray-image", image, "--scenario", "iris",
+                       "--scenario", "custom-v1", "--json")
+    report = json.loads(out)  # JSON data all the way down
+    assert code == 1 and report["ok"] is False and report["recorded"] == []
+    assert "sunat-custom-models: missing in ray (lock 1.0.0)" in report["static"]["differences"]
+    scenarios = {s["name"]: s for s in report["roundtrip"]["scenarios"]}
+    assert scenarios["iris"]["ok"] is True
+    assert scenarios["custom-v1"]["ok"] is False and "No module named 'sunat_models'" in scenarios["custom-v1"]["reason"]
     assert leftovers() == before
+
+
+def test_a_model_changed_in_s3_after_publishing_is_refused_before_unpickling(cfg, engine, built, leftovers):
+    before = leftovers()
+    standin = built.image("s3").image_id
+
+    def tamper(line):  # the notebooks have published; Ray Serve is about to load the models
+        if line.startswith("starting Ray Serve"):
+            s3 = engine.client.containers.list(filters={"ancestor": standin})[0]
+            code, out = s3.exec_run(["python", "-c", TAMPER])
+            assert code == 0, out
+
+    report = verify_compat(cfg, engine, scenarios=("iris",), on_line=tamper)
+    iris = by_name(report)["iris"]
+    assert not report.ok and not iris.ok
+    assert "sha256 mismatch" in iris.reason and "could not load in ray" in iris.reason
+    assert leftovers() == before
+
+
+TAMPER = """
+import boto3
+s3 = boto3.client("s3", endpoint_url="http://localhost:9000")
+key = next(o["Key"] for o in s3.list_objects_v2(Bucket="cybersec-ml-models")["Contents"] if o["Key"].endswith("model.pkl"))
+body = s3.get_object(Bucket="cybersec-ml-models", Key=key)["Body"].read()
+s3.put_object(Bucket="cybersec-ml-models", Key=key, Body=body + b"tampered")
+"""
 
 
 def test_ctrl_c_removes_every_container_and_the_network(cfg, engine, built, leftovers):

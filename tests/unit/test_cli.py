@@ -1,15 +1,18 @@
 import json
 
+import typer
 from typer.testing import CliRunner
 
 from imagekit.cli import app
 
 
-def test_help_lists_commands():
-    result = CliRunner().invoke(app, ["--help"])
-    assert result.exit_code == 0
-    for command in ("lock", "base", "build", "push", "verify-compat", "promote", "history", "rollback", "doctor"):
-        assert command in result.output
+def test_the_cli_has_exactly_its_commands_each_with_help():
+    commands = typer.main.get_command(app).commands
+    assert set(commands) == {"lock", "os", "build", "push", "verify-compat", "promote", "history", "rollback",
+                             "doctor"}
+    for name in commands:
+        result = CliRunner().invoke(app, [name, "--help"])
+        assert result.exit_code == 0 and "Usage: " in result.output, name
 
 
 def test_lock_json_and_check_exit_codes(indexed, monkeypatch, cli):

@@ -75,3 +75,15 @@ def test_plain_http_only_for_loopback_or_by_opt_in(tmp_path):
     assert Registry.from_config(opted).scheme == "http"
     with pytest.raises(ConfigError, match="CA bundle not found"):
         Registry.from_config(config.load(path, env={"IMAGEKIT_REGISTRY_CA_BUNDLE": "/nope.pem"}))
+
+
+def test_credentials_come_from_the_docker_config_when_no_setting_names_them(harbor, tmp_path, monkeypatch):
+    host, seen = harbor
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"auths": {host: {"auth": base64.b64encode(f"{ROBOT}:{SECRET}".encode()).decode()}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert Registry(host=host, scheme="http").tags("mlops-desa/ray") == ["v1", "v2"]
+    assert seen[-1][0] == f"{ROBOT}:{SECRET}"
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {}}))  # and without them: refused, said how
+    with pytest.raises(RegistryError, match="token service .* refused repository:mlops-desa/ray:pull"):
+        Registry(host=host, scheme="http").tags("mlops-desa/ray")

@@ -1,6 +1,10 @@
 """The comparisons verify-compat makes, fed facts that differ (no Docker)."""
+import math
+
 import pytest
 from helpers import write_project
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imagekit import config, lock
 from imagekit.verify import roundtrip, static
@@ -62,3 +66,55 @@ def test_static_alignment_names_every_difference(locked):
         "extra-tool: missing in ray (lock 0.1)",
         "rogue: 2.0 in ray is not in its lock view",
     }
+
+
+finite = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+matrices = st.integers(1, 6).flatmap(lambda cols: st.lists(st.lists(finite, min_size=cols, max_size=cols),
+                                                            min_size=1, max_size=8))
+
+
+def predictions(probabilities):
+    return {"labels": [max(range(len(r)), key=r.__getitem__) for r in probabilities], "probabilities": probabilities}
+
+
+@given(matrices)
+def test_the_same_predictions_always_pass(p):
+    assert roundtrip.compare(predictions(p), predictions(p))[0]
+
+
+@given(matrices, st.data(), st.sampled_from([math.nan, math.inf, -math.inf]))
+def test_a_nan_or_infinity_anywhere_fails_and_says_so(p, data, bad):
+    row = data.draw(st.integers(0, len(p) - 1))
+    col = data.draw(st.integers(0, len(p[0]) - 1))
+    served = [list(r) for r in p]
+    served[row][col] = bad
+    for expected, got in ((predictions(p), {"labels": predictions(p)["labels"], "probabilities": served}),
+                          ({"labels": predictions(p)["labels"], "probabilities": served}, predictions(p))):
+        ok, reason, _ = roundtrip.compare(expected, got)
+        assert not ok and "not a finite number" in reason and f"probe row {row}" in reason
+
+
+@given(matrices, st.data())
+def test_a_missing_or_extra_row_or_class_fails_as_a_shape_difference(p, data):
+    served = [list(r) for r in p]
+    change = data.draw(st.sampled_from(["drop row", "add row", "drop class", "add class"]))
+    if change == "drop row":
+        served.pop()
+    elif change == "add row":
+        served.append(list(served[0]))
+    elif change == "drop class":
+        served[0].pop()
+    else:
+        served[-1].append(0.0)
+    ok, reason, _ = roundtrip.compare(predictions(p), {"labels": predictions(p)["labels"], "probabilities": served})
+    assert not ok and "different shape" in reason
+
+
+@given(matrices, st.data(), st.floats(min_value=2e-9, max_value=0.5))
+def test_a_difference_beyond_the_tolerance_fails_and_within_it_passes(p, data, delta):
+    row = data.draw(st.integers(0, len(p) - 1))
+    served = [list(r) for r in p]
+    served[row][0] += delta
+    assert not roundtrip.compare(predictions(p), {**predictions(p), "probabilities": served})[0]
+    served[row][0] = p[row][0] + roundtrip.TOLERANCE / 4
+    assert roundtrip.compare(predictions(p), {**predictions(p), "probabilities": served})[0]

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imagekit import config
+from imagekit import config, redact
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -34,10 +34,27 @@ def load(ctx: typer.Context, **overrides: Any) -> config.Config:
     return cfg
 
 
+def to_data(value: Any) -> Any:
+    """Results as JSON data all the way down: dataclasses become objects, never a repr in a string."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        data = {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(getattr(type(value), "ok", None), property):
+            data["ok"] = value.ok
+        return data
+    if isinstance(value, dict):
+        return {str(k): to_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_data(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
 def emit(result: Any, as_json: bool, human: str) -> None:
     if as_json:
-        out.print_json(json.dumps(dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result,
-                                  default=str))
+        out.print_json(json.dumps(redact.data(to_data(result))))
     else:
         out.print(human)
 

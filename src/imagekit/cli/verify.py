@@ -34,7 +34,7 @@ def verify(ctx: typer.Context,
         report = verify_compat(cfg, Engine.connect(), notebook=notebook_image, ray=ray_image,
                                scenarios=tuple(scenario or roundtrip.SCENARIOS), write_record=record, on_line=note)
     if as_json:
-        emit({**report.__dict__, "ok": report.ok}, True, "")
+        emit(report, True, "")
     else:
         _render(report)
     raise typer.Exit(0 if report.ok else 1)

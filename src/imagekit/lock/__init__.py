@@ -22,11 +22,11 @@ from imagekit.digests import sha256_hex
 from imagekit.errors import CheckFailed, ConfigError, ToolError, UsageError
 from imagekit.images import ImageSpec, build_order
 from imagekit.lock import resolver, views
-from imagekit.lock.format import REGENERATE, Lock, Pin, diff_pins, parse, read, write_if_changed
+from imagekit.lock.format import REGENERATE, Lock, Pin, diff_pins, parse, read, render_pins, write_if_changed
 from imagekit.lock.views import LOCK_NAME, Views
 
 __all__ = ["Lock", "Pin", "Views", "LockFile", "LockResult", "parse", "read", "lock", "check", "load_views",
-           "lock_path", "view_path", "target", "shared_lock", "pip_tools_check"]
+           "lock_path", "view_path", "target", "shared_lock", "pip_tools_check", "render_pins"]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,6 @@
 """verify-compat: static alignment from inside both images, a Testcontainers round trip, a record."""
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,14 +95,14 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     elif set(scenarios) != set(roundtrip.SCENARIOS):
         why = "not recorded: only a subset of the scenarios ran"
     else:
-        payload = {"passed": True, "lock": lk.digest, "python": aligned.ray.python, "s3_server": trip.s3_server,
-                   "notebook": {"repository": trainer.repository, "digest": trainer.digest},
-                   "ray": {"repository": server.repository, "digest": server.digest},
-                   "scenarios": {s.name: {"max_probability_diff": s.max_probability_diff} for s in trip.scenarios},
-                   "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        data = record.payload(passed=True, lock=lk.digest, python=aligned.ray.python, s3_server=trip.s3_server,
+                              subjects={"notebook": (trainer.repository, trainer.digest),
+                                        "ray": (server.repository, server.digest)},
+                              scenarios={s.name: {"max_probability_diff": s.max_probability_diff}
+                                         for s in trip.scenarios})
         reg = Registry.from_config(cfg)
         for subject in (trainer, server):
-            record.write(reg, subject.repository, subject.digest, payload)
+            record.write(reg, subject.repository, subject.digest, data)
             recorded.append(f"{subject.repository}:{record.tag_for(subject.digest)}")
     return VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, recorded=recorded, record_note=why,
                         seconds=round(time.monotonic() - started, 1))

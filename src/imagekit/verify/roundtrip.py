@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import time
@@ -61,13 +62,27 @@ class RoundtripReport:
 
 
 def compare(expected: dict, served: dict) -> tuple[bool, str, float | None]:
-    """Labels equal and probabilities within TOLERANCE; the reason names the first difference."""
+    """Labels equal and probabilities within TOLERANCE, every one a finite number; the reason names
+    the first difference. A NaN or an infinity is never "within tolerance"."""
     if served.get("labels") != expected["labels"]:
         bad = [i for i, (a, b) in enumerate(zip(expected["labels"], served.get("labels") or [])) if a != b]
+        got = served.get("labels")
+        if not isinstance(got, list) or len(got) != len(expected["labels"]):
+            return False, (f"ray answered {len(got) if isinstance(got, list) else 'no'} labels for "
+                           f"{len(expected['labels'])} probe rows"), None
         return False, f"labels differ at probe rows {bad[:5]} (notebook vs ray)", None
     a, b = expected["probabilities"], served.get("probabilities")
-    if b is None or len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b)):
-        return False, "probabilities have a different shape", None
+    if not isinstance(b, list) or len(a) != len(b):
+        return False, (f"probabilities have a different shape: {len(a)} probe rows in the notebook, "
+                       f"{len(b) if isinstance(b, list) else 'none'} from ray"), None
+    for row, (x, y) in enumerate(zip(a, b)):
+        if not isinstance(y, list) or len(x) != len(y):
+            return False, (f"probabilities have a different shape: probe row {row} has {len(x)} classes in the "
+                           f"notebook, {len(y) if isinstance(y, list) else 'none'} from ray"), None
+        for side, values in (("ray", y), ("the notebook", x)):
+            bad = [v for v in values if not isinstance(v, (int, float)) or not math.isfinite(v)]
+            if bad:
+                return False, f"{side} gave a probability that is not a finite number ({bad[0]}) at probe row {row}", None
     diff = max((abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)), default=0.0)
     if diff > TOLERANCE:
         return False, f"probabilities differ by up to {diff:.3g} (> {TOLERANCE:g})", diff

@@ -1,0 +1,45 @@
+"""The OS image taken from os.image (present or pulled) instead of bootstrapped, and its refusals."""
+import pytest
+
+from imagekit import config, osimage
+from imagekit.errors import ConfigError, PreconditionError
+
+TAG = "imagekit-test/os-from-upstream:1"
+
+
+@pytest.fixture
+def upstream(cfg, engine, base_image, tmp_path):
+    """An "upstream" OS image made FROM the bootstrapped one with ``steps``; a config that takes it."""
+    made = []
+
+    def make(name, steps):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\n{steps}\n")
+        ref = f"imagekit-test/upstream-{name}:1"
+        engine.build(tmp_path / name, tags=[ref], buildargs={"PARENT": base_image}, labels={})
+        made.append(ref)
+        return config.load(cfg.source, env={"IMAGEKIT_OS_IMAGE": ref, "IMAGEKIT_OS_TAG": TAG})
+    yield make
+    for ref in [*made, TAG]:
+        if engine.image(ref):
+            engine.client.images.remove(ref, force=True)
+
+
+def test_an_upstream_image_with_the_python_and_the_tools_is_taken(upstream, engine):
+    result = osimage.ensure(upstream("ok", "LABEL org.example.vendor=acme"), engine)
+    assert (result.ref, result.how, result.python) == (TAG, "upstream", "3.11.2")
+    assert engine.image(TAG).labels["org.example.vendor"] == "acme"
+
+
+def test_an_upstream_image_with_another_python_is_refused(upstream, engine):
+    cfg = upstream("py", f"LABEL {osimage.PYTHON_LABEL}=3.11.9")
+    with pytest.raises(ConfigError, match="has Python 3.11.9 but the lock targets 3.11.2") as e:
+        osimage.ensure(cfg, engine)
+    assert "lock.python" in str(e.value) and e.value.exit_code == 2
+
+
+def test_an_upstream_image_without_the_platform_tools_is_refused(upstream, engine):
+    cfg = upstream("bare", "RUN rm /usr/bin/wget /usr/bin/git")
+    with pytest.raises(PreconditionError, match="lacks wget, git") as e:
+        osimage.ensure(cfg, engine)
+    assert "KubeRay" in str(e.value)
