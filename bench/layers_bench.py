@@ -101,7 +101,8 @@ def main() -> None:
     for n in range(len(bumps)):
         for name in IMAGES:
             a, b = (results[v]["steps"][n]["images"][name]["new_bytes"] for v in ("layered", "single-layer"))
-            print(f"{bumps[n][1]:<24} {name:<9} single-layer / layered new bytes: {b / max(a, 1):8.1f}x")
+            ratio = f"{b / a:8.1f}x" if a else ("   both 0" if not b else "layered 0")
+            print(f"{bumps[n][1]:<24} {name:<9} single-layer / layered new bytes: {ratio}")
 
 
 if __name__ == "__main__":

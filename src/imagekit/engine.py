@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from imagekit import proc
+from imagekit import proc, progress
 from imagekit.errors import EngineError, ToolError
 from imagekit.oci import Reference
 
@@ -206,7 +206,7 @@ class Engine:
               builder: str = "auto", on_line: Callable[[str], None] | None = None) -> str:
         """Build ``context`` with no network; return the image id. BuildKit through the docker CLI
         where the CLI offers it, else the classic builder through the API."""
-        note = on_line or (lambda line: None)
+        note = progress.output(on_line)
         cli = buildkit_cli() if builder in ("auto", "buildkit") else None
         if builder == "buildkit" and cli is None:
             raise EngineError("BuildKit was asked for but no docker CLI here offers it",
@@ -249,7 +249,7 @@ class Engine:
         The engine uploads every layer before the manifest, so a tag never names a half-pushed
         image, and layers already in the registry are not sent again.
         """
-        note = on_line or (lambda line: None)
+        note = progress.output(on_line)
         auth_config = {"username": auth[0], "password": auth[1]} if auth else None
         digests = set()
         for tag in tags:

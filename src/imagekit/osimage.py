@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from imagekit import proc
+from imagekit import proc, progress
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import ConfigError, PreconditionError
@@ -94,7 +94,7 @@ def bootstrap(cfg: Config, engine: Engine, *, on_line: Callable[[str], None]) ->
     wanted = packages(cfg)
     try:
         proc.run(["debootstrap", "--variant=minbase", f"--include={','.join(wanted)}", cfg.os.suite,
-                  rootfs, cfg.os.mirror], on_line=on_line,
+                  rootfs, cfg.os.mirror], on_line=progress.output(on_line),
                  hint="install debootstrap (`make dev-up`) and check os.mirror is reachable")
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
                      "usr/share/info", "usr/share/locale", "var/log"):

@@ -119,7 +119,7 @@ def copy_blobs(src: Registry, src_repo: str, dst: Registry, dst_repo: str, manif
             on_line(f"mounted {blob[:19]} into {dst_repo}")
         else:
             on_line(f"copying {blob[:19]} into {dst_repo}")
-            dst.upload_blob(dst_repo, blob, src.blob(src_repo, blob))
+            dst.upload_blob_chunks(dst_repo, blob, src.blob_chunks(src_repo, blob))
             counts["copied"] += 1
 
 
@@ -183,6 +183,10 @@ def history(cfg: Config, image: str, env: str) -> list[HistoryEntry]:
     environment = cfg.environment(env)
     reg, repo = registry_for(cfg, environment), f"{environment.project}/{cfg.image(image).repository}"
     data = reg.get_artifact(repo, HISTORY_TAG)
+    if data is None and not reg.tags(repo):
+        raise PreconditionError(f"{reg.host}/{repo} does not exist: nothing was ever pushed or promoted there",
+                                hint=f"check the image name and the environment (`{env}` is project "
+                                     f"{environment.project}); promote into it first")
     return [HistoryEntry(**e) for e in data["entries"]] if data else []
 
 

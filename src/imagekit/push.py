@@ -63,9 +63,11 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
     reg = Registry.from_config(cfg, cfg.environments[0] if cfg.environments else None)
     project = cfg.first_project
     preflight(reg, project, result, engine)
+    note = on_line or (lambda line: None)
     pushed = []
     for img in result.images:
         repo = f"{project}/{img.repository}"
+        note(f"{img.name}: pushing {', '.join(img.tags)} to {reg.host}/{repo}")
         digest = engine.push(img.image_id, f"{reg.host}/{repo}", img.tags, auth=reg.credentials(), on_line=on_line)
         for tag in img.tags:  # what the registry now says, not what the engine reported
             stored = reg.manifest(repo, tag)

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import requests
@@ -17,6 +18,7 @@ from imagekit.images import Environment
 from imagekit.oci import MANIFEST_TYPES, Manifest, artifact
 
 TIMEOUT = 30
+CHUNK = 8 << 20  # bytes per request when a blob is copied between registries
 
 
 def is_local(host: str) -> bool:
@@ -159,6 +161,28 @@ class Registry:
         r = self._request("GET", f"{self.base}/v2/{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")
         _ok(r, f"GET blob {repo}@{digest[:19]}")
         return r.content
+
+    def blob_chunks(self, repo: str, digest: str) -> Iterator[bytes]:
+        """The blob as it streams in, CHUNK bytes at a time: constant memory whatever its size."""
+        r = self._request("GET", f"{self.base}/v2/{repo}/blobs/{digest}", scope=f"repository:{repo}:pull", stream=True)
+        _ok(r, f"GET blob {repo}@{digest[:19]}")
+        with r:
+            yield from r.iter_content(CHUNK)
+
+    def upload_blob_chunks(self, repo: str, digest: str, chunks: Iterable[bytes]) -> None:
+        """A chunked upload (PATCH per chunk, then PUT with the digest): the registry checks the digest."""
+        scope = f"repository:{repo}:pull,push"
+        r = self._request("POST", f"{self.base}/v2/{repo}/blobs/uploads/", scope=scope)
+        _ok(r, f"start upload to {repo}")
+        location, offset = self._absolute(r.headers["Location"]), 0
+        for chunk in chunks:
+            r = self._request("PATCH", location, scope=scope, data=chunk,
+                              headers={"Content-Type": "application/octet-stream",
+                                       "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
+            _ok(r, f"upload {digest[:19]} to {repo} at {offset}")
+            location, offset = self._absolute(r.headers["Location"]), offset + len(chunk)
+        r = self._request("PUT", location, scope=scope, params={"digest": digest})
+        _ok(r, f"finish upload of {digest[:19]} to {repo}")
 
     def has_blob(self, repo: str, digest: str) -> bool:
         r = self._request("HEAD", f"{self.base}/v2/{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")

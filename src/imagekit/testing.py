@@ -142,10 +142,10 @@ def record_verified(reg, repo: str, digest: str, *, role: str = "ray") -> None:
                                                    scenarios={}, subjects={role: (repo, digest)}))
 
 
-def seed_image(reg, repo: str, tag: str, layers: int, *, verified: bool = False) -> str:
-    """A small image made by hand in the registry: ``layers`` random blobs, a config, a manifest;
-    ``verified``: with a passing verification record. Returns its digest."""
-    blobs = [os.urandom(4096) for _ in range(layers)]
+def seed_image(reg, repo: str, tag: str, layers: int, *, verified: bool = False, extra: bytes = b"") -> str:
+    """A small image made by hand in the registry: ``layers`` random blobs (and ``extra`` as one
+    more), a config, a manifest; ``verified``: with a passing verification record. Returns its digest."""
+    blobs = [os.urandom(4096) for _ in range(layers)] + ([extra] if extra else [])
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     descs = []
     for data, media in [(config, "application/vnd.oci.image.config.v1+json"),

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit import proc
+from imagekit import proc, progress
 from imagekit.config import Config
 from imagekit.digests import hex_of, sha256_file
 from imagekit.errors import CheckFailed, ConfigError, ToolError
@@ -74,7 +74,7 @@ def fetch(cfg: Config, pins: list[Pin], *, on_line: Callable[[str], None] | None
             env = {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": "",
                    "PIP_CONSTRAINT": "", "PIP_INDEX_URL": tgt.index_url}
             try:
-                proc.run(cmd, env=env, on_line=on_line,
+                proc.run(cmd, env=env, on_line=progress.output(on_line),
                          hint="check the network to the index (lock.index_url) and that the lock is current")
             except ToolError as e:
                 if "DO NOT MATCH THE HASHES" not in e.output:

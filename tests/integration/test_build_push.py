@@ -1,6 +1,8 @@
 """Building hermetically and pushing to a real registry (a docker-registry process of the test's own)."""
+import re
 import shutil
 import subprocess
+import threading
 
 import pytest
 from helpers import ROOT, write_project
@@ -147,3 +149,39 @@ def test_the_git_tag_names_the_commit_and_a_changed_tree_is_dirty(tiny, engine, 
     dockerfile = root / "images" / "tiny" / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + "LABEL edited=yes\n")
     assert build.build(tiny(), engine).images[0].tags[-1] == f"git-{rev}-dirty"
+
+
+def test_two_cold_builds_at_once_on_one_cache_both_succeed(tiny, engine, tmp_path):
+    env = {"IMAGEKIT_CACHE_DIR": str(tmp_path / "shared-cache"), "IMAGEKIT_PROJECT_VERSION": "7"}
+    results, errors = [], []
+
+    def one():
+        try:
+            results.append(build.build(tiny(**env), engine))
+        except Exception as e:  # reported below with the other thread's result
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 2
+    assert results[0].images[0].content == results[1].images[0].content
+    assert results[0].images[0].layers == results[1].images[0].layers
+    assert build.load_result(tiny(**env)).images[0].content == results[0].images[0].content
+
+
+def test_a_ci_log_gets_one_timestamped_line_per_step(tiny, cli, monkeypatch, index, registry_process):
+    monkeypatch.setenv("IMAGEKIT_LOCK_INDEX_URL", index)
+    monkeypatch.setenv("IMAGEKIT_PROJECT_VERSION", "9")
+    source = str(tiny().source)
+    code, _, err = cli("--config", source, "build")
+    steps = err.splitlines()
+    assert code == 0 and any(re.fullmatch(r"\d\d:\d\d:\d\d build: tiny: (Python layers|unchanged).*", s) for s in steps)
+    assert all(re.match(r"\d\d:\d\d:\d\d build: ", s) for s in steps)  # steps only, no tool output
+    code, out, err = cli("--config", source, "--quiet", "build")
+    assert code == 0 and err == "" and "tiny" in out
+    monkeypatch.setenv("IMAGEKIT_PROJECT_VERSION", "10")  # a relabel: the Dockerfile runs again
+    code, _, err = cli("--config", source, "--verbose", "build", "--builder", "classic")
+    assert code == 0 and "Step 1/" in err  # the builder's own output

@@ -1,12 +1,14 @@
 """The promotion gate against a registry process on loopback (no Docker): records as verify-compat
 writes them, and every refusal leaves the target untouched."""
 import json
+import os
+import tracemalloc
 
 import pytest
-from helpers import seed_image
+from helpers import RegistryProcess, make_htpasswd, seed_image
 
 from imagekit import config, promote
-from imagekit.errors import CheckFailed, UsageError
+from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
 from imagekit.registry import Registry
 from imagekit.verify import record
 
@@ -127,3 +129,73 @@ def test_promote_history_and_rollback_through_the_cli_print_json_data(desa, cli,
     assert code == 0 and json.loads(out)["digest"] == digests["ray"] == reg.manifest("mlops-test/ray", "current").digest
     code, _, err = cli("--config", cfg.source, "rollback", "ray", "--env", "test")
     assert code == 2 and "nothing to roll back to" in err
+
+
+TWO_REGISTRIES = """
+[[environments]]
+name = "desa"
+project = "mlops-desa"
+[[environments]]
+name = "prod"
+project = "mlops-prod"
+registry = "{prod}"
+[[images]]
+name = "ray"
+tags = ["v1"]
+"""
+
+
+@pytest.fixture
+def two_registries(tmp_path):
+    """desa and prod on registries of their own, each with a robot account of its own."""
+    regs = {}
+    for env, user in (("desa", "robot$desa+ci"), ("prod", "robot$prod+ci")):
+        regs[env] = RegistryProcess(tmp_path / env, htpasswd=make_htpasswd(tmp_path / f"{env}.htpasswd", user,
+                                                                           f"{env}-secret")).start()
+    (tmp_path / "imagekit.toml").write_text(TWO_REGISTRIES.format(prod=regs["prod"].host))
+    yield tmp_path / "imagekit.toml", regs
+    for reg in regs.values():
+        reg.stop()
+
+
+DESA = {"IMAGEKIT_REGISTRY_USERNAME": "robot$desa+ci", "IMAGEKIT_REGISTRY_PASSWORD": "desa-secret"}
+
+
+def test_each_environment_uses_its_own_credentials(two_registries):
+    path, regs = two_registries
+    env = {"IMAGEKIT_REGISTRY_URL": regs["desa"].host, **DESA}
+    cfg = config.load(path, env=env)
+    digest = seed_image(Registry.from_config(cfg, cfg.environment("desa")), "mlops-desa/ray", "v1", layers=2,
+                        verified=True)
+    with pytest.raises(RegistryError, match="refused the credentials") as e:  # desa's robot cannot write prod
+        promote.promote(cfg, ["ray:v1"], to="prod")
+    assert "IMAGEKIT_ENV_<NAME>_USERNAME" in str(e.value)
+    cfg = config.load(path, env={**env, "IMAGEKIT_ENV_PROD_USERNAME": "robot$prod+ci",
+                                 "IMAGEKIT_ENV_PROD_PASSWORD": "prod-secret"})
+    assert not cfg.warnings  # the environment's own variables are known ones
+    assert promote.promote(cfg, ["ray:v1"], to="prod")[0].digest == digest
+
+
+def test_a_large_layer_crosses_registries_in_constant_memory(tmp_path, registry_process):
+    other = RegistryProcess(tmp_path / "other").start()
+    try:
+        (tmp_path / "imagekit.toml").write_text(TWO_REGISTRIES.format(prod=other.host))
+        cfg = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
+        reg = Registry.from_config(cfg)
+        layer = os.urandom(96 << 20)
+        digest = seed_image(reg, "mlops-desa/ray", "v1", layers=0, verified=True, extra=layer)
+        del layer
+        tracemalloc.start()
+        done = promote.promote(cfg, ["ray:v1"], to="prod")[0]
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert done.digest == digest and done.copied >= 2
+        assert peak < 24 << 20, f"peak {peak / 1e6:.0f} MB for a 100 MB layer"  # a quarter of the layer
+    finally:
+        other.stop()
+
+
+def test_history_of_a_repository_that_does_not_exist_says_so(desa):
+    cfg, reg, digests = desa
+    with pytest.raises(PreconditionError, match="mlops-test/ray does not exist"):
+        promote.history(cfg, "ray", "test")

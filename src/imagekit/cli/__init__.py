@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
@@ -17,11 +18,25 @@ app = typer.Typer(help="Keep the Ray serving image and the scipy-notebook traini
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
+def _version(value: bool) -> None:
+    if value:
+        _common.out.print(f"imagekit {metadata.version('imagekit')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(ctx: typer.Context,
          config: Optional[Path] = typer.Option(None, "--config", "-c", envvar="IMAGEKIT_CONFIG",
-                                               help="imagekit.toml to use (default: nearest one upwards)")) -> None:
-    ctx.obj = _common.State(config=config)
+                                               help="imagekit.toml to use (default: nearest one upwards)"),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the result (and errors)"),
+         verbose: bool = typer.Option(False, "--verbose", "-v", help="also stream the tools' output (the build's)"),
+         version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="print imagekit's version and exit")) -> None:
+    """Run `imagekit COMMAND --help` for each command's options and an example.
+
+    In a CI log (stderr not a terminal) long commands print one timestamped line per step.
+    """
+    ctx.obj = _common.State(config=config, quiet=quiet, verbose=verbose)
 
 
 from imagekit.cli import build, doctor, lock, osimage, promote, push, verify  # noqa: E402  (commands register themselves)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ JSON = typer.Option(False, "--json", help="print the result as JSON (for CI)")
 @dataclass
 class State:
     config: Path | None
+    quiet: bool = False
+    verbose: bool = False
 
 
 def load(ctx: typer.Context, **overrides: Any) -> config.Config:
@@ -59,12 +62,36 @@ def emit(result: Any, as_json: bool, human: str) -> None:
         out.print(human)
 
 
+class _Sink:
+    """Where a long command's steps go: a status line on a terminal; one timestamped line per step
+    in a CI log (stderr not a terminal); tool output too with --verbose; nothing with --quiet."""
+
+    def __init__(self, what: str, state: State, status=None) -> None:
+        self.what, self.state, self.status = what, state, status
+
+    def __call__(self, line: str) -> None:
+        self._show(line, step=True)
+
+    def output(self, line: str) -> None:
+        self._show(line, step=False)
+
+    def _show(self, line: str, *, step: bool) -> None:
+        line = redact.text(line.rstrip())
+        if not line.strip() or self.state.quiet:
+            return
+        if self.status is not None and not self.state.verbose:
+            self.status.update(f"{self.what}: {escape(line.strip()[:100])}")
+        elif step or self.state.verbose:
+            stamp = datetime.datetime.now().strftime("%H:%M:%S")
+            err.print(f"{stamp} {self.what}: {escape(line)}" if step else escape(line), highlight=False)
+
+
 @contextlib.contextmanager
-def progress(what: str):
-    """A status line on stderr showing the latest line of a long operation; yields the line sink."""
-    with err.status(f"{what}...") as status:
-        def note(line: str) -> None:
-            line = line.strip()
-            if line:
-                status.update(f"{what}: {escape(line[:100])}")
-        yield note
+def progress(ctx: typer.Context, what: str):
+    """The progress sink of a long command (see _Sink)."""
+    state = ctx.obj
+    if err.is_terminal and not state.quiet and not state.verbose:
+        with err.status(f"{what}...") as status:
+            yield _Sink(what, state, status)
+    else:
+        yield _Sink(what, state)

@@ -25,7 +25,7 @@ def build(ctx: typer.Context,
     if builder not in ("auto", "buildkit", "classic"):
         raise typer.BadParameter("must be auto, buildkit or classic", param_hint="--builder")
     cfg = load(ctx)
-    with progress("build") as note:
+    with progress(ctx, "build") as note:
         result = core.build(cfg, Engine.connect(), names=images, builder=builder, on_line=note)
     lines = [f"{'cached ' if i.cached else 'built  '} {i.repository}:{i.tags[0]}  {i.image_id[7:19]}  "
              f"{i.size / 1e6:.0f} MB  {i.seconds:.0f} s" for i in result.images]

@@ -23,7 +23,7 @@ def os_image(ctx: typer.Context,
     Example: imagekit os --rebuild
     """
     cfg = load(ctx)
-    with progress("OS image") as note:
+    with progress(ctx, "OS image") as note:
         result = core.ensure(cfg, Engine.connect(), rebuild=rebuild, on_line=note)
     emit(result, as_json, f"{result.ref}: {result.how}, Python {result.python}, {result.image_id[:19]}"
                           f" ({result.seconds:.0f} s)")

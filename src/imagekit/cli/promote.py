@@ -38,7 +38,7 @@ def promote(ctx: typer.Context,
     tag `current` follows each promotion. Nothing is written unless every image can be promoted.
     """
     cfg = load(ctx)
-    with progress(f"promote to {to}") as note:
+    with progress(ctx, f"promote to {to}") as note:
         results = core.promote(cfg, images or [], to=to, all_images=all_images, from_env=from_env, force=force,
                                on_line=note)
     emit(results, as_json, _lines(results))

@@ -23,6 +23,6 @@ def push(ctx: typer.Context,
     an interrupted push completes when re-run. Prints the digests (--json for CI).
     """
     cfg = load(ctx, registry__url=registry)
-    with progress("push") as note:
+    with progress(ctx, "push") as note:
         result = core.push(cfg, Engine.connect(), on_line=note)
     emit(result, as_json, "\n".join(f"{i.repository}@{i.digest}  ({', '.join(i.tags)})" for i in result.images))

@@ -30,7 +30,7 @@ def verify(ctx: typer.Context,
     Exit 0: all passed; 1: a check failed; 2: it could not run.
     """
     cfg = load(ctx)
-    with progress("verify-compat") as note:
+    with progress(ctx, "verify-compat") as note:
         report = verify_compat(cfg, Engine.connect(), notebook=notebook_image, ray=ray_image,
                                scenarios=tuple(scenario or roundtrip.SCENARIOS), write_record=record, on_line=note)
     if as_json:
