@@ -43,7 +43,7 @@ def main() -> None:
             seed_image(reg, "mlops-desa/small", "v1", layers=3, verified=True)
             (Path(tmp) / "small.toml").write_text('[[environments]]\nname = "desa"\nproject = "mlops-desa"\n'
                                                   '[[environments]]\nname = "test"\nproject = "mlops-test"\n'
-                                                  '[[images]]\nname = "small"\ntags = ["v1"]\n')
+                                                  '[verify]\nimages = ["small"]\n[[images]]\nname = "small"\ntags = ["v1"]\n')
             scfg = config.load(Path(tmp) / "small.toml", env={"IMAGEKIT_REGISTRY_URL": reg_proc.host})
             t_small = timed(lambda: promote.promote(scfg, ["small:v1"], to="test"))
             t_large = timed(lambda: promote.promote(cfg, [f"ray:{ray.tags[0]}"], to="test"))

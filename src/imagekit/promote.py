@@ -18,7 +18,7 @@ from imagekit.errors import CheckFailed, PreconditionError, RegistryError, Usage
 from imagekit.images import Environment, ImageSpec, leaves
 from imagekit.oci import Manifest, Reference
 from imagekit.registry import Registry
-from imagekit.verify import record
+from imagekit.verify import record, verified_set
 
 MOVING_TAG = "current"  # the environment's moving tag: may move even where tags are immutable
 HISTORY_TAG = "imagekit.history"
@@ -54,11 +54,12 @@ def registry_for(cfg: Config, env: Environment) -> Registry:
 
 
 def promotable(cfg: Config, names: list[str], all_images: bool) -> list[tuple[ImageSpec, Reference | None]]:
-    """(image, the tag or digest given) for IMAGE[:TAG|@DIGEST] arguments, or every leaf image."""
+    """(image, the tag or digest given) for IMAGE[:TAG|@DIGEST] arguments, or with --all the
+    verified set (verify.images): what verify-compat proves together is promoted together."""
     if all_images == bool(names):
         raise UsageError("name the images to promote, or pass --all (not both)", option="IMAGE")
     if all_images:
-        return [(i, None) for i in leaves(cfg.images) if i.shared]
+        return [(cfg.image(n), None) for n in verified_set(cfg)]
     result = []
     for arg in names:
         ref = Reference.parse(arg)
@@ -129,6 +130,11 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
     source_env, target_env = _source_and_target(cfg, to, from_env, force)
     src, dst = registry_for(cfg, source_env), registry_for(cfg, target_env)
     plans, problems = [], []
+    members = verified_set(cfg)
+    if all_images:
+        for img in leaves(cfg.images):
+            if img.shared and img.name not in members:
+                note(f"{img.name}: not promoted: it is not in verify.images, so no verification covers it")
     for img, ref in promotable(cfg, names, all_images):  # check everything before writing anything
         src_repo, dst_repo = f"{source_env.project}/{img.repository}", f"{target_env.project}/{img.repository}"
         wanted = ref.ref if ref else default_tag(src, src_repo)
@@ -136,7 +142,8 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
         if manifest is None:
             problems.append(f"{src.host}/{src_repo}:{wanted} does not exist (promote to {source_env.name} first?)")
             continue
-        why = record.refusal(record.read(src, src_repo, manifest.digest), manifest.digest)
+        why = ("is not in verify.images, so no verification covers it" if img.name not in members
+               else record.refusal(record.read(src, src_repo, manifest.digest), manifest.digest))
         if why:
             problems.append(f"{src_repo}@{manifest.digest} {why} ({src_repo}:{record.tag_for(manifest.digest)}); "
                             f"run `imagekit verify-compat` on it")

@@ -146,6 +146,8 @@ project = "mlops-desa"
 name = "prod"
 project = "mlops-prod"
 {prod_registry}
+[verify]
+images = ["ray"]
 [[images]]
 name = "ray"
 tags = ["v1"]

@@ -8,7 +8,7 @@ import pytest
 from helpers import RegistryProcess, make_htpasswd, seed_image
 
 from imagekit import config, promote
-from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
+from imagekit.errors import CheckFailed, ConfigError, PreconditionError, RegistryError, UsageError
 from imagekit.registry import Registry
 from imagekit.verify import record
 
@@ -139,6 +139,8 @@ project = "mlops-desa"
 name = "prod"
 project = "mlops-prod"
 registry = "{prod}"
+[verify]
+images = ["ray"]
 [[images]]
 name = "ray"
 tags = ["v1"]
@@ -199,3 +201,36 @@ def test_history_of_a_repository_that_does_not_exist_says_so(desa):
     cfg, reg, digests = desa
     with pytest.raises(PreconditionError, match="mlops-test/ray does not exist"):
         promote.history(cfg, "ray", "test")
+
+
+BATCH = GATE + """
+[[images]]
+name = "batch"
+tags = ["v1"]
+"""
+
+
+def test_an_image_outside_the_verified_set_is_named_and_left_out(desa, tmp_path, registry_process):
+    _, reg, digests = desa
+    (tmp_path / "imagekit.toml").write_text(BATCH)
+    cfg = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
+    batch = seed_image(reg, "mlops-desa/batch", "v1", layers=1, verified=True)
+    verify(reg, digests)
+    lines = []
+    done = promote.promote(cfg, [], all_images=True, to="test", on_line=lines.append)
+    assert {p.image for p in done} == {"ray", "notebook"}  # the verified set, as one step
+    assert "batch: not promoted: it is not in verify.images, so no verification covers it" in lines
+    with pytest.raises(CheckFailed, match="batch@.* is not in verify.images"):
+        promote.promote(cfg, ["batch"], to="test")
+    assert reg.tags("mlops-test/batch") == []
+    with_batch = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": registry_process.host,
+                                                              "IMAGEKIT_VERIFY_IMAGES": "notebook,ray,batch"})
+    data = record.payload(passed=True, lock="0" * 64, python="3.11.2", s3_server="test", scenarios={},
+                          subjects={**{n: (f"mlops-desa/{REPOS[n]}", d) for n, d in digests.items()},
+                                    "batch": ("mlops-desa/batch", batch)})
+    for repo, digest in [*((f"mlops-desa/{REPOS[n]}", d) for n, d in digests.items()), ("mlops-desa/batch", batch)]:
+        record.write(reg, repo, digest, data)
+    assert {p.image for p in promote.promote(with_batch, [], all_images=True, to="test")} == {"ray", "notebook", "batch"}
+    with pytest.raises(ConfigError, match="'spark' is not an image of this project"):
+        promote.promote(config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_VERIFY_IMAGES": "ray,spark"}), [],
+                        all_images=True, to="test")

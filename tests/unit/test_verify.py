@@ -118,3 +118,12 @@ def test_a_difference_beyond_the_tolerance_fails_and_within_it_passes(p, data, d
     assert not roundtrip.compare(predictions(p), {**predictions(p), "probabilities": served})[0]
     served[row][0] = p[row][0] + roundtrip.TOLERANCE / 4
     assert roundtrip.compare(predictions(p), {**predictions(p), "probabilities": served})[0]
+
+
+def test_every_image_of_the_verified_set_is_held_to_its_view_and_to_the_notebook(locked):
+    cfg, lk = locked
+    batch = static.ImageFacts(ref="batch:test", name="ray", python="3.11.2",
+                              packages={"learn": "1.6.1", "numbers": "1.1", "extra-tool": "0.1"})
+    report = static.compare(cfg, lk, facts("notebook"), facts("ray"), [batch])
+    assert "learn: notebook 1.7.0, ray 1.6.1, lock 1.7.0" in report.differences and report.others == [batch]
+    assert static.compare(cfg, lk, facts("notebook"), facts("ray"), [facts("ray")]).differences == []

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from imagekit import build, lock
 from imagekit.config import Config
 from imagekit.engine import Engine
-from imagekit.errors import PreconditionError, UsageError
+from imagekit.errors import ConfigError, PreconditionError, UsageError
 from imagekit.oci import Reference
 from imagekit.registry import Registry
 from imagekit.verify import record, roundtrip, static
@@ -28,6 +28,7 @@ class VerifyReport:
     ray: Subject
     static: static.StaticReport
     roundtrip: roundtrip.RoundtripReport
+    others: list[Subject] = field(default_factory=list)  # the rest of the verified set (verify.images)
     recorded: list[str] = field(default_factory=list)  # "<repo>:<record tag>" written
     record_note: str = ""
     seconds: float = 0.0
@@ -50,9 +51,22 @@ def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> ro
                               [], {})
 
 
-def _subject(cfg: Config, engine: Engine, role: str, ref: str | None) -> Subject:
+def verified_set(cfg: Config) -> list[str]:
+    """The images verify-compat proves together and promotion moves together (verify.images)."""
+    shared = {i.name for i in cfg.images if i.shared}
+    names = list(cfg.verify.verified_set)
+    key = "verify.images" if cfg.verify.images else "verify.trainer and verify.server"
+    for name in names:
+        if name not in shared:
+            raise ConfigError(f"'{name}' is not an image of this project (shared images: {', '.join(sorted(shared))})",
+                              key=key, source=cfg.origins.get("verify.images"),
+                              hint="name the images verify-compat proves together in verify.images")
+    return names
+
+
+def _subject(cfg: Config, engine: Engine, role: str, ref: str | None, name: str | None = None) -> Subject:
     if ref is None:
-        name = cfg.verify.trainer if role == "notebook" else cfg.verify.server
+        name = name or (cfg.verify.trainer if role == "notebook" else cfg.verify.server)
         entry = next((i for i in build.load_result(cfg).images if i.name == name), None)
         if entry is None:
             raise PreconditionError(f"no built '{name}' image in {build.result_path(cfg)}",
@@ -78,31 +92,37 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     if unknown:
         raise UsageError(f"unknown scenario {', '.join(unknown)}", option="--scenario",
                          hint=f"choose from {', '.join(roundtrip.SCENARIOS)}")
+    members = verified_set(cfg)
+    missing = [n for n in (cfg.verify.trainer, cfg.verify.server) if n not in members]
+    if missing:
+        raise ConfigError(f"the verified set must hold the trainer and the server ({', '.join(missing)} missing)",
+                          key="verify.images", source=cfg.origins.get("verify.images"))
     trainer, server = _subject(cfg, engine, "notebook", notebook), _subject(cfg, engine, "ray", ray)
+    others = [_subject(cfg, engine, n, None, n) for n in members if n not in (cfg.verify.trainer, cfg.verify.server)]
     lk = lock.shared_lock(cfg)
-    note("static alignment: asking both images what they hold")
-    aligned = static.compare(cfg, lk, static.inspect(engine, trainer.ref), static.inspect(engine, server.ref))
+    note("static alignment: asking the images what they hold")
+    aligned = static.compare(cfg, lk, static.inspect(engine, trainer.ref), static.inspect(engine, server.ref),
+                             [static.inspect(engine, o.ref) for o in others])
     trip = roundtrip.run(trainer.ref, server.ref, s3_server(cfg, engine, note), cfg.path(cfg.verify.notebooks),
                          scenarios=scenarios, on_line=note)
-    report = VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip)
+    report = VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others)
     recorded, why = [], ""
     if not report.ok:
         why = "not recorded: a check failed"
     elif not write_record:
         why = "not recorded: --no-record"
-    elif not (trainer.digest and server.digest):
+    elif not all(s.digest for s in (trainer, server, *others)):
         why = "not recorded: push the images first (`imagekit push`), records are kept next to their digests"
     elif set(scenarios) != set(roundtrip.SCENARIOS):
         why = "not recorded: only a subset of the scenarios ran"
     else:
         data = record.payload(passed=True, lock=lk.digest, python=aligned.ray.python, s3_server=trip.s3_server,
-                              subjects={"notebook": (trainer.repository, trainer.digest),
-                                        "ray": (server.repository, server.digest)},
+                              subjects={s.role: (s.repository, s.digest) for s in (trainer, server, *others)},
                               scenarios={s.name: {"max_probability_diff": s.max_probability_diff}
                                          for s in trip.scenarios})
         reg = Registry.from_config(cfg)
-        for subject in (trainer, server):
+        for subject in (trainer, server, *others):
             record.write(reg, subject.repository, subject.digest, data)
             recorded.append(f"{subject.repository}:{record.tag_for(subject.digest)}")
-    return VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, recorded=recorded, record_note=why,
-                        seconds=round(time.monotonic() - started, 1))
+    return VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, recorded=recorded,
+                        record_note=why, seconds=round(time.monotonic() - started, 1))

@@ -12,7 +12,6 @@ import json
 from imagekit.registry import Registry
 
 RECORD_TYPE = "application/vnd.imagekit.verification.v1+json"
-ROLES = ("notebook", "ray")
 
 
 def tag_for(digest: str) -> str:
@@ -45,7 +44,7 @@ def refusal(data: dict | None, digest: str) -> str | None:
         return "has no verification record"
     if data.get("passed") is not True:
         return "has a verification record that did not pass"
-    named = {role: (data.get(role) or {}).get("digest") for role in ROLES if isinstance(data.get(role), dict)}
+    named = {role: value.get("digest") for role, value in data.items() if isinstance(value, dict) and "digest" in value}
     if digest not in named.values():
         about = ", ".join(f"{role} {d}" for role, d in named.items() if d) or "no digest at all"
         return f"has a verification record about another pair ({about})"

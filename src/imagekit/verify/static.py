@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 
@@ -30,6 +30,7 @@ class StaticReport:
     notebook: ImageFacts
     ray: ImageFacts
     differences: list[str]
+    others: list[ImageFacts] = field(default_factory=list)  # the rest of the verified set (verify.images)
 
     @property
     def ok(self) -> bool:
@@ -48,11 +49,15 @@ def inspect(engine: Engine, ref: str) -> ImageFacts:
     return ImageFacts(ref=ref, name=name, python=data["python"], packages=packages)
 
 
-def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts) -> StaticReport:
+def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts,
+            others: list[ImageFacts] | None = None) -> StaticReport:
+    """Each image against its lock view and the lock's Python; the notebook against the Ray image
+    (and every other image of the verified set) for each package both hold."""
+    others = others or []
     views = lock.load_views(cfg, lk)
     target = cfg.lock.python
     diffs = []
-    for facts in (notebook, ray):
+    for facts in (notebook, ray, *others):
         if facts.python != target:
             diffs.append(f"python: {facts.name or facts.ref} has {facts.python}, the lock targets {target}")
         if facts.name not in views.own:
@@ -67,10 +72,11 @@ def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts) -
                 diffs.append(f"{name}: {got} in {facts.name} is not in its lock view")
             elif got != want:
                 diffs.append(f"{name}: {facts.name} has {got}, lock {want}")
-    if notebook.python != ray.python:
-        diffs.append(f"python: notebook {notebook.python}, ray {ray.python}")
-    for name in sorted(notebook.packages.keys() & ray.packages.keys()):
-        if notebook.packages[name] != ray.packages[name]:
-            diffs.append(f"{name}: notebook {notebook.packages[name]}, ray {ray.packages[name]}, "
-                         f"lock {lk.pins[name].version if name in lk.pins else 'none'}")
-    return StaticReport(notebook=notebook, ray=ray, differences=diffs)
+    for other, role in [(ray, "ray"), *((o, o.name or o.ref) for o in others)]:
+        if notebook.python != other.python:
+            diffs.append(f"python: notebook {notebook.python}, {role} {other.python}")
+        for name in sorted(notebook.packages.keys() & other.packages.keys()):
+            if notebook.packages[name] != other.packages[name]:
+                diffs.append(f"{name}: notebook {notebook.packages[name]}, {role} {other.packages[name]}, "
+                             f"lock {lk.pins[name].version if name in lk.pins else 'none'}")
+    return StaticReport(notebook=notebook, ray=ray, differences=diffs, others=others)
