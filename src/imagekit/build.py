@@ -209,9 +209,12 @@ class _Builder:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    """Replace ``path`` whole: written aside under a name of its own, then renamed (builds may overlap)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data, indent=1))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builder: str = "auto",

@@ -175,16 +175,19 @@ def _link(src: Path, dst: Path) -> None:
 
 def _write(folder: Path, group: Group, key: str, tree: Path) -> Layer:
     """Write ``tree`` as the layer tar of ``group`` (rooted at /opt/venv), then record it."""
-    tmp = folder / f"{key}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
+    fd, name = tempfile.mkstemp(prefix=f"{key}.", suffix=".tmp", dir=folder)  # builds may run at once
+    tmp = Path(name)
+    with os.fdopen(fd, "wb") as f:
         write_tar(f, tree, VENV.strip("/"))
     diff_id = digests.oci_file(tmp)
     path = folder / f"{key}.tar"
     os.replace(tmp, path)
     meta = {"diff_id": diff_id, "size": path.stat().st_size, "group": group.name,
             "packages": [f"{p.name}=={p.version}" for p in group.pins]}
-    (folder / f"{key}.json.{os.getpid()}").write_text(json.dumps(meta))
-    os.replace(folder / f"{key}.json.{os.getpid()}", folder / f"{key}.json")
+    fd, name = tempfile.mkstemp(prefix=f"{key}.", suffix=".json.tmp", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(meta))
+    os.replace(name, folder / f"{key}.json")
     return Layer(group=group.name, diff_id=diff_id, size=meta["size"], packages=tuple(meta["packages"]),
                  path=path, cached=False)
 

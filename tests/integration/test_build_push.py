@@ -1,4 +1,5 @@
 """Building hermetically and pushing to a real registry (a docker-registry process of the test's own)."""
+import os
 import re
 import shutil
 import subprocess
@@ -182,6 +183,7 @@ def test_a_ci_log_gets_one_timestamped_line_per_step(tiny, cli, monkeypatch, ind
     assert all(re.match(r"\d\d:\d\d:\d\d build: ", s) for s in steps)  # steps only, no tool output
     code, out, err = cli("--config", source, "--quiet", "build")
     assert code == 0 and err == "" and "tiny" in out
-    monkeypatch.setenv("IMAGEKIT_PROJECT_VERSION", "10")  # a relabel: the Dockerfile runs again
+    dockerfile = tiny().image("tiny").context / "Dockerfile"  # a new Dockerfile step: the builder runs
+    dockerfile.write_text(dockerfile.read_text() + f"LABEL run={os.urandom(6).hex()}\n")
     code, _, err = cli("--config", source, "--verbose", "build", "--builder", "classic")
     assert code == 0 and "Step 1/" in err  # the builder's own output

@@ -33,5 +33,5 @@ def test_doctor_exits_1_through_the_cli_when_something_is_missing(cfg, cli, monk
     monkeypatch.setenv("IMAGEKIT_REGISTRY_URL", "127.0.0.1:1")
     code, out, _ = cli("--config", cfg.source, "doctor", "--json")
     data = json.loads(out)
-    assert code == 1 and data["ok"] is False
-    assert [c["name"] for c in data["checks"] if not c["ok"]] == ["registry"]
+    assert code == 1 and data["ok"] is False and data["error"] is None
+    assert [c["name"] for c in data["result"]["checks"] if not c["ok"]] == ["registry"]

@@ -1,4 +1,6 @@
 """The OS image taken from os.image (present or pulled) instead of bootstrapped, and its refusals."""
+import json
+
 import pytest
 
 from imagekit import config, osimage
@@ -43,3 +45,10 @@ def test_an_upstream_image_without_the_platform_tools_is_refused(upstream, engin
     with pytest.raises(PreconditionError, match="lacks wget, git") as e:
         osimage.ensure(cfg, engine)
     assert "KubeRay" in str(e.value)
+
+
+def test_the_os_command_prints_json_data(cfg, base_image, cli):
+    code, out, _ = cli("--config", cfg.source, "os", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["command"] == "os" and data["result"]["how"] == "present"
+    assert data["result"]["ref"] == base_image and data["result"]["python"] == "3.11.2"

@@ -77,7 +77,7 @@ def test_a_ray_image_without_the_private_package_fails_custom_v1_exit_1(cfg, eng
     image = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-no-custom", "RUN pip uninstall -q -y sunat-custom-models")
     code, out, _ = cli("--config", cfg.source, "verify-compat", "--ray-image", image, "--scenario", "iris",
                        "--scenario", "custom-v1", "--json")
-    report = json.loads(out)  # JSON data all the way down
+    report = json.loads(out)["result"]  # JSON data all the way down
     assert code == 1 and report["ok"] is False and report["recorded"] == []
     assert "sunat-custom-models: missing in ray (lock 1.0.0)" in report["static"]["differences"]
     scenarios = {s["name"]: s for s in report["roundtrip"]["scenarios"]}

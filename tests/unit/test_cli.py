@@ -12,21 +12,34 @@ def test_the_cli_has_exactly_its_commands_each_with_help():
                              "doctor"}
     for name in commands:
         result = CliRunner().invoke(app, [name, "--help"])
-        assert result.exit_code == 0 and "Usage: " in result.output, name
+        assert result.exit_code == 0 and "Usage: " in result.output and "Example: " in result.output, name
 
 
 def test_lock_json_and_check_exit_codes(indexed, monkeypatch, cli):
     cfg = indexed()
     monkeypatch.setenv("IMAGEKIT_LOCK_INDEX_URL", cfg.lock.index_url)
     code, out, _ = cli("--config", cfg.source, "lock", "--json")
-    assert code == 0 and json.loads(out)["packages"] == 4
+    done = json.loads(out)
+    assert code == 0 and done["ok"] is True and done["error"] is None and done["result"]["packages"] == 4
     cfg.image("ray").requirements.write_text("extra-tool\nsoupy\n")
     code, _, err = cli("--config", cfg.source, "lock", "--check")
     assert code == 1
     assert "images/ray/requirements.in changed" in err and "hint: run `imagekit lock`" in err
+    code, out, _ = cli("--config", cfg.source, "lock", "--check", "--json")  # the same shape, the failure as data
+    failed = json.loads(out)
+    assert code == 1 and set(failed) == set(done) == {"command", "ok", "result", "error"}
+    assert failed["ok"] is False and failed["result"] is None and failed["error"]["kind"] == "CheckFailed"
+    assert "images/ray/requirements.in changed since the lock was made" in failed["error"]["differences"]
 
 
 def test_config_error_exits_2(tmp_path, cli):
     (tmp_path / "imagekit.toml").write_text('[registry]\nurll = "x"\n')
     code, _, err = cli("--config", str(tmp_path / "imagekit.toml"), "lock")
     assert code == 2 and "key 'registry.urll' in" in err
+    code, out, _ = cli("--config", str(tmp_path / "imagekit.toml"), "lock", "--json")
+    assert code == 2 and json.loads(out)["error"]["kind"] == "ConfigError"
+
+
+def test_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("imagekit 0.")

@@ -116,17 +116,18 @@ def test_promote_history_and_rollback_through_the_cli_print_json_data(desa, cli,
     monkeypatch.setenv("IMAGEKIT_REGISTRY_URL", registry_process.host)
     code, out, err = cli("--config", cfg.source, "promote", "--all", "--to", "test", "--json")
     assert code == 0, err
-    promoted = json.loads(out)
+    promoted = json.loads(out)["result"]
     assert code == 0 and {p["image"]: p["digest"] for p in promoted} == digests
     assert all(isinstance(p["tags"], list) and p["kind"] == "promote" for p in promoted)
     second = seed_image(reg, "mlops-desa/ray", "v2", layers=1)
     verify(reg, {**digests, "ray": second}, only=["ray"])
     assert cli("--config", cfg.source, "promote", "ray:v2", "--to", "test")[0] == 0
     code, out, _ = cli("--config", cfg.source, "history", "ray", "--env", "test", "--json")
-    assert code == 0 and [(e["kind"], e["digest"], e["tags"]) for e in json.loads(out)] == [
+    assert code == 0 and [(e["kind"], e["digest"], e["tags"]) for e in json.loads(out)["result"]] == [
         ("promote", digests["ray"], ["v1", "current"]), ("promote", second, ["v2", "current"])]
     code, out, _ = cli("--config", cfg.source, "rollback", "ray", "--env", "test", "--json")
-    assert code == 0 and json.loads(out)["digest"] == digests["ray"] == reg.manifest("mlops-test/ray", "current").digest
+    assert code == 0 and json.loads(out)["result"]["digest"] == digests["ray"] == reg.manifest("mlops-test/ray",
+                                                                                              "current").digest
     code, _, err = cli("--config", cfg.source, "rollback", "ray", "--env", "test")
     assert code == 2 and "nothing to roll back to" in err
 

@@ -50,6 +50,9 @@ def main() -> None:
         app()
     except ImagekitError as e:
         _common.err.print(f"[bold red]error:[/] {_common.escape(redact.text(str(e)))}")
+        if "--json" in sys.argv[1:]:  # the same shape as on success, the error as data
+            command = next((a for a in sys.argv[1:] if a in typer.main.get_command(app).commands), "imagekit")
+            _common.print_json(_common.envelope(command, error=e))
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         _common.err.print("interrupted")

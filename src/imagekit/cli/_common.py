@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from imagekit import config, redact
+from imagekit.errors import ImagekitError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -55,9 +56,22 @@ def to_data(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
-def emit(result: Any, as_json: bool, human: str) -> None:
+def envelope(command: str, *, result: Any = None, error: ImagekitError | None = None, ok: bool = True) -> dict:
+    """What --json prints, the same shape on success and failure:
+    {"command", "ok", "result" (the command's data, or null), "error" (null, or kind, message,
+    hint, exit_code, differences)}."""
+    return {"command": command, "ok": ok and error is None, "result": None if error else to_data(result),
+            "error": error.as_dict() if error else None}
+
+
+def print_json(data: dict) -> None:
+    out.print_json(json.dumps(redact.data(data)))
+
+
+def emit(ctx: typer.Context, result: Any, as_json: bool, human: str, *, ok: bool = True) -> None:
+    """The result: JSON (see envelope) or the human text. ``ok`` False: a check found a failure."""
     if as_json:
-        out.print_json(json.dumps(redact.data(to_data(result))))
+        print_json(envelope(ctx.info_name, result=result, ok=ok))
     else:
         out.print(human)
 

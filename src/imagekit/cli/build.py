@@ -21,6 +21,8 @@ def build(ctx: typer.Context,
 
     Wheels come from the hash-checked cache; an image whose inputs did not change is not rebuilt.
     Writes out/build.json and a CycloneDX package list per image (out/<image>.cdx.json).
+
+    Example: imagekit build ray    (the Ray image and its parents; --verbose streams the builder)
     """
     if builder not in ("auto", "buildkit", "classic"):
         raise typer.BadParameter("must be auto, buildkit or classic", param_hint="--builder")
@@ -31,4 +33,4 @@ def build(ctx: typer.Context,
              f"{i.size / 1e6:.0f} MB  {i.seconds:.0f} s" for i in result.images]
     lines += [f"shared layers {pair}: {size / 1e6:.0f} MB" for pair, size in result.shared_bytes.items()]
     lines.append(f"Python {result.python}, lock {result.lock[:12]}, {result.seconds:.0f} s")
-    emit(result, as_json, "\n".join(lines))
+    emit(ctx, result, as_json, "\n".join(lines))

@@ -11,14 +11,16 @@ def register(app: typer.Typer) -> None:
 
 
 def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
-    """Tell what is there and what is missing (engine, registry, base image, wheel cache, lock).
+    """Tell what is there and what is missing (engine, registry, OS image, S3 server, cache, lock).
 
     Exits 1 when something is missing; each line says what to do about it.
+
+    Example: imagekit doctor --json
     """
     report = core.diagnose(load(ctx))
     lines = []
     for c in report.checks:
         mark = "[green]ok[/]  " if c.ok else "[red]MISSING[/]"
         lines.append(f"{mark} {c.name:<28} {escape(c.detail)}" + (f"\n             -> {escape(c.fix)}" if c.fix else ""))
-    emit({"ok": report.ok, "checks": [c.__dict__ for c in report.checks]}, as_json, "\n".join(lines))
+    emit(ctx, report, as_json, "\n".join(lines), ok=report.ok)
     raise typer.Exit(0 if report.ok else 1)

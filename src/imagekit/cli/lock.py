@@ -36,7 +36,7 @@ def lock(ctx: typer.Context,
         if upgrade_package:
             raise typer.BadParameter("--check and --upgrade-package do not go together")
         result = core.pip_tools_check(cfg) if resolver == "pip-tools" else core.check(cfg)
-        return emit(result, as_json, f"{result.path}: up to date ({result.packages} pins, views "
+        return emit(ctx, result, as_json, f"{result.path}: up to date ({result.packages} pins, views "
                                      + ", ".join(f"{k}={v}" for k, v in result.views.items()) + ")"
                                      + (", accepted unchanged by pip-compile" if resolver == "pip-tools" else ""))
     result = core.lock(cfg, upgrade=tuple(upgrade_package or ()))
@@ -44,4 +44,4 @@ def lock(ctx: typer.Context,
     lines = [f"{result.path}: {what} in {result.seconds:.1f} s, {result.packages} pins",
              "views: " + ", ".join(f"{k}={v} pins" for k, v in result.views.items()),
              *(f"  {escape(c)}" for c in result.changes)]
-    emit(result, as_json, "\n".join(lines))
+    emit(ctx, result, as_json, "\n".join(lines))

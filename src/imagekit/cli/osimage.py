@@ -25,5 +25,5 @@ def os_image(ctx: typer.Context,
     cfg = load(ctx)
     with progress(ctx, "OS image") as note:
         result = core.ensure(cfg, Engine.connect(), rebuild=rebuild, on_line=note)
-    emit(result, as_json, f"{result.ref}: {result.how}, Python {result.python}, {result.image_id[:19]}"
+    emit(ctx, result, as_json, f"{result.ref}: {result.how}, Python {result.python}, {result.image_id[:19]}"
                           f" ({result.seconds:.0f} s)")

@@ -36,24 +36,32 @@ def promote(ctx: typer.Context,
     mount. A digest without a passing verification record (imagekit verify-compat) is refused;
     immutable environments never move a version tag to another digest; the environment's moving
     tag `current` follows each promotion. Nothing is written unless every image can be promoted.
+
+    Example: imagekit promote --all --to test    (or: imagekit promote ray:2.41.0-py311-sunat-v8 --to prod)
     """
     cfg = load(ctx)
     with progress(ctx, f"promote to {to}") as note:
         results = core.promote(cfg, images or [], to=to, all_images=all_images, from_env=from_env, force=force,
                                on_line=note)
-    emit(results, as_json, _lines(results))
+    emit(ctx, results, as_json, _lines(results))
 
 
 def history(ctx: typer.Context, image: str = typer.Argument(..., help="image name in imagekit.toml"),
             env: str = typer.Option(..., "--env", help="environment"), as_json: bool = JSON) -> None:
-    """List what was promoted into ENV (and rolled back), oldest first, from the registry itself."""
+    """List what was promoted into ENV (and rolled back), oldest first, from the registry itself.
+
+    Example: imagekit history ray --env prod --json
+    """
     entries = core.history(load(ctx), image, env)
-    emit(entries, as_json, "\n".join(f"{e.when}  {e.kind:<8} {e.digest}  {','.join(e.tags):<28} {escape(e.source)}"
+    emit(ctx, entries, as_json, "\n".join(f"{e.when}  {e.kind:<8} {e.digest}  {','.join(e.tags):<28} {escape(e.source)}"
                                      for e in entries) or f"nothing was promoted into {env}")
 
 
 def rollback(ctx: typer.Context, image: str = typer.Argument(..., help="image name in imagekit.toml"),
              env: str = typer.Option(..., "--env", help="environment"), as_json: bool = JSON) -> None:
-    """Point ENV's moving tag `current` back at the digest it named before; recorded in the history."""
+    """Point ENV's moving tag `current` back at the digest it named before; recorded in the history.
+
+    Example: imagekit rollback ray --env prod
+    """
     result = core.rollback(load(ctx), image, env)
-    emit(result, as_json, f"{result.image}: {result.target}:current -> {result.digest} (was {result.source})")
+    emit(ctx, result, as_json, f"{result.image}: {result.target}:current -> {result.digest} (was {result.source})")

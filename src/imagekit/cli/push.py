@@ -21,8 +21,10 @@ def push(ctx: typer.Context,
     Checks first and pushes nothing when a version tag already names other content. Credentials:
     IMAGEKIT_REGISTRY_USERNAME/_PASSWORD or your Docker config. Pushing again is a no-op;
     an interrupted push completes when re-run. Prints the digests (--json for CI).
+
+    Example: IMAGEKIT_REGISTRY_URL=harbor.example.org imagekit push --json > push.json
     """
     cfg = load(ctx, registry__url=registry)
     with progress(ctx, "push") as note:
         result = core.push(cfg, Engine.connect(), on_line=note)
-    emit(result, as_json, "\n".join(f"{i.repository}@{i.digest}  ({', '.join(i.tags)})" for i in result.images))
+    emit(ctx, result, as_json, "\n".join(f"{i.repository}@{i.digest}  ({', '.join(i.tags)})" for i in result.images))

@@ -28,13 +28,15 @@ def verify(ctx: typer.Context,
     warnings as errors) and must answer the probe inputs with the same labels and probabilities
     (to 1e-9). On success the pair is recorded in the registry; promotion requires it.
     Exit 0: all passed; 1: a check failed; 2: it could not run.
+
+    Example: imagekit verify-compat --scenario iris --no-record    (a quick local check)
     """
     cfg = load(ctx)
     with progress(ctx, "verify-compat") as note:
         report = verify_compat(cfg, Engine.connect(), notebook=notebook_image, ray=ray_image,
                                scenarios=tuple(scenario or roundtrip.SCENARIOS), write_record=record, on_line=note)
     if as_json:
-        emit(report, True, "")
+        emit(ctx, report, True, "", ok=report.ok)
     else:
         _render(report)
     raise typer.Exit(0 if report.ok else 1)

@@ -1,0 +1,88 @@
+"""The settings of imagekit.toml: one frozen dataclass per section, its fields the section's keys
+(type and default). Every key is also IMAGEKIT_<SECTION>_<KEY>; config.py reads and checks them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    org: str = "org"
+    version: int = 1
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    url: str = "127.0.0.1:5000"
+    insecure: bool = False
+    ca_bundle: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class LockSettings:
+    python: str = "3.11.2"
+    platform: str = "x86_64-manylinux_2_36"
+    index_url: str = "https://pypi.org/simple"
+    index_username: str = ""
+    index_password: str = field(default="", repr=False)
+    find_links: str = ""
+    dir: str = "lockfiles"
+    resolver: str = "uv"
+
+
+@dataclass(frozen=True)
+class OsSettings:
+    """The OS image every image builds on: taken when present or pullable, else bootstrapped."""
+    image: str = "python:3.11-slim-bookworm"
+    tag: str = "imagekit/os:bookworm-py311"
+    mirror: str = "http://deb.debian.org/debian"
+    suite: str = "bookworm"
+    packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    dir: str = "~/.cache/imagekit"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    installer: str = "uv"
+    layer_buckets: int = 8
+    layer_alone_mb: int = 4
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    trainer: str = "notebook"
+    server: str = "ray"
+    images: tuple[str, ...] = ()  # the verified set; empty: trainer and server
+    notebooks: str = "examples/notebooks"
+    tolerance: float = 1e-9
+    minio_image: str = "minio/minio:RELEASE.2025-09-07T16-13-09Z"
+    s3_standin: str = "s3"
+    s3_endpoint: str = ""
+    models_bucket: str = "cybersec-ml-models"
+    eval_bucket: str = "cybersec-ml-eval"
+    buckets: tuple[str, ...] = ("cybersec-ml-raw", "cybersec-ml-silver")
+
+    @property
+    def verified_set(self) -> tuple[str, ...]:
+        return self.images or (self.trainer, self.server)
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    public_key: str = ""
+    signing_key: str = field(default="", repr=False)  # a PEM file's path, or the PEM itself
+
+
+SECTIONS: dict[str, type] = {"project": ProjectSettings, "registry": RegistrySettings, "lock": LockSettings,
+                             "os": OsSettings, "cache": CacheSettings, "build": BuildSettings,
+                             "verify": VerifySettings, "trust": TrustSettings}
+# Keys that only the environment may set: secrets never live in a committed file.
+ENV_ONLY = {"registry.password", "lock.index_password", "trust.signing_key"}
+CHOICES = {"lock.resolver": ("uv", "pip-tools"), "build.installer": ("uv", "pip")}
