@@ -7,9 +7,11 @@ hand-made 3-layer image (small) are put in desa with passing records, then each 
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +55,18 @@ def main() -> None:
             dst = f"{reg_proc.host}/mlops-docker/ray:{ray.tags[0]}"
             t_docker = timed(lambda: (sh("docker", "pull", src), sh("docker", "tag", src, dst), sh("docker", "push", dst)))
             sh("docker", "rmi", dst)
+            other = RegistryProcess(Path(tmp) / "other").start()  # prod on a registry of its own: a streamed copy
+            try:
+                (Path(tmp) / "two.toml").write_text(ROOT.joinpath("imagekit.toml").read_text().replace(
+                    'project = "mlops-test"', f'project = "mlops-test"\nregistry = "{other.host}"'))
+                tcfg = config.load(Path(tmp) / "two.toml", env={"IMAGEKIT_REGISTRY_URL": reg_proc.host})
+                tracemalloc.start()
+                t_across = timed(lambda: promote.promote(tcfg, [f"ray:{ray.tags[0]}"], to="test"))
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+                largest = max(d["size"] for d in json.loads(reg.manifest("mlops-desa/ray", ray.tags[0]).body)["layers"])
+            finally:
+                other.stop()
         finally:
             reg_proc.stop()
     print(f"imagekit promote, small image (3 layers, ~12 KB)         {t_small:6.2f} s")
@@ -60,6 +74,8 @@ def main() -> None:
           f"   large/small {t_large / t_small:.1f}x")
     print(f"skopeo copy, large image                                 {t_skopeo:6.2f} s   {t_skopeo / t_large:6.1f}x imagekit")
     print(f"docker pull + tag + push, large (layers already local)   {t_docker:6.2f} s   {t_docker / t_large:6.1f}x imagekit")
+    print(f"imagekit promote across registries, large (streamed)     {t_across:6.2f} s   peak Python memory "
+          f"{peak / 1e6:.0f} MB; reading each blob whole needed at least its largest layer, {largest / 1e6:.0f} MB")
 
 
 if __name__ == "__main__":

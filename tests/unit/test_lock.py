@@ -155,3 +155,10 @@ def test_index_credentials_never_reach_the_lock(project, index):
                                  "IMAGEKIT_LOCK_INDEX_PASSWORD": token})
     assert lock.check(cfg).packages == 4  # the same target: credentials are not part of it
     assert token in lock.target(cfg).index_url and token not in lock.target(cfg).describe()
+
+
+def test_a_package_the_index_does_not_have_is_named_as_such(indexed):
+    cfg = indexed(notebook="soupy\nno-such-package-here\n")
+    with pytest.raises(LockConflict, match="no such package on the index: no-such-package-here") as e:
+        lock.lock(cfg)
+    assert "cannot be satisfied together" not in str(e.value) and e.value.exit_code == 2

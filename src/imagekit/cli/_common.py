@@ -73,7 +73,7 @@ def emit(ctx: typer.Context, result: Any, as_json: bool, human: str, *, ok: bool
     if as_json:
         print_json(envelope(ctx.info_name, result=result, ok=ok))
     else:
-        out.print(human)
+        out.print(redact.text(human))
 
 
 class _Sink:
