@@ -37,7 +37,7 @@ def promote(ctx: typer.Context,
     immutable environments never move a version tag to another digest; the environment's moving
     tag `current` follows each promotion. Nothing is written unless every image can be promoted.
 
-    Example: imagekit promote --all --to test    (or: imagekit promote ray:2.41.0-py311-sunat-v8 --to prod)
+    Example: imagekit promote --all --to test    (or: imagekit promote ray:2.41.0-py311-sunat-v9 --to prod)
     """
     cfg = load(ctx)
     with progress(ctx, f"promote to {to}") as note:
