@@ -17,14 +17,13 @@ Dockerfile ``COPY`` them: only then are their bytes a function of the wheels alo
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,6 +279,3 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.size, info.mtime = len(data), MTIME
     tar.addfile(info, io.BytesIO(data))
 
-
-def summary(layers: Iterable[Layer]) -> list[dict]:
-    return [dataclasses.asdict(l) | {"path": str(l.path)} for l in layers]
