@@ -51,9 +51,10 @@ def diagnose(cfg: Config) -> Report:
                        "run `make dev-up` for the local registry, or check registry.url"))
     if engine:
         tag, upstream = cfg.os.tag, cfg.os.image
-        present = next((ref for ref in (tag, upstream) if engine.image(ref)), None)
+        present = next((ref for ref in (tag, upstream) if ref and engine.image(ref)), None)
         checks.append(Check("OS image", bool(present), f"{present} present" if present else
-                            f"neither {tag} nor {upstream} is present", "" if present else "run `imagekit os`"))
+                            f"{' nor '.join(r for r in (tag, upstream) if r)} is not present",
+                            "" if present else "run `imagekit os`"))
         checks.append(_try("S3 server for verify-compat", lambda: _s3_server(cfg, engine),
                            "set verify.s3_standin to an image in imagekit.toml, or make verify.minio_image present"))
     deboot = shutil.which("debootstrap")
