@@ -5,6 +5,7 @@ mounts, so everything here also works with a remote engine (``DOCKER_HOST=tcp://
 """
 from __future__ import annotations
 
+import datetime
 import io
 import os
 import shutil
@@ -85,8 +86,6 @@ class Engine:
 
     def history(self, ref: str) -> list[dict]:
         """The image's history, oldest first, in the image config's spelling."""
-        import datetime
-
         entries = []
         for h in reversed(self.client.api.history(ref)):
             when = datetime.datetime.fromtimestamp(h.get("Created", 0), datetime.timezone.utc)
@@ -133,7 +132,7 @@ class Engine:
         with self.container(image, cmd, network="bridge" if network else "none", user=user, env=env) as c:
             for dest, src in (inputs or {}).items():
                 self.put(c, dest, src)
-            return self._wait(c, image, cmd, timeout)
+            return self.wait(c, image, cmd, timeout)
 
     def run_with_files(self, image: str, cmd: list[str], *, inputs: Mapping[str, Path], outputs: list[str],
                        env: Mapping[str, str] | None = None, network: str = "none", user: str = "root",
@@ -144,7 +143,7 @@ class Engine:
             for dest, src in inputs.items():
                 self.put(c, dest, src)
             try:
-                self._wait(c, image, cmd, timeout)
+                self.wait(c, image, cmd, timeout)
             except EngineError as e:
                 raise ToolError(e.message, cmd=cmd, output=e.message) from None
             result = {}
@@ -154,7 +153,8 @@ class Engine:
                     result[path] = tar.extractfile(member).read() if member and member.isfile() else b""
             return result
 
-    def _wait(self, c, image: str, cmd: list[str], timeout: float) -> str:
+    def wait(self, c, image: str, cmd: list[str], timeout: float) -> str:
+        """Start a created container and wait for it; its output, or EngineError with the output's tail."""
         c.start()
         try:
             status = c.wait(timeout=timeout)
@@ -259,10 +259,8 @@ class Engine:
                     if "error" in event:
                         raise EngineError(f"push of {repository}:{tag} failed: {event['error']}",
                                           hint="re-run the push once the registry is back: it resumes")
-                    if "status" in event and event["status"] in ("Pushed", "Layer already exists", "Mounted from"):
+                    if event.get("status") in ("Pushing", "Pushed", "Layer already exists", "Mounted from"):
                         note(f"{repository}:{tag} {event.get('id', '')} {event['status']}")
-                    elif "status" in event and event["status"] == "Pushing":
-                        note(f"{repository}:{tag} {event.get('id', '')} Pushing")
                     if event.get("aux", {}).get("Digest"):
                         digests.add(event["aux"]["Digest"])
             except docker.errors.APIError as e:

@@ -31,7 +31,8 @@ from imagekit import digests
 from imagekit.digests import sha256_hex
 from imagekit.engine import Engine, ImageInfo
 from imagekit.errors import CheckFailed, EngineError, ToolError
-from imagekit.lock import Pin
+from imagekit.lock import Pin, render_pins
+from imagekit.wheels import link
 
 VENV = "/opt/venv"
 RECIPE = "imagekit python layers v2"  # change when the install recipe changes: invalidates cached layers
@@ -77,11 +78,16 @@ def cache_dir(cache: Path) -> Path:
     return cache / "layers"
 
 
+def _wanted(interpreter: str, groups: Sequence[Group], wheels: dict[str, Path], venv_layer: bool) -> dict[Group, str]:
+    """The groups to make (the venv itself first, for an image on the OS image) and their keys."""
+    wanted = ([Group("venv", ())] if venv_layer else []) + list(groups)
+    return {g: g.key(interpreter, wheels) for g in wanted}
+
+
 def lookup(interpreter: str, groups: Sequence[Group], wheels: dict[str, Path], cache: Path, *,
            venv_layer: bool) -> list[Layer]:
     """The cached layers of ``groups`` (those not in the cache are left out); installs nothing."""
-    wanted = ([Group("venv", ())] if venv_layer else []) + list(groups)
-    found = (_cached(cache_dir(cache), g, g.key(interpreter, wheels)) for g in wanted)
+    found = (_cached(cache_dir(cache), g, key) for g, key in _wanted(interpreter, groups, wheels, venv_layer).items())
     return [layer for layer in found if layer is not None]
 
 
@@ -91,16 +97,14 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
     or installed in one network-less container of ``parent``."""
     folder = cache_dir(cache)
     folder.mkdir(parents=True, exist_ok=True)
-    wanted = ([Group("venv", ())] if venv_layer else []) + list(groups)
-    keys = {g.name: g.key(interpreter, wheels) for g in wanted}
-    layers = {g.name: _cached(folder, g, keys[g.name]) for g in wanted}
-    missing = [g for g in wanted if layers[g.name] is None]
+    wanted = _wanted(interpreter, groups, wheels, venv_layer)
+    layers = {g: _cached(folder, g, key) for g, key in wanted.items()}
+    missing = {g: key for g, key in wanted.items() if layers[g] is None}
     if missing:
         on_line(f"installing {sum(len(g.pins) for g in missing)} packages into {len(missing)} layers "
                 f"({len(wanted) - len(missing)} layers cached)")
-        for layer in _install(engine, parent, keys, missing, wheels, folder, uv_bin):
-            layers[layer.group] = layer
-    return [layers[g.name] for g in wanted]
+        layers.update(_install(engine, parent, missing, wheels, folder, uv_bin))
+    return [layers[g] for g in wanted]
 
 
 def _cached(folder: Path, group: Group, key: str) -> Layer | None:
@@ -134,26 +138,23 @@ def _script(groups: Sequence[Group]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _install(engine: Engine, parent: str, keys: dict[str, str], groups: Sequence[Group], wheels: dict[str, Path],
-             folder: Path, uv_bin: Path) -> list[Layer]:
+def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict[str, Path], folder: Path,
+             uv_bin: Path) -> dict[Group, Layer]:
+    """Install ``groups`` (group -> key) in one container and write their layers to the cache."""
     with tempfile.TemporaryDirectory(prefix="imagekit-install-", dir=folder) as tmp:
         stage = Path(tmp) / "in"
         (stage / "wheels").mkdir(parents=True)
         (stage / "groups").mkdir()
         for g in groups:
-            (stage / "groups" / f"{g.name}.txt").write_text("".join(p.render() + "\n" for p in g.pins))
+            (stage / "groups" / f"{g.name}.txt").write_text(render_pins(list(g.pins)))
             for p in g.pins:
-                _link(wheels[p.name], stage / "wheels" / wheels[p.name].name)
-        _link(uv_bin, stage / "uv")
+                link(wheels[p.name], stage / "wheels" / wheels[p.name].name)
+        link(uv_bin, stage / "uv")
         (stage / "install.sh").write_text(_script(groups))
         cmd = ["bash", "/imagekit/install.sh"]
         with engine.container(parent, cmd, user="root") as c:
             engine.put(c, "/imagekit", stage)
-            c.start()
-            status = c.wait(timeout=1800)
-            if status.get("StatusCode") != 0:
-                tail = "\n".join(c.logs().decode(errors="replace").strip().splitlines()[-30:])
-                raise EngineError(f"installing the locked packages in {parent} failed:\n{tail}")
+            engine.wait(c, parent, cmd, timeout=1800)  # EngineError with the output's tail on failure
             shutil.rmtree(stage)
             out = Path(tmp) / "out"
             with tempfile.TemporaryFile(dir=tmp) as archive:
@@ -162,14 +163,7 @@ def _install(engine: Engine, parent: str, keys: dict[str, str], groups: Sequence
                 archive.seek(0)
                 with tarfile.open(fileobj=archive, mode="r|") as tar:
                     tar.extractall(Path(tmp), filter="tar")
-        return [_write(folder, g, keys[g.name], out / g.name) for g in groups]
-
-
-def _link(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+        return {g: _write(folder, g, key, out / g.name) for g, key in groups.items()}
 
 
 def _write(folder: Path, group: Group, key: str, tree: Path) -> Layer:

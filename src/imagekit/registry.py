@@ -175,7 +175,7 @@ class Registry:
         r = self._request("POST", f"{self.base}/v2/{repo}/blobs/uploads/", scope=scope)
         _ok(r, f"start upload to {repo}")
         location, offset = self._absolute(r.headers["Location"]), 0
-        for chunk in chunks:
+        for chunk in filter(None, chunks):  # an empty chunk has no Content-Range
             r = self._request("PATCH", location, scope=scope, data=chunk,
                               headers={"Content-Type": "application/octet-stream",
                                        "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
@@ -197,12 +197,7 @@ class Registry:
         return r.status_code == 201
 
     def upload_blob(self, repo: str, digest: str, data: bytes) -> None:
-        scope = f"repository:{repo}:pull,push"
-        r = self._request("POST", f"{self.base}/v2/{repo}/blobs/uploads/", scope=scope)
-        _ok(r, f"start upload to {repo}")
-        r = self._request("PUT", self._absolute(r.headers["Location"]), scope=scope, params={"digest": digest},
-                          headers={"Content-Type": "application/octet-stream"}, data=data)
-        _ok(r, f"upload {digest[:19]} to {repo}")
+        self.upload_blob_chunks(repo, digest, [data])
 
     def tags(self, repo: str) -> list[str]:
         r = self._request("GET", f"{self.base}/v2/{repo}/tags/list", scope=f"repository:{repo}:pull")

@@ -14,7 +14,7 @@ from imagekit import proc, progress
 from imagekit.config import Config
 from imagekit.digests import hex_of, sha256_file
 from imagekit.errors import CheckFailed, ConfigError, ToolError
-from imagekit.lock import Pin, target
+from imagekit.lock import Pin, render_pins, target
 
 
 @dataclass(frozen=True)
@@ -106,15 +106,19 @@ def stage(result: FetchResult, pins: list[Pin], folder: Path) -> Path:
     """Hard-link (or copy) the wheels and a requirements file into ``folder`` for a build context."""
     folder.mkdir(parents=True, exist_ok=True)
     for pin in pins:
-        src = result.wheels[pin.name]
-        dst = folder / src.name
-        if not dst.exists():
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
-    (folder / "requirements.txt").write_text("".join(p.render() + "\n" for p in pins))
+        link(result.wheels[pin.name], folder / result.wheels[pin.name].name)
+    (folder / "requirements.txt").write_text(render_pins(pins))
     return folder
+
+
+def link(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy across file systems); kept when it exists."""
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _hash_mismatches(output: str) -> list[str]:

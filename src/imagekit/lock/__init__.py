@@ -93,7 +93,7 @@ def load_views(cfg: Config, lk: Lock | None = None) -> Views:
     """The committed views of every image (standalone images: their own lock), checked."""
     lk = lk or shared_lock(cfg)
     fs = files(cfg)
-    own = {img.name: tuple(pins) for img, pins in zip(fs.shared.images, _checked_views(cfg, fs, lk))}
+    own = {name: tuple(pins) for name, pins in _checked_views(cfg, fs, lk).items()}
     for f in fs.standalone:
         standalone = read(f.path)
         problems = _stale(cfg, f, standalone)
@@ -103,10 +103,9 @@ def load_views(cfg: Config, lk: Lock | None = None) -> Views:
     return Views(own=own, images=cfg.images)
 
 
-def _checked_views(cfg: Config, fs: LockFiles, lk: Lock) -> list[list[Pin]]:
-    checked = views.check(cfg.root, cfg.images, fs.shared.images, lk,
-                          {i.name: view_path(cfg, i.name) for i in fs.shared.images})
-    return [checked[i.name] for i in fs.shared.images]
+def _checked_views(cfg: Config, fs: LockFiles, lk: Lock) -> dict[str, list[Pin]]:
+    return views.check(cfg.root, cfg.images, fs.shared.images, lk,
+                       {i.name: view_path(cfg, i.name) for i in fs.shared.images})
 
 
 def _requirements(img: ImageSpec) -> list[str]:
@@ -217,7 +216,6 @@ def lock(cfg: Config, *, upgrade: tuple[str, ...] = (), resolver_name: str | Non
     new = effective[fs.shared.path]
     try:
         derived = _checked_views(cfg, fs, new) if fs.shared.path not in pending else None
-        derived = dict(zip((i.name for i in fs.shared.images), derived)) if derived is not None else None
     except CheckFailed:
         derived = None  # views only: derive them again from the same lock
     if derived is None:
