@@ -66,7 +66,8 @@ def fetch(cfg: Config, pins: list[Pin], *, on_line: Callable[[str], None] | None
             py = tgt.python.split(".")
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--require-hashes",
                    "--python-version", f"{py[0]}.{py[1]}", "--implementation", "cp", "--abi", f"cp{py[0]}{py[1]}",
-                   "-r", str(req), "-d", str(Path(tmp) / "dl"), "--progress-bar", "off"]
+                   "-r", str(req), "-d", str(Path(tmp) / "dl"), "--progress-bar", "off",
+                   "--no-cache-dir"]  # the cache here is ours; pip's would answer for an index once on that URL
             for plat in pip_platforms(tgt.platform):
                 cmd += ["--platform", plat]
             if tgt.find_links:
