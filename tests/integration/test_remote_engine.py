@@ -2,9 +2,8 @@
 job reaches a docker:dind service: the containers' ports are not on this process's 127.0.0.1."""
 import json
 import os
-import socket
 import subprocess
-import threading
+import sys
 
 import pytest
 from helpers import ROOT
@@ -16,30 +15,31 @@ def ip(*args, check=True):
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
 
-def forward(listener: socket.socket) -> None:
-    """Each TCP connection to the listener, spliced to the engine's unix socket."""
-    def pipe(a, b):
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+FORWARDER = """
+import socket, sys, threading
 
-    while True:
-        try:
-            client, _ = listener.accept()
-        except OSError:
-            return
-        engine = socket.socket(socket.AF_UNIX)
-        engine.connect("/var/run/docker.sock")
-        threading.Thread(target=pipe, args=(client, engine), daemon=True).start()
-        threading.Thread(target=pipe, args=(engine, client), daemon=True).start()
+def pipe(a, b):
+    try:
+        while data := a.recv(65536):
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+listener = socket.create_server((sys.argv[1], 0))
+print(listener.getsockname()[1], flush=True)
+while True:
+    client, _ = listener.accept()
+    engine = socket.socket(socket.AF_UNIX)
+    engine.connect("/var/run/docker.sock")
+    threading.Thread(target=pipe, args=(client, engine), daemon=True).start()
+    threading.Thread(target=pipe, args=(engine, client), daemon=True).start()
+"""  # each TCP connection spliced to the engine's unix socket, in a process of its own
 
 
 @pytest.fixture
@@ -56,10 +56,11 @@ def remote_engine():
     for args in (("addr", "add", f"{NS_IP}/30", "dev", "ikr-ns"), ("link", "set", "ikr-ns", "up"),
                  ("link", "set", "lo", "up")):
         ip("netns", "exec", NS, "ip", *args)
-    listener = socket.create_server((HOST_IP, 0))
-    threading.Thread(target=forward, args=(listener,), daemon=True).start()
-    yield f"tcp://{HOST_IP}:{listener.getsockname()[1]}"
-    listener.close()
+    forwarder = subprocess.Popen([sys.executable, "-c", FORWARDER, HOST_IP], stdout=subprocess.PIPE, text=True)
+    port = forwarder.stdout.readline().strip()
+    yield f"tcp://{HOST_IP}:{port}"
+    forwarder.kill()
+    forwarder.wait()
     ip("link", "del", "ikr-host", check=False)
     ip("netns", "del", NS, check=False)
 
