@@ -11,9 +11,10 @@ import socketserver
 import threading
 
 import pytest
-from helpers import RegistryProcess, make_wheel, run_cli, write_project
+from helpers import RegistryProcess, make_htpasswd, make_tls, make_wheel, run_cli, write_project
 
 from imagekit import config
+from imagekit.testing import make_keys
 
 
 def make_test_packages(simple) -> None:
@@ -83,3 +84,29 @@ def registry_process(tmp_path):
 @pytest.fixture
 def cli(monkeypatch, capsys):
     return functools.partial(run_cli, monkeypatch, capsys)
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory):
+    """A test CA and a certificate for 127.0.0.1: (ca.pem, cert.pem, key.pem)."""
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def secure_registry(tmp_path, tls):
+    """A registry process of the test's own with TLS (test CA) and htpasswd auth; returns the
+    IMAGEKIT_REGISTRY_* settings that reach it as a robot account."""
+    ca, cert, key = tls
+    user, password = "robot$mlops+ci", "s3cr3t-Pa55"
+    reg = RegistryProcess(tmp_path / "secure", tls=(cert, key),
+                          htpasswd=make_htpasswd(tmp_path / "htpasswd", user, password)).start()
+    yield {"IMAGEKIT_REGISTRY_URL": f"https://{reg.host}", "IMAGEKIT_REGISTRY_CA_BUNDLE": str(ca),
+           "IMAGEKIT_REGISTRY_USERNAME": user, "IMAGEKIT_REGISTRY_PASSWORD": password}
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory):
+    """The trusted key pair and another one: {"trusted": (key, pub), "other": (key, pub)}."""
+    root = tmp_path_factory.mktemp("keys")
+    return {name: make_keys(root, name) for name in ("trusted", "other")}

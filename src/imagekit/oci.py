@@ -9,8 +9,9 @@ from imagekit import digests
 from imagekit.errors import UsageError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MANIFEST_TYPES = (OCI_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json",
-                  "application/vnd.oci.image.index.v1+json",
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+EMPTY = {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digests.oci(b"{}"), "size": 2}
+MANIFEST_TYPES = (OCI_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json", OCI_INDEX,
                   "application/vnd.docker.distribution.manifest.list.v2+json")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -69,12 +70,33 @@ class Manifest:
     def config_digest(self) -> str:
         return self.data["config"]["digest"]
 
+    @property
+    def subject(self) -> str:
+        """The digest this manifest refers to (OCI 1.1 ``subject``), "" when none."""
+        return (self.data.get("subject") or {}).get("digest", "")
+
+    def descriptor(self) -> dict:
+        data = self.data
+        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.body),
+                **{k: data[k] for k in ("artifactType", "annotations") if k in data}}
+
 
 def artifact(artifact_type: str, payload: bytes, *, annotations: dict[str, str] | None = None) -> Manifest:
     """An OCI artifact manifest whose config blob is ``payload`` (no layers)."""
     data = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
             "config": {"mediaType": artifact_type, "digest": digests.oci(payload), "size": len(payload)},
             "layers": []}
+    if annotations:
+        data["annotations"] = dict(annotations)
+    return Manifest.of(data)
+
+
+def referrer(artifact_type: str, payload: bytes, subject: Manifest, *,
+             annotations: dict[str, str] | None = None) -> Manifest:
+    """An OCI 1.1 artifact about ``subject``: the empty config, ``payload`` as its one layer."""
+    data = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type, "config": EMPTY,
+            "layers": [{"mediaType": artifact_type, "digest": digests.oci(payload), "size": len(payload)}],
+            "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": len(subject.body)}}
     if annotations:
         data["annotations"] = dict(annotations)
     return Manifest.of(data)

@@ -2,17 +2,21 @@
 
 Blobs move by cross-repository mount on one registry (no layer bytes through the client) and by
 a streamed copy only across registries; the manifest is written last, so a tag never names
-missing blobs. Every tag is checked before anything is written. The history of an environment
-is an artifact in the registry itself (tag ``imagekit.history``), so CI keeps no local state.
+missing blobs. Every tag is checked before anything is written. The gate: a signed attestation
+(attest.py) by the trusted key, about this very digest, that passed; and after the promotion the
+target's `current` images form a set verify-compat passed together. The history of an environment
+is in the registry itself (an artifact per entry), so CI keeps no local state.
 """
 from __future__ import annotations
 
 import datetime
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from imagekit import attest
 from imagekit.config import Config
 from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
 from imagekit.images import Environment, ImageSpec, leaves
@@ -21,7 +25,7 @@ from imagekit.registry import Registry
 from imagekit.verify import record, verified_set
 
 MOVING_TAG = "current"  # the environment's moving tag: may move even where tags are immutable
-HISTORY_TAG = "imagekit.history"
+HISTORY_PREFIX = "imagekit.history."
 HISTORY_TYPE = "application/vnd.imagekit.history.v1+json"
 
 
@@ -124,11 +128,53 @@ def copy_blobs(src: Registry, src_repo: str, dst: Registry, dst_repo: str, manif
             counts["copied"] += 1
 
 
+@dataclass(frozen=True)
+class _Plan:
+    img: ImageSpec
+    src_repo: str
+    dst_repo: str
+    manifest: Manifest
+    tags: list[str]
+    attestations: list[tuple[Manifest, attest.Verdict]]  # the valid ones
+
+
+def _gate(src: Registry, src_repo: str, digest: str, public) -> tuple[list, str]:
+    """(the valid attestations of ``src_repo@digest``, why none is when there is none)."""
+    found = record.verdicts(src, src_repo, digest, public)
+    good = [(m, v) for m, v in found if v.statement]
+    if good:
+        return good, ""
+    why = "; ".join(f"its attestation {m.digest[:19]} {v.why}" for m, v in found) or "has no signed attestation"
+    return [], (f"{src_repo}@{digest} {why}: run `imagekit verify-compat` on the pair with the signing key "
+                f"(IMAGEKIT_TRUST_SIGNING_KEY) whose public key is trust.public_key")
+
+
+def _pair_problems(cfg: Config, dst: Registry, target: Environment, plans: list[_Plan], members: list[str]) -> list[str]:
+    """After these promotions, the target's `current` set must be one set verify-compat passed."""
+    after = {}
+    for name in members:
+        found = dst.manifest(f"{target.project}/{cfg.image(name).repository}", MOVING_TAG)
+        after[name] = found.digest if found else ""
+    after.update({p.img.name: p.manifest.digest for p in plans})
+    problems = []
+    for p in plans:
+        if any(all(v.images.get(n) == after[n] for n in members) for _, v in p.attestations):
+            continue
+        there = ", ".join(f"{n}@{after[n] or '(nothing yet)'}" for n in members if n != p.img.name)
+        verified = " or ".join(", ".join(f"{n}@{d}" for n, d in sorted(v.images.items()) if n != p.img.name)
+                               for _, v in p.attestations)
+        problems.append(f"{p.img.name}@{p.manifest.digest} would run in {target.name} next to {there}, "
+                        f"which verify-compat never passed together with it (it passed with {verified}); "
+                        f"promote the verified set as one step: `imagekit promote --all --to {target.name}`")
+    return problems
+
+
 def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False, from_env: str | None = None,
             force: bool = False, on_line: Callable[[str], None] | None = None) -> list[Promotion]:
     note = on_line or (lambda line: None)
     source_env, target_env = _source_and_target(cfg, to, from_env, force)
     src, dst = registry_for(cfg, source_env), registry_for(cfg, target_env)
+    public = attest.trusted_key(cfg)
     plans, problems = [], []
     members = verified_set(cfg)
     if all_images:
@@ -142,11 +188,12 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
         if manifest is None:
             problems.append(f"{src.host}/{src_repo}:{wanted} does not exist (promote to {source_env.name} first?)")
             continue
-        why = ("is not in verify.images, so no verification covers it" if img.name not in members
-               else record.refusal(record.read(src, src_repo, manifest.digest), manifest.digest))
+        if img.name not in members:
+            problems.append(f"{src_repo}@{manifest.digest} is not in verify.images, so no verification covers it")
+            continue
+        good, why = _gate(src, src_repo, manifest.digest, public)
         if why:
-            problems.append(f"{src_repo}@{manifest.digest} {why} ({src_repo}:{record.tag_for(manifest.digest)}); "
-                            f"run `imagekit verify-compat` on it")
+            problems.append(why)
             continue
         if ref and ref.digest:
             version = ""
@@ -159,57 +206,91 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
             existing = dst.manifest(dst_repo, tag)
             if existing and existing.digest != manifest.digest and target_env.immutable and tag != MOVING_TAG:
                 problems.append(f"{dst_repo}:{tag} is immutable in {target_env.name} and names {existing.digest}")
-        plans.append((img, src_repo, dst_repo, manifest, tags))
+        plans.append(_Plan(img, src_repo, dst_repo, manifest, tags, good))
+    if not problems:
+        problems = _pair_problems(cfg, dst, target_env, plans, members)
     if problems:
         raise CheckFailed(f"nothing was promoted to {target_env.name}", differences=problems)
     results = []
-    for img, src_repo, dst_repo, manifest, tags in plans:
+    for p in plans:
         started, counts = time.monotonic(), {"mounted": 0, "copied": 0, "present": 0}
-        already = all((m := dst.manifest(dst_repo, t)) and m.digest == manifest.digest for t in tags)
-        copy_blobs(src, src_repo, dst, dst_repo, manifest, counts, note)
-        verified = src.manifest(src_repo, record.tag_for(manifest.digest))
-        copy_blobs(src, src_repo, dst, dst_repo, verified, counts, note)  # the record travels with the digest
-        dst.put_manifest(dst_repo, record.tag_for(manifest.digest), verified)
-        for tag in tags:  # last: only now can a tag name it
-            dst.put_manifest(dst_repo, tag, manifest)
-        entries = history(cfg, img.name, target_env.name)
-        if not (already and entries and entries[-1].digest == manifest.digest):
-            _append(dst, dst_repo, HistoryEntry("promote", manifest.digest, tags, _now(),
-                                                f"{source_env.name} ({src.host}/{src_repo})"), entries)
-        results.append(Promotion(image=img.name, kind="promote", source=f"{src.host}/{src_repo}",
-                                 target=f"{dst.host}/{dst_repo}", digest=manifest.digest, tags=tags, already=already,
+        digest = p.manifest.digest
+        already = all((m := dst.manifest(p.dst_repo, t)) and m.digest == digest for t in p.tags)
+        copy_blobs(src, p.src_repo, dst, p.dst_repo, p.manifest, counts, note)
+        dst.put_manifest(p.dst_repo, digest, p.manifest)
+        for attestation, _ in p.attestations:  # the attestations travel with the digest
+            copy_blobs(src, p.src_repo, dst, p.dst_repo, attestation, counts, note)
+            dst.attach(p.dst_repo, attestation)
+        for tag in p.tags:  # last: only now can a tag name it
+            if tag != MOVING_TAG:
+                dst.put_manifest(p.dst_repo, tag, p.manifest)
+        log = _Log(dst, p.dst_repo)
+        entries = log.entries()
+        if not (already and entries and entries[-1].digest == digest):
+            log.add(HistoryEntry("promote", digest, p.tags, _now(), f"{source_env.name} ({src.host}/{p.src_repo})"))
+        log.settle()
+        results.append(Promotion(image=p.img.name, kind="promote", source=f"{src.host}/{p.src_repo}",
+                                 target=f"{dst.host}/{p.dst_repo}", digest=digest, tags=p.tags, already=already,
                                  seconds=round(time.monotonic() - started, 2), **counts))
     return results
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+class _Log:
+    """An environment repository's history: one artifact per entry under a tag of its own
+    (``imagekit.history.<UTC time>-<random>``), so writers never overwrite each other; read in tag
+    (time) order. The moving tag is settled from it: each writer, after adding its entry, points
+    `current` where the whole history says, until the history it read is the history there is."""
+
+    def __init__(self, reg: Registry, repo: str) -> None:
+        self.reg, self.repo, self._read = reg, repo, {}
+
+    def entries(self) -> list[HistoryEntry]:
+        tags = [t for t in self.reg.tags(self.repo) if t.startswith(HISTORY_PREFIX)]
+        for tag in tags:
+            if tag not in self._read:  # entries never change: each is read once
+                self._read[tag] = HistoryEntry(**self.reg.get_artifact(self.repo, tag))
+        return [self._read[t] for t in tags]
+
+    def add(self, entry: HistoryEntry) -> None:
+        stamp = entry.when.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
+        tag = f"{HISTORY_PREFIX}{stamp}-{secrets.token_hex(4)}"
+        self.reg.put_artifact(self.repo, tag, HISTORY_TYPE, json.dumps(asdict(entry), indent=1).encode())
+
+    def settle(self) -> None:
+        entries = self.entries()
+        while True:
+            stack = _current_stack(entries)
+            current = self.reg.manifest(self.repo, MOVING_TAG)
+            if stack and (current is None or current.digest != stack[-1]):
+                self.reg.put_manifest(self.repo, MOVING_TAG, self.reg.manifest(self.repo, stack[-1]))
+            again = self.entries()
+            if again == entries:
+                return
+            entries = again
 
 
 def history(cfg: Config, image: str, env: str) -> list[HistoryEntry]:
     environment = cfg.environment(env)
     reg, repo = registry_for(cfg, environment), f"{environment.project}/{cfg.image(image).repository}"
-    data = reg.get_artifact(repo, HISTORY_TAG)
-    if data is None and not reg.tags(repo):
+    if not reg.tags(repo):
         raise PreconditionError(f"{reg.host}/{repo} does not exist: nothing was ever pushed or promoted there",
                                 hint=f"check the image name and the environment (`{env}` is project "
                                      f"{environment.project}); promote into it first")
-    return [HistoryEntry(**e) for e in data["entries"]] if data else []
-
-
-def _append(reg: Registry, repo: str, entry: HistoryEntry, entries: list[HistoryEntry]) -> None:
-    body = json.dumps({"entries": [asdict(e) for e in [*entries, entry]]}, indent=1).encode()
-    reg.put_artifact(repo, HISTORY_TAG, HISTORY_TYPE, body)
+    return _Log(reg, repo).entries()
 
 
 def _current_stack(entries: list[HistoryEntry]) -> list[str]:
-    """The digests the moving tag went through: a promotion pushes, a rollback pops."""
+    """The digests the moving tag went through: a promotion pushes, a rollback pops (never the last)."""
     stack: list[str] = []
     for e in entries:
-        if e.kind == "rollback":
-            stack.pop()
-        else:
+        if e.kind != "rollback":
             stack.append(e.digest)
+        elif len(stack) > 1:
+            stack.pop()
     return stack
 
 
@@ -218,16 +299,16 @@ def rollback(cfg: Config, image: str, env: str) -> Promotion:
     started = time.monotonic()
     environment = cfg.environment(env)
     reg, repo = registry_for(cfg, environment), f"{environment.project}/{cfg.image(image).repository}"
-    entries = history(cfg, image, env)
-    stack = _current_stack(entries)
+    history(cfg, image, env)  # the repository exists
+    log = _Log(reg, repo)
+    stack = _current_stack(log.entries())
     if len(stack) < 2:
         raise PreconditionError(f"nothing to roll back to: {repo} has {len(stack)} promotion(s) in effect",
                                 hint=f"see `imagekit history {image} --env {env}`")
     current, previous = stack[-1], stack[-2]
-    manifest = reg.manifest(repo, previous)
-    if manifest is None:
+    if reg.manifest(repo, previous) is None:
         raise RegistryError(f"{repo}@{previous} is no longer in the registry; cannot roll back to it")
-    reg.put_manifest(repo, MOVING_TAG, manifest)
-    _append(reg, repo, HistoryEntry("rollback", previous, [MOVING_TAG], _now(), f"rollback from {current}"), entries)
+    log.add(HistoryEntry("rollback", previous, [MOVING_TAG], _now(), f"rollback from {current}"))
+    log.settle()
     return Promotion(image=image, kind="rollback", source=f"{reg.host}/{repo}@{current}", target=f"{reg.host}/{repo}",
                      digest=previous, tags=[MOVING_TAG], seconds=round(time.monotonic() - started, 2))

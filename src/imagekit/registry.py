@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -15,10 +16,11 @@ from imagekit import digests, redact
 from imagekit.config import Config
 from imagekit.errors import ConfigError, RegistryError
 from imagekit.images import Environment
-from imagekit.oci import MANIFEST_TYPES, Manifest, artifact
+from imagekit.oci import MANIFEST_TYPES, OCI_INDEX, Manifest, artifact
 
 TIMEOUT = 30
 CHUNK = 8 << 20  # bytes per request when a blob is copied between registries
+RETRY_WAITS = (0.1, 0.3, 1.0)  # a read answered 5xx is tried again after these seconds
 
 
 def is_local(host: str) -> bool:
@@ -108,6 +110,11 @@ class Registry:
         """One HTTP call, answering a 401's Basic or Bearer challenge once (Harbor's token service)."""
         headers = {**kw.pop("headers", {}), **self._tokens.get(scope, {})}
         r = self._call(method, url, headers=headers, **kw)
+        for wait in RETRY_WAITS if method in ("GET", "HEAD") else ():  # a reader may race a writer's file
+            if r.status_code < 500:
+                break
+            time.sleep(wait)
+            r = self._call(method, url, headers=headers, **kw)
         if r.status_code == 401 and "WWW-Authenticate" in r.headers:
             self._tokens[scope] = self._answer(r.headers["WWW-Authenticate"], scope)
             r = self._call(method, url, headers={**headers, **self._tokens[scope]}, **kw)
@@ -152,10 +159,47 @@ class Registry:
                         body=r.content)
 
     def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> str:
+        return self._put_manifest(repo, ref, manifest).headers.get("Docker-Content-Digest", manifest.digest)
+
+    def _put_manifest(self, repo: str, ref: str, manifest: Manifest) -> requests.Response:
         r = self._request("PUT", f"{self.base}/v2/{repo}/manifests/{ref}", scope=f"repository:{repo}:pull,push",
                           headers={"Content-Type": manifest.media_type}, data=manifest.body)
         _ok(r, f"PUT manifest {repo}:{ref}")
-        return r.headers.get("Docker-Content-Digest", manifest.digest)
+        return r
+
+    # --- referrers (OCI 1.1), with the spec's tag-schema fallback ------------------------------
+    def attach(self, repo: str, manifest: Manifest) -> None:
+        """Store a manifest that has a ``subject`` (its blobs already there). A registry that indexes
+        referrers says so with an OCI-Subject header; for one that does not (Debian's docker-registry),
+        the manifest is added to the fallback index, tag ``sha256-<hex>`` of the subject. That index is
+        read, extended and written again until it lists the manifest (another writer may race)."""
+        r = self._put_manifest(repo, manifest.digest, manifest)
+        if r.headers.get("OCI-Subject"):
+            return
+        tag = manifest.subject.replace(":", "-")
+        for _ in range(8):
+            index = self.manifest(repo, tag)
+            listed = index.data.get("manifests", []) if index else []
+            if any(d.get("digest") == manifest.digest for d in listed):
+                return
+            self.put_manifest(repo, tag, Manifest.of({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                                      "manifests": [*listed, manifest.descriptor()]}))
+        raise RegistryError(f"{repo}:{tag} kept changing while {manifest.digest[:19]} was added to it; try again")
+
+    def referrers(self, repo: str, digest: str, artifact_type: str) -> list[dict]:
+        """Descriptors of the manifests about ``repo@digest`` of ``artifact_type``: the referrers API
+        where the registry has it, else the fallback index (tag ``sha256-<hex>``)."""
+        r = self._request("GET", f"{self.base}/v2/{repo}/referrers/{digest}", scope=f"repository:{repo}:pull",
+                          params={"artifactType": artifact_type})
+        if r.status_code == 200 and r.headers.get("Content-Type", "").startswith(OCI_INDEX):
+            listed = r.json().get("manifests") or []
+        elif r.status_code in (404, 405):
+            index = self.manifest(repo, digest.replace(":", "-"))
+            listed = index.data.get("manifests", []) if index else []
+        else:
+            _ok(r, f"GET referrers of {repo}@{digest[:19]}")
+            listed = []
+        return [d for d in listed if d.get("artifactType") == artifact_type]
 
     def blob(self, repo: str, digest: str) -> bytes:
         r = self._request("GET", f"{self.base}/v2/{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")

@@ -135,17 +135,39 @@ def make_htpasswd(path: Path, user: str, password: str) -> Path:
     return path
 
 
-def record_verified(reg, repo: str, digest: str, *, role: str = "ray") -> None:
-    """A passing verification record for ``repo@digest``, shaped as verify-compat writes it."""
+def make_keys(folder: Path, name: str = "imagekit") -> tuple[Path, Path]:
+    """An ECDSA P-256 key pair as the README makes it: (<name>.key PKCS#8 PEM, <name>.pub PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    private = ec.generate_private_key(ec.SECP256R1())
+    key, pub = folder / f"{name}.key", folder / f"{name}.pub"
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    pub.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key, pub
+
+
+def record_verified(reg, key: Path, pair: dict[str, tuple[str, str]], *, passed: bool = True) -> dict:
+    """A signed attestation that ``pair`` (name -> (repo, digest)) passed verify-compat together,
+    attached to each of its digests as verify-compat attaches it. Returns the envelope."""
+    from imagekit import attest
     from imagekit.verify import record
 
-    record.write(reg, repo, digest, record.payload(passed=True, lock="0" * 64, python="3.11.2", s3_server="test",
-                                                   scenarios={}, subjects={role: (repo, digest)}))
+    envelope = attest.sign(attest.statement(pair, passed=passed, lock="0" * 64, python="3.11.2", s3_server="test",
+                                            scenarios={"iris": {"passed": passed}}), attest.load_private(str(key)))
+    for repo, digest in pair.values():
+        record.write(reg, repo, digest, envelope)
+    return envelope
 
 
-def seed_image(reg, repo: str, tag: str, layers: int, *, verified: bool = False, extra: bytes = b"") -> str:
+def seed_image(reg, repo: str, tag: str, layers: int, *, verified: Path | None = None, extra: bytes = b"",
+               name: str = "ray") -> str:
     """A small image made by hand in the registry: ``layers`` random blobs (and ``extra`` as one
-    more), a config, a manifest; ``verified``: with a passing verification record. Returns its digest."""
+    more), a config, a manifest; ``verified``: a signing key, to attach a passing attestation for it
+    alone as image ``name``. Returns its digest."""
     blobs = [os.urandom(4096) for _ in range(layers)] + ([extra] if extra else [])
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     descs = []
@@ -157,5 +179,5 @@ def seed_image(reg, repo: str, tag: str, layers: int, *, verified: bool = False,
     manifest = Manifest.of({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descs[0], "layers": descs[1:]})
     reg.put_manifest(repo, tag, manifest)
     if verified:
-        record_verified(reg, repo, manifest.digest)
+        record_verified(reg, verified, {name: (repo, manifest.digest)})
     return manifest.digest

@@ -7,7 +7,7 @@ from helpers import RegistryProcess, make_htpasswd, make_tls, seed_image
 
 from imagekit.testing import record_verified
 
-from imagekit import config, promote, push
+from imagekit import attest, config, promote, push
 from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
 from imagekit.registry import Manifest, Registry
 from imagekit.verify import record
@@ -16,31 +16,28 @@ ROBOT, SECRET = "robot$mlops+ci", "s3cr3t-Pa55"
 
 
 @pytest.fixture(scope="module")
-def secure(tmp_path_factory):
+def secure(tmp_path_factory, keys):
     """A registry with TLS (test CA) and htpasswd auth; config pointing at it as a robot account."""
     root = tmp_path_factory.mktemp("secure")
     ca, cert, key = make_tls(root / "tls")
     reg = RegistryProcess(root / "registry", tls=(cert, key), htpasswd=make_htpasswd(root / "htpasswd", ROBOT, SECRET))
     reg.start()
     env = {"IMAGEKIT_REGISTRY_URL": f"https://{reg.host}", "IMAGEKIT_REGISTRY_CA_BUNDLE": str(ca),
-           "IMAGEKIT_REGISTRY_USERNAME": ROBOT, "IMAGEKIT_REGISTRY_PASSWORD": SECRET}
+           "IMAGEKIT_REGISTRY_USERNAME": ROBOT, "IMAGEKIT_REGISTRY_PASSWORD": SECRET,
+           "IMAGEKIT_TRUST_PUBLIC_KEY": str(keys["trusted"][1])}
     yield reg, env
     reg.stop()
 
 
 @pytest.fixture(scope="module")
-def in_desa(cfg, engine, built, secure):
-    """Both images pushed to desa through TLS and auth, and the pair's verification recorded as
-    verify-compat records it."""
+def in_desa(cfg, engine, built, secure, keys):
+    """Both images pushed to desa through TLS and auth, and the pair's verification attested as
+    verify-compat attests it."""
     _, env = secure
     scfg = config.load(cfg.source, env=env)
     result = {i.name: i for i in push.push(scfg, engine).images}
-    reg = Registry.from_config(scfg)
-    data = record.payload(passed=True, lock="0" * 64, python="3.11.2", s3_server="test", scenarios={},
-                          subjects={n: (result[n].repository.split("/", 1)[1], result[n].digest)
-                                    for n in ("notebook", "ray")})
-    for name in ("ray", "notebook"):
-        record.write(reg, result[name].repository.split("/", 1)[1], result[name].digest, data)
+    record_verified(Registry.from_config(scfg), keys["trusted"][0],
+                    {n: (result[n].repository.split("/", 1)[1], result[n].digest) for n in ("notebook", "ray")})
     return scfg, env, result
 
 
@@ -74,8 +71,9 @@ def test_an_unverified_digest_is_not_promoted(pushed):
     scfg, reg, result = pushed
     with pytest.raises(CheckFailed) as e:
         promote.promote(scfg, ["base"], to="test")
-    assert f"mlops-desa/mlops-base:{record.tag_for(result['base'].digest)}" in str(e.value)
-    assert "imagekit verify-compat" in str(e.value)
+    assert "is not in verify.images" in str(e.value) and f"mlops-desa/mlops-base@{result['base'].digest}" in str(e.value)
+    with pytest.raises(CheckFailed, match="would run in test next to notebook@\\(nothing yet\\)"):
+        promote.promote(scfg, ["ray"], to="test")  # verified, but not alone
     assert reg.tags(f"{project(scfg, 'test')}/mlops-base") == []
 
 
@@ -88,6 +86,7 @@ def test_skipping_an_environment_is_refused_unless_forced(pushed):
 
 def test_promotion_moves_the_same_digest_by_mount_through_every_environment(pushed):
     scfg, reg, result = pushed
+    trusted = attest.trusted_key(scfg)
     for env in ("test", "prod"):
         done = {p.image: p for p in promote.promote(scfg, [], all_images=True, to=env)}
         for name, repo in (("ray", "ray"), ("notebook", "scipy-notebook")):
@@ -95,35 +94,38 @@ def test_promotion_moves_the_same_digest_by_mount_through_every_environment(push
             assert p.digest == result[name].digest and p.copied == 0 and p.mounted > 0
             for tag in (result[name].tags[0], "current"):
                 assert reg.manifest(f"{project(scfg, env)}/{repo}", tag).digest == result[name].digest
-            assert record.read(reg, f"{project(scfg, env)}/{repo}", p.digest)["passed"]  # the record travels along
+            (_, verdict), = record.verdicts(reg, f"{project(scfg, env)}/{repo}", p.digest, trusted)
+            assert verdict.images == {n: result[n].digest for n in ("ray", "notebook")}  # it travels along
     again = promote.promote(scfg, ["ray"], to="prod")[0]
     assert again.already and again.mounted == again.copied == 0
     assert [e.digest for e in promote.history(scfg, "ray", "prod")] == [result["ray"].digest]
 
 
-def put_variant(reg, repo, source_manifest, tag, note):
-    """The same blobs under a manifest with another digest (an annotation differs), verified."""
+def put_variant(reg, key, repo, source_manifest, tag, note, partner):
+    """The same blobs under a manifest with another digest (an annotation differs), verified with
+    ``partner`` (name -> (repo, digest))."""
     body = json.loads(source_manifest.body)
     body.setdefault("annotations", {})["org.imagekit.test"] = note
     raw = json.dumps(body).encode()
     variant = Manifest("sha256:" + hashlib.sha256(raw).hexdigest(), source_manifest.media_type, raw)
     reg.put_manifest(repo, tag, variant)
-    record_verified(reg, repo, variant.digest)
+    record_verified(reg, key, {"ray": (repo, variant.digest), **partner})
     return variant.digest
 
 
-def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_digest(pushed):
+def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_digest(pushed, keys):
     scfg, reg, result = pushed
     test, prod = project(scfg, "test"), project(scfg, "prod")
     for env in ("test", "prod"):  # what this test starts from: the pair promoted up to prod
-        promote.promote(scfg, ["ray"], to=env)
+        promote.promote(scfg, [], all_images=True, to=env)
+    key, partner = keys["trusted"][0], {"notebook": ("mlops-desa/scipy-notebook", result["notebook"].digest)}
     version = result["ray"].tags[0]
     original = reg.manifest(f"{test}/ray", version)
-    other = put_variant(reg, f"{test}/ray", original, version, "rebuilt")  # test is mutable
+    other = put_variant(reg, key, f"{test}/ray", original, version, "rebuilt", partner)  # test is mutable
     with pytest.raises(CheckFailed, match=f"{prod}/ray:{version} is immutable in prod"):
         promote.promote(scfg, ["ray"], to="prod")
     assert reg.manifest(f"{prod}/ray", version).digest == original.digest
-    newer = put_variant(reg, f"{test}/ray", original, "v-next", "next release")
+    newer = put_variant(reg, key, f"{test}/ray", original, "v-next", "next release", partner)
     promote.promote(scfg, ["ray:v-next"], to="prod")
     assert reg.manifest(f"{prod}/ray", "current").digest == newer != other
     back = promote.rollback(scfg, "ray", "prod")
@@ -132,10 +134,6 @@ def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_diges
         ("promote", original.digest), ("promote", newer), ("rollback", original.digest)]
     with pytest.raises(PreconditionError, match="nothing to roll back to"):
         promote.rollback(scfg, "ray", "prod")
-
-
-def seed(reg, repo, tag, layers):
-    return seed_image(reg, repo, tag, layers, verified=True)
 
 
 SMALL = """
@@ -154,15 +152,16 @@ tags = ["v1"]
 """
 
 
-def small_project(tmp_path, prod_registry=""):
+def small_project(tmp_path, keys, registry, prod_registry=""):
     (tmp_path / "imagekit.toml").write_text(SMALL.format(prod_registry=prod_registry))
-    return tmp_path / "imagekit.toml"
+    return config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": registry,
+                                                         "IMAGEKIT_TRUST_PUBLIC_KEY": str(keys["trusted"][1])})
 
 
-def test_a_promotion_stopped_midway_leaves_no_tag_and_completes_when_run_again(tmp_path, registry_process):
-    cfg = config.load(small_project(tmp_path), env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
+def test_a_promotion_stopped_midway_leaves_no_tag_and_completes_when_run_again(tmp_path, registry_process, keys):
+    cfg = small_project(tmp_path, keys, registry_process.host)
     reg = Registry.from_config(cfg)
-    digest = seed(reg, "mlops-desa/ray", "v1", layers=6)
+    digest = seed_image(reg, "mlops-desa/ray", "v1", layers=6, verified=keys["trusted"][0])
 
     def stop_midway(line):
         if line.startswith("mounted") and registry_process.proc:
@@ -177,14 +176,13 @@ def test_a_promotion_stopped_midway_leaves_no_tag_and_completes_when_run_again(t
     assert done.present >= 1  # what the first run mounted stays
 
 
-def test_across_registries_the_blobs_are_streamed(tmp_path, registry_process):
+def test_across_registries_the_blobs_are_streamed(tmp_path, registry_process, keys):
     other = RegistryProcess(tmp_path / "other").start()
     try:
-        cfg = config.load(small_project(tmp_path, f'registry = "{other.host}"'),
-                          env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
-        digest = seed(Registry.from_config(cfg), "mlops-desa/ray", "v1", layers=3)
+        cfg = small_project(tmp_path, keys, registry_process.host, f'registry = "{other.host}"')
+        digest = seed_image(Registry.from_config(cfg), "mlops-desa/ray", "v1", layers=3, verified=keys["trusted"][0])
         done = promote.promote(cfg, ["ray:v1"], to="prod")[0]
-        assert (done.copied, done.mounted) == (5, 0)  # config + 3 layers + the record's config
+        assert (done.copied, done.mounted) == (6, 0)  # config + 3 layers + the attestation's config and envelope
         assert Registry(host=other.host, scheme="http").manifest("mlops-prod/ray", "v1").digest == digest
     finally:
         other.stop()

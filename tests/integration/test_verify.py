@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from imagekit import config, push, wheels
+from imagekit import attest, config, lock, push, wheels
 from imagekit.registry import Registry
 from imagekit.verify import record, verify_compat
 
@@ -31,21 +31,25 @@ def by_name(report):
     return {s.name: s for s in report.roundtrip.scenarios}
 
 
-def test_aligned_images_pass_and_the_pair_is_recorded(cfg, engine, built, registry_process, leftovers):
+def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, registry_process, leftovers, keys):
     before = leftovers()
-    cfg = config.load(cfg.source, env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
+    key, pub = keys["trusted"]
+    cfg = config.load(cfg.source, env={"IMAGEKIT_REGISTRY_URL": registry_process.host,
+                                       "IMAGEKIT_TRUST_SIGNING_KEY": str(key), "IMAGEKIT_TRUST_PUBLIC_KEY": str(pub)})
     push.push(cfg, engine)
     report = verify_compat(cfg, engine)
     assert report.ok, (report.static.differences, report.roundtrip.scenarios)
     assert {s.name for s in report.roundtrip.scenarios} == {"iris", "cybersec", "custom-v1", "custom-v2"}
     assert all(s.max_probability_diff <= 1e-9 for s in report.roundtrip.scenarios)
     assert "stand-in" in report.roundtrip.s3_server or "MinIO" in report.roundtrip.s3_server
-    reg = Registry.from_config(cfg)
+    reg, trusted = Registry.from_config(cfg), attest.trusted_key(cfg)
     for subject in (report.notebook, report.ray):
-        saved = record.read(reg, subject.repository, subject.digest)
-        assert saved["passed"] and saved["ray"]["digest"] == report.ray.digest
-        assert saved["notebook"]["digest"] == report.notebook.digest
-    assert leftovers() == before  # containers and the network are gone
+        (_, verdict), = record.verdicts(reg, subject.repository, subject.digest, trusted)
+        assert verdict.images == {"notebook": report.notebook.digest, "ray": report.ray.digest}
+        predicate = verdict.statement["predicate"]
+        assert predicate["lock"] == lock.shared_lock(cfg).digest and predicate["python"] == "3.11.2"
+        assert set(predicate["scenarios"]) == {"iris", "cybersec", "custom-v1", "custom-v2"}
+    assert len(report.recorded) == 2 and leftovers() == before  # containers and the network are gone
 
 
 @pytest.mark.network  # downloads scikit-learn 1.8.0 from the index

@@ -1,18 +1,23 @@
-"""The promotion gate against a registry process on loopback (no Docker): records as verify-compat
-writes them, and every refusal leaves the target untouched."""
+"""The promotion gate against a registry process with TLS and authentication (no Docker):
+attestations signed as verify-compat signs them, forgeries of each kind, the pair, the history."""
+import base64
 import json
 import os
+import threading
 import tracemalloc
 
 import pytest
 from helpers import RegistryProcess, make_htpasswd, seed_image
 
-from imagekit import config, promote
+from imagekit import attest, config, promote
 from imagekit.errors import CheckFailed, ConfigError, PreconditionError, RegistryError, UsageError
 from imagekit.registry import Registry
+from imagekit.testing import record_verified
 from imagekit.verify import record
 
 GATE = """
+[trust]
+public_key = "{pub}"
 [[environments]]
 name = "desa"
 project = "mlops-desa"
@@ -34,93 +39,165 @@ REPOS = {"ray": "ray", "notebook": "scipy-notebook"}
 
 
 @pytest.fixture
-def desa(tmp_path, registry_process):
-    """ray and notebook images in desa (v1), made by hand; returns (config, registry, digests)."""
-    (tmp_path / "imagekit.toml").write_text(GATE)
-    cfg = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
+def desa(tmp_path, secure_registry, keys):
+    """ray and notebook images in desa (v1), made by hand, on a registry with TLS and auth;
+    returns (config, registry, digests)."""
+    (tmp_path / "imagekit.toml").write_text(GATE.format(pub=keys["trusted"][1]))
+    cfg = config.load(tmp_path / "imagekit.toml", env=secure_registry)
     reg = Registry.from_config(cfg)
     digests = {n: seed_image(reg, f"mlops-desa/{repo}", "v1", layers=2) for n, repo in REPOS.items()}
     return cfg, reg, digests
 
 
-def verify(reg, digests, *, passed=True, pair=None, only=None):
-    """Records as verify-compat writes them, for the pair ``pair`` (default: these digests)."""
+def verify(reg, key, digests, *, passed=True, pair=None, only=None):
+    """Attestations as verify-compat signs them, for ``pair`` (default: these digests), attached to
+    ``digests`` (only those of ``only``)."""
     pair = pair or digests
-    data = record.payload(passed=passed, lock="0" * 64, python="3.11.2", s3_server="test",
-                          subjects={n: (f"mlops-desa/{REPOS[n]}", pair[n]) for n in REPOS},
-                          scenarios={"iris": {"max_probability_diff": 0.0}})
-    for name in only or REPOS:
-        record.write(reg, f"mlops-desa/{REPOS[name]}", digests[name], data)
+    envelope = attest.sign(attest.statement({n: (f"mlops-desa/{REPOS[n]}", pair[n]) for n in REPOS}, passed=passed,
+                                            lock="0" * 64, python="3.11.2", s3_server="test",
+                                            scenarios={"iris": {"passed": passed}}), attest.load_private(str(key)))
+    for name in REPOS if only is None else only:
+        record.write(reg, f"mlops-desa/{REPOS[name]}", digests[name], envelope)
+    return envelope
 
 
 def untouched(reg, env="test"):
     return all(reg.tags(f"mlops-{env}/{repo}") == [] for repo in REPOS.values())
 
 
-def test_a_verified_pair_is_promoted_with_its_record(desa):
+def test_a_verified_pair_is_promoted_with_its_attestation(desa, keys):
     cfg, reg, digests = desa
-    verify(reg, digests)
+    verify(reg, keys["trusted"][0], digests)
     done = {p.image: p for p in promote.promote(cfg, [], all_images=True, to="test")}
+    trusted = attest.load_public(str(keys["trusted"][1]))
     for name, repo in REPOS.items():
         assert done[name].digest == digests[name] and done[name].tags == ["v1", "current"]
         assert reg.manifest(f"mlops-test/{repo}", "current").digest == digests[name]
-        assert record.read(reg, f"mlops-test/{repo}", digests[name])["ray"]["digest"] == digests["ray"]
+        (_, verdict), = record.verdicts(reg, f"mlops-test/{repo}", digests[name], trusted)  # it travelled along
+        assert verdict.images == digests
     assert [e.digest for e in promote.history(cfg, "ray", "test")] == [digests["ray"]]
 
 
+def forge(case, reg, keys, digests):
+    """Attach to desa's ray digest an attestation forged in the way ``case`` names."""
+    trusted, other = keys["trusted"][0], keys["other"][0]
+    if case == "unsigned":
+        envelope = verify(reg, trusted, digests, only=[])
+        record.write(reg, "mlops-desa/ray", digests["ray"], {**envelope, "signatures": []})
+    elif case == "copied":  # a real attestation of another pair, attached to this digest
+        envelope = verify(reg, trusted, digests, pair={n: "sha256:" + "1" * 64 for n in REPOS}, only=[])
+        record.write(reg, "mlops-desa/ray", digests["ray"], envelope)
+    elif case == "moved":  # another digest's attestation manifest, listed under this digest
+        seed = seed_image(reg, "mlops-desa/ray", "v0", layers=1)
+        verify(reg, trusted, {**digests, "ray": seed}, only=["ray"])
+        (theirs, _), = record.read(reg, "mlops-desa/ray", seed)
+        reg.put_manifest("mlops-desa/ray", digests["ray"].replace(":", "-"), reg.manifest("mlops-desa/ray",
+                                                                                          seed.replace(":", "-")))
+    elif case == "tampered":  # signed for a failed run, then edited to say it passed
+        envelope = verify(reg, trusted, digests, passed=False, only=[])
+        data = json.loads(base64.b64decode(envelope["payload"]))
+        data["predicate"]["passed"] = True
+        record.write(reg, "mlops-desa/ray", digests["ray"],
+                     {**envelope, "payload": base64.b64encode(json.dumps(data).encode()).decode()})
+    elif case == "other key":
+        verify(reg, other, digests)
+    elif case == "failed":
+        verify(reg, trusted, digests, passed=False)
+
+
 @pytest.mark.parametrize("case, why", [
-    ("failed", "has a verification record that did not pass"),
-    ("another pair", "has a verification record about another pair"),
-    ("none", "has no verification record"),
+    ("none", "has no signed attestation"),
+    ("unsigned", "is unsigned"),
+    ("copied", "is about other digests .*: copied from another image"),
+    ("moved", "is attached to sha256:.*, not to it"),
+    ("tampered", "the payload was changed after signing \\(tampered\\)"),
+    ("other key", "is signed by another key"),
+    ("failed", "says verification did not pass"),
 ])
-def test_a_digest_without_a_passing_record_of_its_own_is_refused(desa, case, why):
+def test_a_digest_without_a_valid_attestation_of_its_own_is_refused(desa, keys, case, why):
     cfg, reg, digests = desa
-    if case == "failed":
-        verify(reg, digests, passed=False)
-    elif case == "another pair":  # a real record, copied from another pair's digests
-        verify(reg, digests, pair={n: "sha256:" + "1" * 64 for n in REPOS})
+    verify(reg, keys["trusted"][0], digests, only=["notebook"])
+    forge(case, reg, keys, digests)
     with pytest.raises(CheckFailed, match=why) as e:
-        promote.promote(cfg, ["ray"], to="test")
+        promote.promote(cfg, [], all_images=True, to="test")
     assert "imagekit verify-compat" in str(e.value) and e.value.exit_code == 1
-    assert untouched(reg)
+    assert f"mlops-desa/ray@{digests['ray']}" in str(e.value)
+    assert untouched(reg)  # not even the notebook, whose attestation is fine
 
 
-def test_a_mixed_batch_writes_nothing(desa):
+def test_the_pair_in_the_target_must_be_a_verified_pair(desa, keys):
     cfg, reg, digests = desa
-    verify(reg, digests, only=["ray"])  # the notebook has no record
-    with pytest.raises(CheckFailed, match="scipy-notebook@.* has no verification record"):
+    key = keys["trusted"][0]
+    verify(reg, key, digests)
+    with pytest.raises(CheckFailed, match="next to notebook@\\(nothing yet\\)"):  # alone into an empty test
+        promote.promote(cfg, ["ray"], to="test")
+    assert untouched(reg)
+    promote.promote(cfg, [], all_images=True, to="test")
+    # ray v2 passed with another notebook (v2), not with the notebook test runs
+    v2 = {n: seed_image(reg, f"mlops-desa/{repo}", "v2", layers=1) for n, repo in REPOS.items()}
+    verify(reg, key, v2)
+    with pytest.raises(CheckFailed) as e:
+        promote.promote(cfg, ["ray:v2"], to="test")
+    assert f"ray@{v2['ray']} would run in test next to notebook@{digests['notebook']}" in str(e.value)
+    assert f"it passed with notebook@{v2['notebook']}" in str(e.value) and "--all" in str(e.value)
+    assert reg.manifest("mlops-test/ray", "current").digest == digests["ray"] and not reg.manifest("mlops-test/ray", "v2")
+    done = promote.promote(cfg, ["ray:v2", "notebook:v2"], to="test")  # the pair as one step
+    assert {p.image: p.digest for p in done} == v2
+    # a ray that passed with the notebook already in test may go alone
+    v3 = seed_image(reg, "mlops-desa/ray", "v3", layers=1)
+    verify(reg, key, {"ray": v3, "notebook": v2["notebook"]}, only=["ray"])
+    assert promote.promote(cfg, ["ray:v3"], to="test")[0].digest == v3
+
+
+def test_no_trusted_key_no_promotion(desa, keys, tmp_path, secure_registry):
+    _, reg, digests = desa
+    verify(reg, keys["trusted"][0], digests)
+    (tmp_path / "imagekit.toml").write_text(GATE.split("[[environments]]", 1)[1].join(["[[environments]]", ""]))
+    cfg = config.load(tmp_path / "imagekit.toml", env=secure_registry)
+    with pytest.raises(ConfigError, match="trust.public_key is not set") as e:
+        promote.promote(cfg, [], all_images=True, to="test")
+    assert e.value.exit_code == 2 and untouched(reg)
+
+
+def test_a_mixed_batch_writes_nothing(desa, keys):
+    cfg, reg, digests = desa
+    verify(reg, keys["trusted"][0], digests, only=["ray"])  # the notebook has no attestation
+    with pytest.raises(CheckFailed, match="scipy-notebook@.* has no signed attestation"):
         promote.promote(cfg, [], all_images=True, to="test")
     assert untouched(reg)  # not even the verified ray
 
 
-def test_skipping_an_environment_needs_force(desa):
+def test_skipping_an_environment_needs_force(desa, keys):
     cfg, reg, digests = desa
-    verify(reg, digests)
+    verify(reg, keys["trusted"][0], digests)
     with pytest.raises(UsageError, match="desa -> prod skips test"):
-        promote.promote(cfg, ["ray"], to="prod", from_env="desa")
+        promote.promote(cfg, [], all_images=True, to="prod", from_env="desa")
     assert untouched(reg, "prod")
-    assert promote.promote(cfg, ["ray"], to="prod", from_env="desa", force=True)[0].digest == digests["ray"]
+    done = promote.promote(cfg, [], all_images=True, to="prod", from_env="desa", force=True)
+    assert {p.image: p.digest for p in done} == digests
 
 
-def test_image_at_digest_promotes_that_digest_under_current_only(desa):
+def test_image_at_digest_promotes_that_digest_under_current_only(desa, keys):
     cfg, reg, digests = desa
-    verify(reg, digests)
-    done = promote.promote(cfg, [f"ray@{digests['ray']}"], to="test")[0]
-    assert done.tags == ["current"] and reg.tags("mlops-test/ray") == sorted(["current", record.tag_for(digests["ray"]),
-                                                                               promote.HISTORY_TAG])
+    verify(reg, keys["trusted"][0], digests)
+    done = promote.promote(cfg, [f"{n}@{d}" for n, d in digests.items()], to="test")[0]
+    assert done.tags == ["current"]
+    assert [t for t in reg.tags("mlops-test/ray") if not t.startswith(promote.HISTORY_PREFIX)] == sorted(
+        ["current", digests["ray"].replace(":", "-")])  # current, and the attestation's fallback index
 
 
-def test_promote_history_and_rollback_through_the_cli_print_json_data(desa, cli, monkeypatch, registry_process):
+def test_promote_history_and_rollback_through_the_cli_print_json_data(desa, keys, cli, monkeypatch, secure_registry):
     cfg, reg, digests = desa
-    verify(reg, digests)
-    monkeypatch.setenv("IMAGEKIT_REGISTRY_URL", registry_process.host)
+    verify(reg, keys["trusted"][0], digests)
+    for name, value in secure_registry.items():
+        monkeypatch.setenv(name, value)
     code, out, err = cli("--config", cfg.source, "promote", "--all", "--to", "test", "--json")
     assert code == 0, err
     promoted = json.loads(out)["result"]
     assert code == 0 and {p["image"]: p["digest"] for p in promoted} == digests
     assert all(isinstance(p["tags"], list) and p["kind"] == "promote" for p in promoted)
     second = seed_image(reg, "mlops-desa/ray", "v2", layers=1)
-    verify(reg, {**digests, "ray": second}, only=["ray"])
+    verify(reg, keys["trusted"][0], {**digests, "ray": second}, only=["ray"])
     assert cli("--config", cfg.source, "promote", "ray:v2", "--to", "test")[0] == 0
     code, out, _ = cli("--config", cfg.source, "history", "ray", "--env", "test", "--json")
     assert code == 0 and [(e["kind"], e["digest"], e["tags"]) for e in json.loads(out)["result"]] == [
@@ -130,9 +207,44 @@ def test_promote_history_and_rollback_through_the_cli_print_json_data(desa, cli,
                                                                                               "current").digest
     code, _, err = cli("--config", cfg.source, "rollback", "ray", "--env", "test")
     assert code == 2 and "nothing to roll back to" in err
+    code, out, _ = cli("--config", cfg.source, "promote", "ray:v2", "--to", "test", "--from", "desa", "--json")
+    assert code == 0 and reg.manifest("mlops-test/ray", "current").digest == second
+
+
+def test_concurrent_promotions_and_rollbacks_lose_no_history_entry(desa, keys):
+    cfg, reg, digests = desa
+    key = keys["trusted"][0]
+    verify(reg, key, digests)
+    promote.promote(cfg, [], all_images=True, to="test")
+    rays = [seed_image(reg, "mlops-desa/ray", f"v{i}", layers=1) for i in range(2, 7)]
+    for ray in rays:
+        verify(reg, key, {**digests, "ray": ray}, only=["ray"])
+    promote.promote(cfg, ["ray:v2"], to="test")
+    errors = []
+
+    def run(action):
+        try:
+            action()
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    actions = [lambda i=i: promote.promote(cfg, [f"ray:v{i}"], to="test") for i in range(3, 7)]
+    actions += [lambda: promote.rollback(cfg, "ray", "test")] * 2
+    threads = [threading.Thread(target=run, args=(a,)) for a in actions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    entries = promote.history(cfg, "ray", "test")
+    assert len(entries) == 2 + len(actions)
+    assert sorted(e.digest for e in entries if e.kind == "promote") == sorted([digests["ray"], *rays])
+    assert reg.manifest("mlops-test/ray", "current").digest == promote._current_stack(entries)[-1]
 
 
 TWO_REGISTRIES = """
+[trust]
+public_key = "{pub}"
 [[environments]]
 name = "desa"
 project = "mlops-desa"
@@ -149,14 +261,14 @@ tags = ["v1"]
 
 
 @pytest.fixture
-def two_registries(tmp_path):
+def two_registries(tmp_path, keys):
     """desa and prod on registries of their own, each with a robot account of its own."""
     regs = {}
     for env, user in (("desa", "robot$desa+ci"), ("prod", "robot$prod+ci")):
         regs[env] = RegistryProcess(tmp_path / env, htpasswd=make_htpasswd(tmp_path / f"{env}.htpasswd", user,
                                                                            f"{env}-secret")).start()
-    (tmp_path / "imagekit.toml").write_text(TWO_REGISTRIES.format(prod=regs["prod"].host))
-    yield tmp_path / "imagekit.toml", regs
+    (tmp_path / "imagekit.toml").write_text(TWO_REGISTRIES.format(prod=regs["prod"].host, pub=keys["trusted"][1]))
+    yield tmp_path / "imagekit.toml", regs, keys["trusted"][0]
     for reg in regs.values():
         reg.stop()
 
@@ -165,11 +277,11 @@ DESA = {"IMAGEKIT_REGISTRY_USERNAME": "robot$desa+ci", "IMAGEKIT_REGISTRY_PASSWO
 
 
 def test_each_environment_uses_its_own_credentials(two_registries):
-    path, regs = two_registries
+    path, regs, key = two_registries
     env = {"IMAGEKIT_REGISTRY_URL": regs["desa"].host, **DESA}
     cfg = config.load(path, env=env)
     digest = seed_image(Registry.from_config(cfg, cfg.environment("desa")), "mlops-desa/ray", "v1", layers=2,
-                        verified=True)
+                        verified=key)
     with pytest.raises(RegistryError, match="refused the credentials") as e:  # desa's robot cannot write prod
         promote.promote(cfg, ["ray:v1"], to="prod")
     assert "IMAGEKIT_ENV_<NAME>_USERNAME" in str(e.value)
@@ -179,14 +291,14 @@ def test_each_environment_uses_its_own_credentials(two_registries):
     assert promote.promote(cfg, ["ray:v1"], to="prod")[0].digest == digest
 
 
-def test_a_large_layer_crosses_registries_in_constant_memory(tmp_path, registry_process):
+def test_a_large_layer_crosses_registries_in_constant_memory(tmp_path, registry_process, keys):
     other = RegistryProcess(tmp_path / "other").start()
     try:
-        (tmp_path / "imagekit.toml").write_text(TWO_REGISTRIES.format(prod=other.host))
+        (tmp_path / "imagekit.toml").write_text(TWO_REGISTRIES.format(prod=other.host, pub=keys["trusted"][1]))
         cfg = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
         reg = Registry.from_config(cfg)
         layer = os.urandom(96 << 20)
-        digest = seed_image(reg, "mlops-desa/ray", "v1", layers=0, verified=True, extra=layer)
+        digest = seed_image(reg, "mlops-desa/ray", "v1", layers=0, verified=keys["trusted"][0], extra=layer)
         del layer
         tracemalloc.start()
         done = promote.promote(cfg, ["ray:v1"], to="prod")[0]
@@ -211,12 +323,12 @@ tags = ["v1"]
 """
 
 
-def test_an_image_outside_the_verified_set_is_named_and_left_out(desa, tmp_path, registry_process):
+def test_an_image_outside_the_verified_set_is_named_and_left_out(desa, tmp_path, secure_registry, keys):
     _, reg, digests = desa
-    (tmp_path / "imagekit.toml").write_text(BATCH)
-    cfg = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": registry_process.host})
-    batch = seed_image(reg, "mlops-desa/batch", "v1", layers=1, verified=True)
-    verify(reg, digests)
+    (tmp_path / "imagekit.toml").write_text(BATCH.format(pub=keys["trusted"][1]))
+    cfg = config.load(tmp_path / "imagekit.toml", env=secure_registry)
+    batch = seed_image(reg, "mlops-desa/batch", "v1", layers=1, verified=keys["trusted"][0], name="batch")
+    verify(reg, keys["trusted"][0], digests)
     lines = []
     done = promote.promote(cfg, [], all_images=True, to="test", on_line=lines.append)
     assert {p.image for p in done} == {"ray", "notebook"}  # the verified set, as one step
@@ -224,13 +336,10 @@ def test_an_image_outside_the_verified_set_is_named_and_left_out(desa, tmp_path,
     with pytest.raises(CheckFailed, match="batch@.* is not in verify.images"):
         promote.promote(cfg, ["batch"], to="test")
     assert reg.tags("mlops-test/batch") == []
-    with_batch = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": registry_process.host,
+    with_batch = config.load(tmp_path / "imagekit.toml", env={**secure_registry,
                                                               "IMAGEKIT_VERIFY_IMAGES": "notebook,ray,batch"})
-    data = record.payload(passed=True, lock="0" * 64, python="3.11.2", s3_server="test", scenarios={},
-                          subjects={**{n: (f"mlops-desa/{REPOS[n]}", d) for n, d in digests.items()},
-                                    "batch": ("mlops-desa/batch", batch)})
-    for repo, digest in [*((f"mlops-desa/{REPOS[n]}", d) for n, d in digests.items()), ("mlops-desa/batch", batch)]:
-        record.write(reg, repo, digest, data)
+    record_verified(reg, keys["trusted"][0], {**{n: (f"mlops-desa/{REPOS[n]}", d) for n, d in digests.items()},
+                                              "batch": ("mlops-desa/batch", batch)})
     assert {p.image for p in promote.promote(with_batch, [], all_images=True, to="test")} == {"ray", "notebook", "batch"}
     with pytest.raises(ConfigError, match="'spark' is not an image of this project"):
         promote.promote(config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_VERIFY_IMAGES": "ray,spark"}), [],

@@ -25,7 +25,7 @@ def _lines(results: list[core.Promotion]) -> str:
 def promote(ctx: typer.Context,
             images: Optional[List[str]] = typer.Argument(None, metavar="[IMAGE[:TAG|@DIGEST]]...",
                                                          help="images to promote (default tag: the version tag)"),
-            all_images: bool = typer.Option(False, "--all", help="promote every image the platform runs"),
+            all_images: bool = typer.Option(False, "--all", help="promote the verified set (verify.images) as one step"),
             to: str = typer.Option(..., "--to", help="the environment to promote into"),
             from_env: Optional[str] = typer.Option(None, "--from", help="source environment (default: the one before)"),
             force: bool = typer.Option(False, "--force", help="allow skipping an environment"),
@@ -33,9 +33,12 @@ def promote(ctx: typer.Context,
     """Copy verified digests from the previous environment's project to ENV, without rebuilding.
 
     The digest in ENV equals the source digest; on one registry layers move by cross-repository
-    mount. A digest without a passing verification record (imagekit verify-compat) is refused;
-    immutable environments never move a version tag to another digest; the environment's moving
-    tag `current` follows each promotion. Nothing is written unless every image can be promoted.
+    mount. The gate: each digest needs an attestation signed by the key trust.public_key names,
+    about that very digest, that passed (imagekit verify-compat writes it); and afterwards the
+    images ENV runs under `current` must be a set verify-compat passed together (so promote the
+    verified set with --all, or an image whose verified partner ENV already runs). Immutable
+    environments never move a version tag to another digest. Nothing is written unless every image
+    can be promoted; refusals exit 1 and name each digest and why.
 
     Example: imagekit promote --all --to test    (or: imagekit promote ray:2.41.0-py311-sunat-v9 --to prod)
     """

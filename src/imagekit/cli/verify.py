@@ -18,7 +18,8 @@ def verify(ctx: typer.Context,
            notebook_image: Optional[str] = typer.Option(None, help="notebook image (default: the one just built)"),
            ray_image: Optional[str] = typer.Option(None, help="Ray image (default: the one just built)"),
            scenario: Optional[List[str]] = typer.Option(None, help=f"run only these ({', '.join(roundtrip.SCENARIOS)})"),
-           record: bool = typer.Option(True, help="on success, record the pair's verification in the registry"),
+           record: bool = typer.Option(True, help="on success, attach a signed attestation to each image "
+                                                  "(key: IMAGEKIT_TRUST_SIGNING_KEY)"),
            as_json: bool = JSON) -> None:
     """Prove that models trained in the notebook image unpickle and serve identically in the Ray image.
 
@@ -26,7 +27,8 @@ def verify(ctx: typer.Context,
     each other and the lock. Round trip (Testcontainers): the example notebooks train and
     publish to S3 (MinIO, or a local stand-in), Ray Serve loads each model (sha256 checked,
     warnings as errors) and must answer the probe inputs with the same labels and probabilities
-    (to 1e-9). On success the pair is recorded in the registry; promotion requires it.
+    (to 1e-9). On success a signed in-toto attestation of the verified set is attached to each
+    pushed image's digest (signing key: IMAGEKIT_TRUST_SIGNING_KEY); promotion requires it.
     Exit 0: all passed; 1: a check failed; 2: it could not run.
 
     Example: imagekit verify-compat --scenario iris --no-record    (a quick local check)

@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from imagekit import build, lock
+from imagekit import attest, build, lock
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import ConfigError, PreconditionError, UsageError
@@ -107,6 +107,7 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
                          scenarios=scenarios, on_line=note)
     report = VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others)
     recorded, why = [], ""
+    key = attest.signing_key(cfg) if write_record and report.ok else None
     if not report.ok:
         why = "not recorded: a check failed"
     elif not write_record:
@@ -115,14 +116,18 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
         why = "not recorded: push the images first (`imagekit push`), records are kept next to their digests"
     elif set(scenarios) != set(roundtrip.SCENARIOS):
         why = "not recorded: only a subset of the scenarios ran"
+    elif key is None:
+        why = ("not recorded: no signing key (set IMAGEKIT_TRUST_SIGNING_KEY to the private key's PEM or its file; "
+               "README, 'Signing keys')")
     else:
-        data = record.payload(passed=True, lock=lk.digest, python=aligned.ray.python, s3_server=trip.s3_server,
-                              subjects={s.role: (s.repository, s.digest) for s in (trainer, server, *others)},
-                              scenarios={s.name: {"max_probability_diff": s.max_probability_diff}
-                                         for s in trip.scenarios})
         reg = Registry.from_config(cfg)
+        named = {cfg.verify.trainer: trainer, cfg.verify.server: server, **{o.role: o for o in others}}
+        subjects = {name: (s.repository, s.digest) for name, s in named.items()}  # by image name: the gate's key
+        envelope = attest.sign(attest.statement(
+            subjects, passed=True, lock=lk.digest, python=aligned.ray.python, s3_server=trip.s3_server,
+            scenarios={s.name: {"passed": True, "max_probability_diff": s.max_probability_diff}
+                       for s in trip.scenarios}), key)
         for subject in (trainer, server, *others):
-            record.write(reg, subject.repository, subject.digest, data)
-            recorded.append(f"{subject.repository}:{record.tag_for(subject.digest)}")
+            recorded.append(f"{subject.repository}@{record.write(reg, subject.repository, subject.digest, envelope)}")
     return VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, recorded=recorded,
                         record_note=why, seconds=round(time.monotonic() - started, 1))

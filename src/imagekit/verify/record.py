@@ -1,51 +1,50 @@
-"""Verification records in the registry, next to the image: a tag like cosign's ``sha256-<hex>.verify``
-naming an OCI artifact whose config blob is the record. Works on any OCI registry, Harbor included.
-
-A record is about a pair: the notebook and Ray images verify-compat ran together. The gate lets a
-digest through only on a passing record that names that very digest.
+"""Verification records in the registry, next to the image: a signed attestation (attest.py) stored
+as an OCI 1.1 artifact whose ``subject`` is the image, one per image of the verified set. Found
+through the referrers API, or the spec's fallback index tag ``sha256-<hex>`` where the registry has
+no such API (Debian's docker-registry); works on Harbor either way.
 """
 from __future__ import annotations
 
-import datetime
+import base64
 import json
 
+from imagekit import attest, digests
+from imagekit.errors import RegistryError
+from imagekit.oci import EMPTY, Manifest, referrer
 from imagekit.registry import Registry
 
-RECORD_TYPE = "application/vnd.imagekit.verification.v1+json"
+
+def write(reg: Registry, repo: str, digest: str, envelope: dict) -> str:
+    """Attach ``envelope`` to ``repo@digest``; return the attestation manifest's digest."""
+    subject = reg.manifest(repo, digest)
+    if subject is None:
+        raise RegistryError(f"{repo}@{digest} is not in {reg.host}: nothing to attach an attestation to")
+    body = json.dumps(envelope, sort_keys=True).encode()
+    predicate = json.loads(base64.b64decode(envelope["payload"])).get("predicateType", "")
+    manifest = referrer(attest.ENVELOPE_TYPE, body, subject, annotations={"predicateType": predicate})
+    for blob, data in ((EMPTY["digest"], b"{}"), (digests.oci(body), body)):
+        if not reg.has_blob(repo, blob):
+            reg.upload_blob(repo, blob, data)
+    reg.attach(repo, manifest)
+    return manifest.digest
 
 
-def tag_for(digest: str) -> str:
-    return digest.replace(":", "-") + ".verify"
+def read(reg: Registry, repo: str, digest: str) -> list[tuple[Manifest, dict]]:
+    """Every attestation attached to ``repo@digest``: (its manifest, its envelope)."""
+    found = []
+    for desc in reg.referrers(repo, digest, attest.ENVELOPE_TYPE):
+        manifest = reg.manifest(repo, desc["digest"])
+        if manifest is None:
+            continue
+        try:
+            envelope = json.loads(reg.blob(repo, manifest.data["layers"][0]["digest"]))
+        except (KeyError, IndexError, ValueError):
+            envelope = {}
+        found.append((manifest, envelope))
+    return found
 
 
-def payload(*, passed: bool, lock: str, python: str, s3_server: str, subjects: dict[str, tuple[str, str]],
-            scenarios: dict[str, dict]) -> dict:
-    """The record verify-compat writes: ``subjects`` maps a role to (repository, digest)."""
-    return {"passed": passed, "lock": lock, "python": python, "s3_server": s3_server,
-            **{role: {"repository": repo, "digest": digest} for role, (repo, digest) in subjects.items()},
-            "scenarios": scenarios,
-            "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-def write(reg: Registry, repo: str, digest: str, data: dict) -> str:
-    """Store ``data`` as the verification record of ``repo@digest``; return the record's digest."""
-    body = json.dumps(data, sort_keys=True, indent=1).encode()
-    return reg.put_artifact(repo, tag_for(digest), RECORD_TYPE, body, annotations={"org.imagekit.subject": digest})
-
-
-def read(reg: Registry, repo: str, digest: str) -> dict | None:
-    """The record of ``repo@digest``, or None when there is none."""
-    return reg.get_artifact(repo, tag_for(digest))
-
-
-def refusal(data: dict | None, digest: str) -> str | None:
-    """Why ``data`` does not let ``digest`` through the gate; None when it does."""
-    if data is None:
-        return "has no verification record"
-    if data.get("passed") is not True:
-        return "has a verification record that did not pass"
-    named = {role: value.get("digest") for role, value in data.items() if isinstance(value, dict) and "digest" in value}
-    if digest not in named.values():
-        about = ", ".join(f"{role} {d}" for role, d in named.items() if d) or "no digest at all"
-        return f"has a verification record about another pair ({about})"
-    return None
+def verdicts(reg: Registry, repo: str, digest: str, public) -> list[tuple[Manifest, attest.Verdict]]:
+    """What each attestation of ``repo@digest`` says when checked against the trusted key."""
+    return [(m, attest.check(e, digest, public) if m.subject == digest
+             else attest.Verdict(None, f"is attached to {m.subject}, not to it")) for m, e in read(reg, repo, digest)]

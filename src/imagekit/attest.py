@@ -1,0 +1,159 @@
+"""Signed attestations: an in-toto Statement v1 in a DSSE envelope, signed with ECDSA P-256.
+
+The envelope is what `cosign attest --type <predicate type>` writes (payloadType
+application/vnd.in-toto+json, base64 payload, DER ECDSA-SHA256 signatures over the DSSE
+pre-authentication encoding), so `cosign verify-attestation --key` reads the same bytes. The
+predicate is imagekit's own (PREDICATE_TYPE): the verified set's digests, the lock, Python, the S3
+server and every scenario's result; SLSA's verification_summary has no place for the pair.
+
+Keys: the private key is a PEM (PKCS#8 or SEC1, unencrypted) from a file or the environment, never
+from imagekit.toml; the public key is a PEM file named by trust.public_key. A signature's keyid is
+the sha256 of the public key's DER (SubjectPublicKeyInfo), so a refusal can say "another key".
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from imagekit import redact
+from imagekit.config import Config
+from imagekit.errors import ConfigError
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://imagekit.dev/verify-compat/v1"
+ENVELOPE_TYPE = "application/vnd.dsse.envelope.v1+json"  # the artifact type and the layer's media type
+
+
+def keyid(public: ec.EllipticCurvePublicKey) -> str:
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def _pem(value: str, key: str) -> bytes:
+    """``value`` is a PEM or the path of a file holding one."""
+    if "-----BEGIN" in value:
+        redact.register(value)
+        return value.encode()
+    path = os.path.expanduser(value)
+    if not os.path.isfile(path):
+        raise ConfigError(f"key file not found: {path}", key=key,
+                          hint="see README, 'Signing keys' (openssl ecparam -name prime256v1 -genkey ...)")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def load_public(value: str, key: str = "trust.public_key") -> ec.EllipticCurvePublicKey:
+    try:
+        public = serialization.load_pem_public_key(_pem(value, key))
+    except ValueError as e:
+        raise ConfigError(f"not a PEM public key: {e}", key=key) from None
+    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+        raise ConfigError("the public key is not an ECDSA P-256 key", key=key)
+    return public
+
+
+def load_private(value: str, key: str = "trust.signing_key") -> ec.EllipticCurvePrivateKey:
+    try:
+        private = serialization.load_pem_private_key(_pem(value, key), password=None)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"not an unencrypted PEM private key: {str(e).splitlines()[0]}", key=key,
+                          hint="give the key as PKCS#8 or SEC1 PEM without a passphrase") from None
+    if not isinstance(private, ec.EllipticCurvePrivateKey) or private.curve.name != "secp256r1":
+        raise ConfigError("the signing key is not an ECDSA P-256 key", key=key)
+    return private
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE's pre-authentication encoding: what is signed."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def statement(subjects: dict[str, tuple[str, str]], *, passed: bool, lock: str, python: str, s3_server: str,
+              scenarios: dict[str, dict]) -> dict:
+    """The statement verify-compat signs; ``subjects`` maps an image name to (repository, digest)."""
+    return {"_type": STATEMENT_TYPE,
+            "subject": [{"name": repo, "digest": {"sha256": digest.removeprefix("sha256:")}}
+                        for repo, digest in subjects.values()],
+            "predicateType": PREDICATE_TYPE,
+            "predicate": {"passed": passed, "images": {name: digest for name, (_, digest) in subjects.items()},
+                          "lock": lock, "python": python, "s3_server": s3_server, "scenarios": scenarios,
+                          "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}}
+
+
+def sign(data: dict, private: ec.EllipticCurvePrivateKey) -> dict:
+    payload = json.dumps(data, sort_keys=True).encode()
+    sig = private.sign(pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+    return {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
+            "signatures": [{"keyid": keyid(private.public_key()), "sig": base64.b64encode(sig).decode()}]}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one envelope says about one digest: its statement when it may pass, else why not."""
+    statement: dict | None
+    why: str = ""
+
+    @property
+    def images(self) -> dict[str, str]:
+        return (self.statement or {}).get("predicate", {}).get("images", {})
+
+
+def check(envelope: dict, digest: str, public: ec.EllipticCurvePublicKey) -> Verdict:
+    """Signature first (by the trusted key, over this very payload), then what it says: about
+    ``digest``, a statement of ours, passed."""
+    try:
+        payload = base64.b64decode(envelope["payload"], validate=True)
+        sigs = list(envelope.get("signatures") or [])
+    except (KeyError, TypeError, ValueError):
+        return Verdict(None, "is not a DSSE envelope")
+    if not sigs:
+        return Verdict(None, "is unsigned")
+    trusted, seen = keyid(public), []
+    for s in sigs:
+        try:
+            public.verify(base64.b64decode(s.get("sig", "")), pae(envelope.get("payloadType", ""), payload),
+                          ec.ECDSA(hashes.SHA256()))
+            break
+        except (InvalidSignature, ValueError):
+            seen.append(s.get("keyid", ""))
+    else:
+        if trusted in seen:
+            return Verdict(None, "does not match its signature: the payload was changed after signing (tampered)")
+        return Verdict(None, f"is signed by another key (keyid {', '.join(k[:12] or '?' for k in seen)}, "
+                             f"trusted {trusted[:12]})")
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return Verdict(None, "has a signed payload that is not JSON")
+    if data.get("predicateType") != PREDICATE_TYPE:
+        return Verdict(None, f"is of another kind ({data.get('predicateType')})")
+    about = {"sha256:" + s.get("digest", {}).get("sha256", "") for s in data.get("subject", [])}
+    if digest not in about or digest not in data["predicate"].get("images", {}).values():
+        return Verdict(None, f"is about other digests ({', '.join(sorted(about))}): copied from another image")
+    if data["predicate"].get("passed") is not True:
+        return Verdict(None, "says verification did not pass")
+    return Verdict(data)
+
+
+def trusted_key(cfg: Config) -> ec.EllipticCurvePublicKey:
+    """The public key the promotion gate trusts (trust.public_key): without one nothing is promoted."""
+    if not cfg.trust.public_key:
+        raise ConfigError("trust.public_key is not set: the promotion gate cannot tell who verified an image",
+                          key="trust.public_key", hint="make a key pair (README, 'Signing keys') and name the "
+                                                       "public key in imagekit.toml [trust]")
+    return load_public(str(cfg.path(cfg.trust.public_key)))
+
+
+def signing_key(cfg: Config) -> ec.EllipticCurvePrivateKey | None:
+    """The key verify-compat signs with (IMAGEKIT_TRUST_SIGNING_KEY: a PEM file's path, or the PEM)."""
+    return load_private(cfg.trust.signing_key) if cfg.trust.signing_key else None
