@@ -164,12 +164,13 @@ def record_verified(reg, key: Path, pair: dict[str, tuple[str, str]], *, passed:
 
 
 def seed_image(reg, repo: str, tag: str, layers: int, *, verified: Path | None = None, extra: bytes = b"",
-               name: str = "ray") -> str:
+               name: str = "ray", labels: dict[str, str] | None = None) -> str:
     """A small image made by hand in the registry: ``layers`` random blobs (and ``extra`` as one
     more), a config, a manifest; ``verified``: a signing key, to attach a passing attestation for it
     alone as image ``name``. Returns its digest."""
     blobs = [os.urandom(4096) for _ in range(layers)] + ([extra] if extra else [])
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+                         "config": {"Labels": labels or {}}}).encode()
     descs = []
     for data, media in [(config, "application/vnd.oci.image.config.v1+json"),
                         *((b, "application/vnd.oci.image.layer.v1.tar") for b in blobs)]:

@@ -40,6 +40,8 @@ def test_python_packages_and_user_are_the_locked_ones(cfg, engine, built, shared
     pins = lock.load_views(cfg, shared_lock).pins(name)
     assert labels[build.PINS_LABEL] == hashlib.sha256(lock.render_pins(sorted(pins, key=lambda p: p.name))
                                                       .encode()).hexdigest()
+    assert sorted(labels[build.PACKAGES_LABEL].split()) == sorted(f"{p.name}=={p.version}" for p in pins)
+    assert labels[build.LOCK_LABEL] == shared_lock.digest
     for key in ("source", "revision", "created", "version"):
         assert labels[f"org.opencontainers.image.{key}"]
 

@@ -7,9 +7,9 @@ import threading
 import tracemalloc
 
 import pytest
-from helpers import RegistryProcess, make_htpasswd, seed_image
+from helpers import RegistryProcess, make_htpasswd, make_wheel, seed_image
 
-from imagekit import attest, config, promote
+from imagekit import attest, config, diff, promote, status
 from imagekit.errors import CheckFailed, ConfigError, PreconditionError, RegistryError, UsageError
 from imagekit.registry import Registry
 from imagekit.testing import record_verified
@@ -344,3 +344,69 @@ def test_an_image_outside_the_verified_set_is_named_and_left_out(desa, tmp_path,
     with pytest.raises(ConfigError, match="'spark' is not an image of this project"):
         promote.promote(config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_VERIFY_IMAGES": "ray,spark"}), [],
                         all_images=True, to="test")
+
+
+def labels(python, lock, **packages):
+    return {"org.imagekit.python.version": python, "org.imagekit.lock.sha256": lock,
+            "org.imagekit.packages": " ".join(f"{n.replace('_', '-')}=={v}" for n, v in packages.items())}
+
+
+def test_diff_ranks_what_changes_by_the_risk_for_unpickling(desa, keys, secure_registry, tmp_path, cli, monkeypatch):
+    cfg, reg, digests = desa
+    make_wheel(tmp_path / "private", "sunat-models", "1.0")
+    cfg = config.load(cfg.source, env={**secure_registry, "IMAGEKIT_LOCK_FIND_LINKS": str(tmp_path / "private")})
+    old = labels("3.11.2", "a" * 64, numpy="2.0.0", requests="2.31.0", scikit_learn="1.6.1", sunat_models="1.0",
+                 cloudpickle="3.0.0")
+    new = labels("3.11.7", "b" * 64, numpy="2.1.0", requests="2.32.0", scikit_learn="1.6.1", sunat_models="1.1",
+                 urllib3="2.0.0")
+    seed_image(reg, "mlops-desa/ray", "old", layers=1, labels=old)
+    seed_image(reg, "mlops-desa/ray", "new", layers=1, labels=new)
+    (d,) = diff.diff(cfg, ["desa/ray:old", "ray:new"], [])
+    assert [(c.name, c.a, c.b, c.kind, c.risk) for c in d.changes] == [
+        ("python", "3.11.2", "3.11.7", "changed", "high"), ("numpy", "2.0.0", "2.1.0", "changed", "high"),
+        ("cloudpickle", "3.0.0", "", "removed", "high"), ("sunat-models", "1.0", "1.1", "changed", "high"),
+        ("requests", "2.31.0", "2.32.0", "changed", "low"), ("urllib3", "", "2.0.0", "added", "low")]
+    assert d.lock == ("a" * 64, "b" * 64) and not d.same_digest
+    for name, value in secure_registry.items():
+        monkeypatch.setenv(name, value)
+    code, out, _ = cli("--config", cfg.source, "diff", "ray:old", "mlops-desa/ray:old", "--json")
+    assert code == 0 and json.loads(out)["result"][0]["changes"] == [] and json.loads(out)["result"][0]["same_digest"]
+    code, _, err = cli("--config", cfg.source, "diff", "ray:v1", "ray:old")  # v1 was not built by imagekit
+    assert code == 2 and "has no org.imagekit.packages label" in err
+    code, _, err = cli("--config", cfg.source, "diff", "ray:old")
+    assert code == 2 and "two references" in err
+
+
+def test_status_and_diff_between_environments_on_a_prepared_registry(desa, keys, cli, monkeypatch, secure_registry):
+    cfg, reg, digests = desa
+    key = keys["trusted"][0]
+    pair = {n: seed_image(reg, f"mlops-desa/{repo}", "v2", layers=1, labels=labels("3.11.2", "a" * 64, numpy="2.0.0"))
+            for n, repo in REPOS.items()}
+    verify(reg, key, pair)
+    promote.promote(cfg, [], all_images=True, to="test")
+    ray3 = seed_image(reg, "mlops-desa/ray", "v3", layers=1, labels=labels("3.11.2", "c" * 64, numpy="2.1.0"))
+    verify(reg, key, {**pair, "ray": ray3}, only=["ray"])
+    promote.promote(cfg, ["ray:v3"], to="test")  # ray v3 passed with the notebook test runs
+    desa_env, test_env, prod_env = status.status(cfg)
+    assert not desa_env.pair_verified and desa_env.images[0].current == "" and not desa_env.images[0].verified
+    assert test_env.pair_verified and not prod_env.pair_verified
+    notebook, ray = test_env.images
+    assert (ray.image, ray.current, ray.version_tag, ray.version_digest) == ("ray", ray3, "v3", ray3)
+    assert ray.verified and ray.partners == {"ray": ray3, "notebook": pair["notebook"]}
+    assert (notebook.version_tag, notebook.version_digest, notebook.current) == ("v2", pair["notebook"],
+                                                                                pair["notebook"])
+    # someone moves test's notebook by hand, around imagekit: status sees it
+    manifest = reg.manifest("mlops-desa/scipy-notebook", digests["notebook"])
+    promote.copy_blobs(reg, "mlops-desa/scipy-notebook", reg, "mlops-test/scipy-notebook", manifest,
+                       {"mounted": 0, "copied": 0, "present": 0}, lambda line: None)
+    reg.put_manifest("mlops-test/scipy-notebook", "current", manifest)
+    for name, value in secure_registry.items():
+        monkeypatch.setenv(name, value)
+    code, out, _ = cli("--config", cfg.source, "status", "--env", "test", "--json")
+    (test_env,) = json.loads(out)["result"]
+    assert code == 0 and test_env["pair_verified"] is False
+    notebook = test_env["images"][0]
+    assert notebook["current"] == digests["notebook"] and not notebook["verified"]
+    assert notebook["why"] == "no signed attestation"
+    code, out, _ = cli("--config", cfg.source, "diff", "--env", "desa", "--env", "test")
+    assert code == 2 and "has no org.imagekit.packages label" in out + _  # test's notebook now is the unlabelled v1

@@ -7,9 +7,12 @@ import threading
 import pytest
 from helpers import write_project
 
-from imagekit import config
+from imagekit import attest, config, digests
 from imagekit.errors import ConfigError, RegistryError
+from imagekit.oci import OCI_INDEX, Manifest
 from imagekit.registry import Registry
+from imagekit.testing import make_keys, seed_image
+from imagekit.verify import record
 
 ROBOT, SECRET = "robot$mlops+ci", "s3cr3t"
 
@@ -87,3 +90,79 @@ def test_credentials_come_from_the_docker_config_when_no_setting_names_them(harb
     (tmp_path / "config.json").write_text(json.dumps({"auths": {}}))  # and without them: refused, said how
     with pytest.raises(RegistryError, match="token service .* refused repository:mlops-desa/ray:pull"):
         Registry(host=host, scheme="http").tags("mlops-desa/ray")
+
+
+@pytest.fixture
+def oci11():
+    """An in-memory registry with the OCI 1.1 referrers API (like Harbor 2.8+ or zot): manifests
+    with a subject are indexed by it and answered with an OCI-Subject header."""
+    blobs, manifests, tags, referrers, uploads = {}, {}, {}, {}, []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, code, body=b"", headers=None):
+            self.send_response(code)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _body(self):
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def do_HEAD(self):
+            self._send(200 if self.path.rsplit("/", 1)[1] in blobs else 404)
+
+        def do_GET(self):
+            parts, ref = self.path.split("?")[0].split("/"), self.path.split("?")[0].rsplit("/", 1)[1]
+            if "referrers" in parts:
+                index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": referrers.get(ref, [])}
+                return self._send(200, json.dumps(index).encode(), {"Content-Type": OCI_INDEX})
+            if "blobs" in parts:
+                return self._send(200, blobs[ref]) if ref in blobs else self._send(404)
+            found = manifests.get(tags.get(ref, ref))
+            if found is None:
+                return self._send(404, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}')
+            self._send(200, found[1], {"Content-Type": found[0]})
+
+        def do_POST(self):
+            uploads.append(b"")
+            self._send(202, headers={"Location": f"/upload/{len(uploads) - 1}"})
+
+        def do_PATCH(self):
+            n = int(self.path.split("/")[2])
+            uploads[n] += self._body()
+            self._send(202, headers={"Location": f"/upload/{n}"})
+
+        def do_PUT(self):
+            body = self._body()
+            if self.path.startswith("/upload/"):
+                blobs[self.path.split("digest=")[1].replace("%3A", ":")] = uploads[int(self.path.split("/")[2].split("?")[0])]
+                return self._send(201)
+            manifest = Manifest(digests.oci(body), self.headers["Content-Type"], body)
+            manifests[manifest.digest] = (manifest.media_type, body)
+            ref = self.path.rsplit("/", 1)[1]
+            if not ref.startswith("sha256:"):
+                tags[ref] = manifest.digest
+            headers = {"Docker-Content-Digest": manifest.digest}
+            if manifest.subject:
+                referrers.setdefault(manifest.subject, []).append(manifest.descriptor())
+                headers["OCI-Subject"] = manifest.subject
+            self._send(201, headers=headers)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield Registry(host=f"127.0.0.1:{server.server_address[1]}", scheme="http"), tags
+    server.shutdown()
+
+
+def test_attestations_use_the_referrers_api_where_the_registry_has_it(oci11, tmp_path):
+    reg, tags = oci11
+    key, pub = make_keys(tmp_path)
+    digest = seed_image(reg, "mlops-desa/ray", "v1", layers=1, verified=key)
+    assert list(tags) == ["v1"]  # no fallback index tag: the registry indexed the referrer itself
+    (_, verdict), = record.verdicts(reg, "mlops-desa/ray", digest, attest.load_public(str(pub)))
+    assert verdict.images == {"ray": digest}

@@ -39,9 +39,9 @@ def root(ctx: typer.Context,
     ctx.obj = _common.State(config=config, quiet=quiet, verbose=verbose)
 
 
-from imagekit.cli import build, doctor, lock, osimage, promote, push, verify  # noqa: E402  (commands register themselves)
+from imagekit.cli import build, doctor, environments, lock, osimage, promote, push, verify  # noqa: E402
 
-for module in (lock, osimage, build, push, verify, promote, doctor):
+for module in (lock, osimage, build, push, verify, promote, environments, doctor):  # each registers its commands
     module.register(app)
 
 

@@ -1,0 +1,144 @@
+"""`imagekit diff`: what differs between two images, or between two environments' images, read from
+the registry (the labels imagekit builds into each image), ranked by the risk for unpickling."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from imagekit import build, osimage
+from imagekit.config import Config
+from imagekit.errors import PreconditionError, UsageError
+from imagekit.images import Environment
+from imagekit.oci import Reference
+from imagekit.promote import MOVING_TAG, default_tag
+from imagekit.registry import Registry
+from imagekit.verify import verified_set
+
+# What a pickle is made of, most telling first: the interpreter, then the libraries whose classes
+# and array layouts models carry; the team's private model packages come right after.
+UNPICKLING = ("numpy", "scikit-learn", "cloudpickle", "category-encoders", "pandas", "scipy", "joblib")
+
+
+@dataclass(frozen=True)
+class Side:
+    ref: str  # host/project/repository@digest
+    python: str
+    lock: str
+    packages: dict[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str  # a distribution, or "python"
+    a: str  # its version in A ("" when absent)
+    b: str
+    kind: str  # added, removed, changed
+    risk: str  # high or low
+    why: str
+
+
+@dataclass(frozen=True)
+class ImageDiff:
+    image: str
+    a: str
+    b: str
+    same_digest: bool
+    python: tuple[str, str]
+    lock: tuple[str, str]
+    changes: list[Change]
+
+
+def _side(cfg: Config, text: str) -> tuple[str, Side]:
+    """``[ENV/]IMAGE[:TAG|@DIGEST]`` (ENV: an environment's name or project, default the first;
+    default tag `current`) -> (image name, what the registry says about it)."""
+    ref = Reference.parse(text)
+    env_name, _, image_name = ref.repository.rpartition("/")
+    env = _environment(cfg, env_name) if env_name else cfg.environments[0]
+    img = next((i for i in cfg.images if image_name in (i.name, i.repository)), None)
+    if img is None:
+        raise UsageError(f"{text!r}: no image {image_name!r} in imagekit.toml",
+                         hint=f"write [ENV/]IMAGE[:TAG|@DIGEST] with IMAGE one of {', '.join(i.name for i in cfg.images)}")
+    return img.name, facts(cfg, env, img.repository, ref.digest or ref.tag or MOVING_TAG)
+
+
+def _environment(cfg: Config, name: str) -> Environment:
+    found = next((e for e in cfg.environments if name in (e.name, e.project)), None)
+    if found is None:
+        raise UsageError(f"no environment or project {name!r}",
+                         hint=f"environments: {', '.join(e.name for e in cfg.environments)}")
+    return found
+
+
+def facts(cfg: Config, env: Environment, repository: str, ref: str) -> Side:
+    reg, repo = Registry.from_config(cfg, env), f"{env.project}/{repository}"
+    manifest = reg.manifest(repo, ref)
+    if manifest is None:
+        raise PreconditionError(f"{reg.host}/{repo}:{ref} does not exist", hint="push or promote it first")
+    labels = reg.config(repo, manifest).get("config", {}).get("Labels") or {}
+    if build.PACKAGES_LABEL not in labels:
+        raise PreconditionError(f"{reg.host}/{repo}@{manifest.digest} has no {build.PACKAGES_LABEL} label",
+                                hint="it was not built by this imagekit (or by an older one); rebuild it to diff it")
+    packages = dict(p.split("==", 1) for p in labels[build.PACKAGES_LABEL].split())
+    return Side(ref=f"{reg.host}/{repo}@{manifest.digest}", python=labels.get(osimage.PYTHON_LABEL, ""),
+                lock=labels.get(build.LOCK_LABEL, ""), packages=packages)
+
+
+def _in(cfg: Config, env: Environment, repository: str) -> Side:
+    """What ``env`` runs: `current`, or where nothing was promoted (the first environment) the newest
+    version tag."""
+    reg, repo = Registry.from_config(cfg, env), f"{env.project}/{repository}"
+    return facts(cfg, env, repository, MOVING_TAG if reg.manifest(repo, MOVING_TAG) else default_tag(reg, repo))
+
+
+def private_packages(cfg: Config) -> set[str]:
+    """The distributions of the private index (lock.find_links): the team's own model code."""
+    folder = Path(cfg.path(cfg.lock.find_links)) if cfg.lock.find_links else None
+    if not folder or not folder.is_dir():
+        return set()
+    return {canonicalize_name(parse_wheel_filename(w.name)[0]) for w in folder.rglob("*.whl")}
+
+
+def _rank(name: str, private: set[str]) -> tuple[int, str, str]:
+    if name == "python":
+        return 0, "high", "the interpreter: Ray Client refuses another patch, pickled code objects need the same"
+    if name in UNPICKLING:
+        return 1 + UNPICKLING.index(name), "high", "models pickle its classes and array layouts"
+    if name in private:
+        return 1 + len(UNPICKLING), "high", "the team's model classes: pickles name them"
+    return 2 + len(UNPICKLING), "low", "not referenced by typical model pickles"
+
+
+def compare(image: str, a: Side, b: Side, private: set[str]) -> ImageDiff:
+    changes = []
+    if a.python != b.python:
+        changes.append(("python", a.python, b.python))
+    for name in sorted(set(a.packages) | set(b.packages)):
+        if a.packages.get(name) != b.packages.get(name):
+            changes.append((name, a.packages.get(name, ""), b.packages.get(name, "")))
+    ranked = []
+    for name, old, new in sorted(changes, key=lambda c: (_rank(c[0], private)[0], c[0])):
+        _, risk, why = _rank(name, private)
+        ranked.append(Change(name=name, a=old, b=new, kind="added" if not old else "removed" if not new else "changed",
+                             risk=risk, why=why))
+    return ImageDiff(image=image, a=a.ref, b=b.ref, same_digest=a.ref.split("@")[1] == b.ref.split("@")[1],
+                     python=(a.python, b.python), lock=(a.lock, b.lock), changes=ranked)
+
+
+def diff(cfg: Config, refs: list[str], envs: list[str]) -> list[ImageDiff]:
+    """Two references (``diff A B``), or two environments (``--env A --env B``: every image of the
+    verified set as each environment runs it)."""
+    private = private_packages(cfg)
+    if len(refs) == 2 and not envs:
+        (name_a, a), (name_b, b) = _side(cfg, refs[0]), _side(cfg, refs[1])
+        return [compare(name_a if name_a == name_b else f"{name_a} / {name_b}", a, b, private)]
+    if len(envs) == 2 and not refs:
+        a_env, b_env = (_environment(cfg, e) for e in envs)
+        result = []
+        for name in verified_set(cfg):
+            repository = cfg.image(name).repository
+            result.append(compare(name, _in(cfg, a_env, repository), _in(cfg, b_env, repository), private))
+        return result
+    raise UsageError("give two references (imagekit diff A B) or two environments (--env A --env B)",
+                     option="--env", hint="e.g. imagekit diff desa/ray prod/ray, or imagekit diff --env desa --env prod")

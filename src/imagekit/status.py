@@ -1,0 +1,67 @@
+"""`imagekit status`: per environment, what each image of the verified set is under its version tag
+and under `current`, whether `current` is verified, and with which partner."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imagekit import attest
+from imagekit.config import Config
+from imagekit.errors import PreconditionError
+from imagekit.promote import MOVING_TAG, default_tag, registry_for
+from imagekit.verify import record, verified_set
+
+
+@dataclass(frozen=True)
+class ImageStatus:
+    image: str
+    repository: str  # host/project/repository
+    version_tag: str  # the newest version tag of the first environment: the release being promoted
+    version_digest: str  # what that tag names in the environment ("" when absent)
+    current: str  # what `current` names ("" when nothing was promoted)
+    verified: bool  # `current` has a valid attestation of its own
+    partners: dict[str, str]  # the verified set that attestation names (image -> digest)
+    why: str = ""  # why not verified
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    name: str
+    project: str
+    pair_verified: bool  # the `current` images are a set verify-compat passed together
+    images: list[ImageStatus]
+
+
+def status(cfg: Config, envs: list[str] | None = None) -> list[EnvironmentStatus]:
+    public = attest.trusted_key(cfg)
+    members = verified_set(cfg)
+    first = cfg.environments[0]
+    tags = {name: _newest(registry_for(cfg, first), f"{first.project}/{cfg.image(name).repository}")
+            for name in members}
+    result = []
+    for env in [cfg.environment(e) for e in envs] if envs else cfg.environments:
+        reg, found = registry_for(cfg, env), {}
+        for name in members:
+            repo = f"{env.project}/{cfg.image(name).repository}"
+            current, good, why = reg.manifest(repo, MOVING_TAG), [], "nothing under current"
+            if current:
+                verdicts = record.verdicts(reg, repo, current.digest, public)
+                good = [v.images for _, v in verdicts if v.statement]
+                why = "" if good else "; ".join(v.why for _, v in verdicts) or "no signed attestation"
+            found[name] = (repo, reg.manifest(repo, tags[name]) if tags[name] else None, current, good, why)
+        now = {name: current.digest if current else "" for name, (_, _, current, _, _) in found.items()}
+        together = next((s for (_, _, _, good, _) in found.values() for s in good  # one signed statement names
+                         if all(s.get(n) == now[n] for n in members)), None)   # every image current names
+        images = [ImageStatus(image=name, repository=f"{reg.host}/{repo}", version_tag=tags[name],
+                              version_digest=version.digest if version else "", current=now[name],
+                              verified=bool(good), partners=together or (good or [{}])[0], why=why)
+                  for name, (repo, version, current, good, why) in found.items()]
+        result.append(EnvironmentStatus(name=env.name, project=env.project, pair_verified=bool(together),
+                                        images=images))
+    return result
+
+
+def _newest(reg, repo: str) -> str:
+    try:
+        return default_tag(reg, repo)
+    except PreconditionError:  # nothing pushed yet
+        return ""
