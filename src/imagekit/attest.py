@@ -46,7 +46,7 @@ def _pem(value: str, key: str) -> bytes:
     path = os.path.expanduser(value)
     if not os.path.isfile(path):
         raise ConfigError(f"key file not found: {path}", key=key,
-                          hint="see README, 'Signing keys' (openssl ecparam -name prime256v1 -genkey ...)")
+                          hint="see docs/attestations.md, 'Signing keys'")
     with open(path, "rb") as f:
         return f.read()
 
@@ -149,8 +149,8 @@ def trusted_key(cfg: Config) -> ec.EllipticCurvePublicKey:
     """The public key the promotion gate trusts (trust.public_key): without one nothing is promoted."""
     if not cfg.trust.public_key:
         raise ConfigError("trust.public_key is not set: the promotion gate cannot tell who verified an image",
-                          key="trust.public_key", hint="make a key pair (README, 'Signing keys') and name the "
-                                                       "public key in imagekit.toml [trust]")
+                          key="trust.public_key", hint="make a key pair (docs/attestations.md, 'Signing keys') "
+                                                       "and name the public key in imagekit.toml [trust]")
     return load_public(str(cfg.path(cfg.trust.public_key)))
 
 

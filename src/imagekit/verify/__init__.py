@@ -92,6 +92,7 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     if unknown:
         raise UsageError(f"unknown scenario {', '.join(unknown)}", option="--scenario",
                          hint=f"choose from {', '.join(roundtrip.SCENARIOS)}")
+    key = attest.signing_key(cfg) if write_record else None  # a bad key is said before an hour of work
     members = verified_set(cfg)
     missing = [n for n in (cfg.verify.trainer, cfg.verify.server) if n not in members]
     if missing:
@@ -107,7 +108,6 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
                          scenarios=scenarios, on_line=note)
     report = VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others)
     recorded, why = [], ""
-    key = attest.signing_key(cfg) if write_record and report.ok else None
     if not report.ok:
         why = "not recorded: a check failed"
     elif not write_record:
@@ -118,7 +118,7 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
         why = "not recorded: only a subset of the scenarios ran"
     elif key is None:
         why = ("not recorded: no signing key (set IMAGEKIT_TRUST_SIGNING_KEY to the private key's PEM or its file; "
-               "README, 'Signing keys')")
+               "docs/attestations.md, 'Signing keys')")
     else:
         reg = Registry.from_config(cfg)
         named = {cfg.verify.trainer: trainer, cfg.verify.server: server, **{o.role: o for o in others}}
