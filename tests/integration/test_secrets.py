@@ -27,7 +27,7 @@ tags = ["v{version}-{org}"]
 
 
 @pytest.fixture
-def planted(tmp_path, index, monkeypatch):
+def planted(tmp_path, index, monkeypatch, keys):
     registry = RegistryProcess(tmp_path / "registry",
                                htpasswd=make_htpasswd(tmp_path / "htpasswd", "ci-robot", TOKEN)).start()
     path = write_project(tmp_path / "project", PROJECT, {"tiny": "soupy\n"})
@@ -36,14 +36,17 @@ def planted(tmp_path, index, monkeypatch):
     for var, value in {"IMAGEKIT_LOCK_INDEX_URL": index.replace("http://", f"http://ci-user:{TOKEN}@"),
                        "IMAGEKIT_REGISTRY_URL": registry.host, "IMAGEKIT_REGISTRY_USERNAME": "ci-robot",
                        "IMAGEKIT_REGISTRY_PASSWORD": TOKEN, "IMAGEKIT_ENV_PROD_USERNAME": "ci-robot",
-                       "IMAGEKIT_ENV_PROD_PASSWORD": TOKEN, "IMAGEKIT_CACHE_DIR": str(tmp_path / "cache")}.items():
+                       "IMAGEKIT_ENV_PROD_PASSWORD": TOKEN, "IMAGEKIT_CACHE_DIR": str(tmp_path / "cache"),
+                       "IMAGEKIT_TRUST_PUBLIC_KEY": str(keys["trusted"][1]),
+                       "IMAGEKIT_TRUST_SIGNING_KEY": keys["trusted"][0].read_text()}.items():  # the PEM itself
         monkeypatch.setenv(var, value)
     yield path, registry
     registry.stop()
 
 
-def test_a_planted_secret_is_nowhere(planted, cli, engine, tmp_path):
+def test_a_planted_secret_is_nowhere(planted, cli, engine, tmp_path, keys):
     path, registry = planted
+    signing = keys["trusted"][0].read_text().splitlines()[1]  # a line of the private key's PEM body
     outputs = []
     for args in (["lock"], ["lock", "--check", "--json"], ["build", "--json"], ["--verbose", "push", "--json"],
                  ["doctor", "--json"], ["promote", "tiny", "--to", "prod"], ["history", "tiny", "--env", "prod"]):
@@ -54,10 +57,10 @@ def test_a_planted_secret_is_nowhere(planted, cli, engine, tmp_path):
     assert built["ok"] and built["result"]["images"][0]["name"] == "tiny"  # build and push --json: data
     assert pushed["result"]["images"][0]["digest"].startswith("sha256:")
     for args, _, out, err in outputs:
-        assert TOKEN not in out + err and "ci-user:" not in out + err, args
-    assert "has no verification record" in outputs[-2][3]  # the promotion ran into the gate (and said so)
+        assert TOKEN not in out + err and "ci-user:" not in out + err and signing not in out + err, args
+    assert "has no signed attestation" in outputs[-2][3]  # the promotion ran into the gate (and said so)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]  # project, lockfiles, out/, caches, layer tars
-    assert written and not [p for p in written if TOKEN.encode() in p.read_bytes()]
+    assert written and not [p for p in written if TOKEN.encode() in p.read_bytes() or signing.encode() in p.read_bytes()]
     built = json.loads((path.parent / "out" / "build.json").read_text())
     for image in built["images"]:
         history = subprocess.run(["docker", "history", "--no-trunc", image["image_id"]], capture_output=True,
