@@ -182,3 +182,31 @@ def seed_image(reg, repo: str, tag: str, layers: int, *, verified: Path | None =
     if verified:
         record_verified(reg, verified, {name: (repo, manifest.digest)})
     return manifest.digest
+
+
+REDIS_DEBS = ("redis-server", "redis-tools", "libjemalloc2", "liblzf1", "libatomic1")
+
+
+def redis_image(engine, os_ref: str, folder: Path) -> str:
+    """A Redis test image: Debian's redis-server .debs (downloaded on the host with apt, as the OS
+    image's packages come from Debian too) unpacked onto the OS image; built once per engine."""
+    import shutil
+    import subprocess
+
+    tag = "imagekit-test/redis:bookworm"
+    if engine.image(tag):
+        return tag
+    debs, root = folder / "debs", folder / "root"
+    debs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["apt-get", "download", "-q", *REDIS_DEBS], cwd=debs, check=True, capture_output=True)
+    for deb in debs.glob("*.deb"):  # unpacked here: the OS image has no dpkg-deb
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, capture_output=True)
+    for top in ("bin", "sbin", "lib"):  # merged /usr: those are symlinks in the OS image
+        if (root / top).is_dir():
+            shutil.copytree(root / top, root / "usr" / top, dirs_exist_ok=True)
+            shutil.rmtree(root / top)
+    (folder / "Dockerfile").write_text(
+        "ARG PARENT\nFROM ${PARENT}\nCOPY root/ /\nRUN redis-server --version\n"
+        'CMD ["redis-server", "--protected-mode", "no", "--save", "", "--appendonly", "yes"]\n')
+    engine.build(folder, tags=[tag], buildargs={"PARENT": os_ref}, labels={})
+    return tag

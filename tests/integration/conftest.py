@@ -62,3 +62,10 @@ def container():
     yield run
     for c in started:
         c.stop()
+
+
+@pytest.fixture(scope="session")
+def leftovers(engine):
+    """Containers and networks that exist now: a run must leave nothing beyond them."""
+    return lambda: ({c.id for c in engine.client.containers.list(all=True)},
+                    {n.id for n in engine.client.networks.list()})

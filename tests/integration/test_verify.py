@@ -10,13 +10,6 @@ from imagekit.registry import Registry
 from imagekit.verify import record, verify_compat
 
 
-@pytest.fixture(scope="module")
-def leftovers(engine):
-    """Containers and networks that exist now: a run must leave nothing beyond them."""
-    return lambda: ({c.id for c in engine.client.containers.list(all=True)},
-                    {n.id for n in engine.client.networks.list()})
-
-
 def variant(engine, base_ref, tmp_path, name, steps, files=()):
     """A deliberately misaligned image FROM the built one, built with the network off."""
     context = tmp_path / name
@@ -48,7 +41,8 @@ def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, regist
         assert verdict.images == {"notebook": report.notebook.digest, "ray": report.ray.digest}
         predicate = verdict.statement["predicate"]
         assert predicate["lock"] == lock.shared_lock(cfg).digest and predicate["python"] == "3.11.2"
-        assert set(predicate["scenarios"]) == {"iris", "cybersec", "custom-v1", "custom-v2"}
+        assert set(predicate["scenarios"]) == {"iris", "cybersec", "custom-v1", "custom-v2", "lifecycle"}
+    assert report.lifecycle.ok and "labels equal" in report.lifecycle.detail
     assert len(report.recorded) == 2 and leftovers() == before  # containers and the network are gone
 
 

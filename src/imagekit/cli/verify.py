@@ -7,7 +7,7 @@ from rich.table import Table
 
 from imagekit.cli._common import JSON, emit, escape, load, out, progress
 from imagekit.engine import Engine
-from imagekit.verify import roundtrip, verify_compat
+from imagekit.verify import SCENARIOS, verify_compat
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 def verify(ctx: typer.Context,
            notebook_image: Optional[str] = typer.Option(None, help="notebook image (default: the one just built)"),
            ray_image: Optional[str] = typer.Option(None, help="Ray image (default: the one just built)"),
-           scenario: Optional[List[str]] = typer.Option(None, help=f"run only these ({', '.join(roundtrip.SCENARIOS)})"),
+           scenario: Optional[List[str]] = typer.Option(None, help=f"run only these ({', '.join(SCENARIOS)})"),
            record: bool = typer.Option(True, help="on success, attach a signed attestation to each image "
                                                   "(key: IMAGEKIT_TRUST_SIGNING_KEY)"),
            as_json: bool = JSON) -> None:
@@ -36,7 +36,7 @@ def verify(ctx: typer.Context,
     cfg = load(ctx)
     with progress(ctx, "verify-compat") as note:
         report = verify_compat(cfg, Engine.connect(), notebook=notebook_image, ray=ray_image,
-                               scenarios=tuple(scenario or roundtrip.SCENARIOS), write_record=record, on_line=note)
+                               scenarios=tuple(scenario or SCENARIOS), write_record=record, on_line=note)
     if as_json:
         emit(ctx, report, True, "", ok=report.ok)
     else:
@@ -58,6 +58,9 @@ def _render(report) -> None:
     for s in report.roundtrip.scenarios:
         detail = escape(s.reason) if not s.ok else f"max |dp| = {s.max_probability_diff:.1g}"
         table.add_row(f"round trip {s.name}", mark(s.ok), detail, f"{s.train_seconds:.1f}", f"{s.serve_seconds:.2f}")
+    if report.lifecycle:
+        table.add_row("lifecycle (Ray Client)", mark(report.lifecycle.ok), escape(report.lifecycle.detail), "",
+                      f"{report.lifecycle.seconds:.1f}")
     out.print(table)
     for d in report.static.differences:
         out.print(f"  [red]-[/] {escape(d)}")

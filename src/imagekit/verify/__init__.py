@@ -5,13 +5,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from imagekit import attest, build, lock
+from imagekit import attest, build, lock, runtime
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import ConfigError, PreconditionError, UsageError
 from imagekit.oci import Reference
 from imagekit.registry import Registry
 from imagekit.verify import record, roundtrip, static
+
+
+SCENARIOS = (*roundtrip.SCENARIOS, runtime.LIFECYCLE)  # the round trips, then notebook -> Ray Client -> Serve
 
 
 @dataclass(frozen=True)
@@ -29,13 +32,14 @@ class VerifyReport:
     static: static.StaticReport
     roundtrip: roundtrip.RoundtripReport
     others: list[Subject] = field(default_factory=list)  # the rest of the verified set (verify.images)
+    lifecycle: runtime.Item | None = None  # the notebook deploys to a head through Ray Client
     recorded: list[str] = field(default_factory=list)  # "<repo>:<record tag>" written
     record_note: str = ""
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return self.static.ok and self.roundtrip.ok
+        return self.static.ok and self.roundtrip.ok and (self.lifecycle is None or self.lifecycle.ok)
 
 
 def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> roundtrip.S3Server:
@@ -84,14 +88,14 @@ def _subject(cfg: Config, engine: Engine, role: str, ref: str | None, name: str 
 
 
 def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, ray: str | None = None,
-                  scenarios: tuple[str, ...] = roundtrip.SCENARIOS, write_record: bool = True,
+                  scenarios: tuple[str, ...] = SCENARIOS, write_record: bool = True,
                   on_line: Callable[[str], None] | None = None) -> VerifyReport:
     started = time.monotonic()
     note = on_line or (lambda line: None)
-    unknown = [s for s in scenarios if s not in roundtrip.SCENARIOS]
+    unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         raise UsageError(f"unknown scenario {', '.join(unknown)}", option="--scenario",
-                         hint=f"choose from {', '.join(roundtrip.SCENARIOS)}")
+                         hint=f"choose from {', '.join(SCENARIOS)}")
     key = attest.signing_key(cfg) if write_record else None  # a bad key is said before an hour of work
     members = verified_set(cfg)
     missing = [n for n in (cfg.verify.trainer, cfg.verify.server) if n not in members]
@@ -104,9 +108,12 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     note("static alignment: asking the images what they hold")
     aligned = static.compare(cfg, lk, static.inspect(engine, trainer.ref), static.inspect(engine, server.ref),
                              [static.inspect(engine, o.ref) for o in others])
+    trips = tuple(s for s in scenarios if s in roundtrip.SCENARIOS)
     trip = roundtrip.run(trainer.ref, server.ref, s3_server(cfg, engine, note), cfg.path(cfg.verify.notebooks),
-                         scenarios=scenarios, on_line=note)
-    report = VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others)
+                         scenarios=trips, on_line=note) if trips else roundtrip.RoundtripReport("", "", [], 0.0, 0.0)
+    life = (runtime.deploy_from_notebook(engine, trainer.ref, server.ref, cfg.path(cfg.verify.lifecycle), note)
+            if runtime.LIFECYCLE in scenarios else None)
+    report = VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, lifecycle=life)
     recorded, why = [], ""
     if not report.ok:
         why = "not recorded: a check failed"
@@ -114,7 +121,7 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
         why = "not recorded: --no-record"
     elif not all(s.digest for s in (trainer, server, *others)):
         why = "not recorded: push the images first (`imagekit push`), records are kept next to their digests"
-    elif set(scenarios) != set(roundtrip.SCENARIOS):
+    elif set(scenarios) != set(SCENARIOS):
         why = "not recorded: only a subset of the scenarios ran"
     elif key is None:
         why = ("not recorded: no signing key (set IMAGEKIT_TRUST_SIGNING_KEY to the private key's PEM or its file; "
@@ -125,9 +132,10 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
         subjects = {name: (s.repository, s.digest) for name, s in named.items()}  # by image name: the gate's key
         envelope = attest.sign(attest.statement(
             subjects, passed=True, lock=lk.digest, python=aligned.ray.python, s3_server=trip.s3_server,
-            scenarios={s.name: {"passed": True, "max_probability_diff": s.max_probability_diff}
-                       for s in trip.scenarios}), key)
+            scenarios={**{s.name: {"passed": True, "max_probability_diff": s.max_probability_diff}
+                          for s in trip.scenarios},
+                       runtime.LIFECYCLE: {"passed": True, "detail": life.detail}}), key)
         for subject in (trainer, server, *others):
             recorded.append(f"{subject.repository}@{record.write(reg, subject.repository, subject.digest, envelope)}")
-    return VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, recorded=recorded,
-                        record_note=why, seconds=round(time.monotonic() - started, 1))
+    return VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, lifecycle=life,
+                        recorded=recorded, record_note=why, seconds=round(time.monotonic() - started, 1))

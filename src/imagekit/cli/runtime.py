@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from imagekit import build, runtime
+from imagekit.cli._common import JSON, emit, escape, load, progress
+from imagekit.engine import Engine
+from imagekit.errors import PreconditionError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("runtime-check")(runtime_check)
+
+
+def _built(cfg, name: str, option: str) -> str:
+    entry = next((i for i in build.load_result(cfg).images if i.name == name), None)
+    if entry is None:
+        raise PreconditionError(f"no built '{name}' image", hint=f"run `imagekit build`, or pass {option} REF")
+    return entry.image_id
+
+
+def runtime_check(ctx: typer.Context,
+                  ray_image: Optional[str] = typer.Option(None, help="Ray image (default: the one just built)"),
+                  notebook_image: Optional[str] = typer.Option(None, help="notebook image (default: the one just built)"),
+                  as_json: bool = JSON) -> None:
+    """Check that the images work where the platform runs them: the Ray image as a KubeRay head and
+    worker (KubeRay's generated `ray start` commands and its exec probes, the worker joined, the
+    tools they call, uid 1000), the notebook image as a JupyterHub single-user server (a real hub
+    spawns `jupyterhub-singleuser`; its API answers under the prefix with a token, not without;
+    jovyan 1000:100, git, tini, a writable home), and the pair: the notebooks in
+    examples/lifecycle deploy a model from the notebook image to the head through Ray Client,
+    query it, compare, delete it. Any pair of images: a vendor image or an older release too.
+    One line per item; exit 1 when one fails.
+
+    Example: imagekit runtime-check --ray-image rayproject/ray:2.41.0-py311 --json
+    """
+    cfg = load(ctx)
+    ray = ray_image or _built(cfg, cfg.verify.server, "--ray-image")
+    notebook = notebook_image or _built(cfg, cfg.verify.trainer, "--notebook-image")
+    with progress(ctx, "runtime-check") as note:
+        report = runtime.check(Engine.connect(), ray, notebook, lifecycle_notebooks=cfg.path(cfg.verify.lifecycle),
+                               on_line=note)
+    emit(ctx, report, as_json, "\n".join(
+        f"{'pass' if i.ok else 'FAIL'}  {i.image:<8} {i.check}" + (f"  ({escape(i.detail)})" if i.detail else "")
+        + (f"  {i.seconds:.0f} s" if i.seconds else "") for i in report.items) + f"\ntotal {report.seconds:.0f} s",
+         ok=report.ok)
+    raise typer.Exit(0 if report.ok else 1)

@@ -1,0 +1,133 @@
+"""The runtime contract against the real images: KubeRay head and worker with KubeRay's probes,
+GCS fault tolerance with Redis, JupyterHub spawning the notebook image, the notebook-to-Ray
+lifecycle; and images made wrong on purpose, which must fail for the named reason."""
+import json
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+
+from imagekit import runtime
+from imagekit.testing import redis_image
+from imagekit.verify import verify_compat
+
+LIFECYCLE = ROOT / "examples" / "lifecycle"
+
+
+def by_check(report):
+    return {i.check: i for i in report.items}
+
+
+@pytest.fixture(scope="module")
+def pair(built):
+    return {i.name: f"{i.repository}:{i.tags[0]}" for i in built.images}  # BuildKit builds FROM a name
+
+
+def variant(engine, parent, tmp_path, name, steps, user):
+    context = tmp_path / name
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\nUSER root\n{steps}\nUSER {user}\n")
+    return engine.build(context, tags=[f"imagekit-test/{name}:latest"], buildargs={"PARENT": parent}, labels={})
+
+
+def test_the_built_pair_meets_the_runtime_contract(engine, pair, leftovers):
+    before = leftovers()
+    report = runtime.check(engine, pair["ray"], pair["notebook"], lifecycle_notebooks=LIFECYCLE)
+    assert report.ok, [i for i in report.items if not i.ok]
+    items = by_check(report)
+    for check in ("head: KubeRay raylet probe (52365)", "head: KubeRay GCS probe (8265)",
+                  "worker: KubeRay raylet probe (52365)", "worker joined the head (2 nodes alive)"):
+        assert items[check].ok and items[check].image == "ray"
+    hub = items["jupyterhub-singleuser answers under its prefix with a token"]
+    assert "200 with the token, 403 without" in hub.detail and "JUPYTERHUB_API_TOKEN" in hub.detail
+    assert "JUPYTERHUB_SERVICE_PREFIX" in hub.detail
+    assert "labels equal, largest probability difference 0.0e+00" in items[
+        "lifecycle: notebook deploys to Ray and gets its own predictions"].detail
+    assert leftovers() == before
+
+
+def test_images_made_wrong_fail_for_the_named_reason(engine, pair, tmp_path, cli, cfg, leftovers):
+    """A Ray image without wget (KubeRay pods never Ready), a notebook image without
+    jupyterhub-singleuser and with another Ray version (Ray Client refuses it)."""
+    before = leftovers()
+    ray = variant(engine, pair["ray"], tmp_path, "ray-no-wget", "RUN rm /usr/bin/wget", "ray")
+    notebook = variant(engine, pair["notebook"], tmp_path, "notebook-other-ray",
+                       "RUN sed -i 's/^version = \"2.41.0\"/version = \"2.40.0\"/' "
+                       "/opt/venv/lib/python3.11/site-packages/ray/_version.py && rm /opt/venv/bin/jupyterhub-singleuser",
+                       "jovyan")
+    code, out, _ = cli("--config", cfg.source, "runtime-check", "--ray-image", ray, "--notebook-image", notebook,
+                       "--json")
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False
+    items = {i["check"]: i for i in report["result"]["items"]}
+    assert items["tool wget"]["ok"] is False and "`wget` is not on PATH" in items["tool wget"]["detail"]
+    assert items["head: KubeRay raylet probe (52365)"]["ok"] is False
+    assert items["tool jupyterhub-singleuser"]["ok"] is False
+    assert "not installed" in items["jupyterhub-singleuser answers under its prefix with a token"]["detail"]
+    lifecycle = items["lifecycle: notebook deploys to Ray and gets its own predictions"]
+    assert lifecycle["ok"] is False and "2.40.0" in lifecycle["detail"] and "2.41.0" in lifecycle["detail"]
+    assert items["tool bash"]["ok"] and items["worker joined the head (2 nodes alive)"]["ok"]  # the rest still runs
+    assert leftovers() == before
+
+
+def test_verify_compat_lifecycle_fails_naming_the_ray_versions(engine, pair, tmp_path, cfg, leftovers):
+    """Static alignment reads distribution metadata; a Ray whose code says another version passes
+    it, and Ray Client refuses it: the lifecycle scenario names both versions."""
+    before = leftovers()
+    notebook = variant(engine, pair["notebook"], tmp_path, "notebook-ray-2-40",
+                       "RUN sed -i 's/^version = \"2.41.0\"/version = \"2.40.0\"/' "
+                       "/opt/venv/lib/python3.11/site-packages/ray/_version.py", "jovyan")
+    report = verify_compat(cfg, engine, notebook=notebook, scenarios=("lifecycle",), write_record=False)
+    assert report.static.ok and not report.ok and report.roundtrip.scenarios == []
+    assert "Version mismatch" in report.lifecycle.detail and "2.40.0" in report.lifecycle.detail
+    assert leftovers() == before
+
+
+APP = b'''from ray import serve
+
+
+@serve.deployment
+class Alive:
+    def __call__(self, request):
+        return "alive"
+
+
+app = Alive.bind()
+'''
+CONFIG = b'''http_options: {host: 0.0.0.0, port: 8000}
+applications:
+  - {name: alive, route_prefix: /alive, import_path: alive_app:app}
+'''
+
+
+@pytest.mark.parametrize("redis", [True, False], ids=["with-redis", "without-redis"])
+def test_a_serve_application_survives_a_head_restart_with_redis(engine, pair, base_image, tmp_path, leftovers, redis):
+    """GCS fault tolerance as KubeRay configures it (RAY_REDIS_ADDRESS on the head): with an external
+    Redis the application deployed before the head container is killed is served after its restart;
+    without one it is gone (the control)."""
+    before = leftovers()
+    run = runtime._Run(engine)
+    try:
+        env = {}
+        if redis:
+            run.start(redis_image(engine, base_image, tmp_path / "redis"), None, "redis")
+            env = {"RAY_REDIS_ADDRESS": "redis:6379", "RAY_external_storage_namespace": "imagekit-test"}
+        head = run.start(pair["ray"], runtime.HEAD, "head", env=env)
+        assert runtime.until(head, runtime.GCS_PROBE, 120)[0]
+        worker = run.start(pair["ray"], runtime.WORKER, "worker", env={"RAY_gcs_rpc_server_reconnect_timeout_s": "300"})
+        for c in (head, worker):
+            runtime._put(c, "/opt/serving", {"alive_app.py": APP})
+        runtime._put(head, "/tmp", {"alive.yaml": CONFIG})
+        assert runtime.until(worker, runtime.RAYLET_PROBE, 120)[0]
+        code, out = runtime.sh(head, "serve deploy /tmp/alive.yaml")
+        assert code == 0, out
+        serving = "wget -T 2 -q -O- http://localhost:8000/alive | grep alive"
+        assert runtime.until(head, serving, 120)[0]
+        head.kill()
+        head.start()
+        assert runtime.until(head, runtime.GCS_PROBE, 120)[0]
+        ok, out, _ = runtime.until(head, serving, 120 if redis else 30)
+        assert ok == redis, out
+    finally:
+        run.close()
+    assert leftovers() == before
