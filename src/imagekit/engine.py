@@ -289,7 +289,7 @@ class _Container:
 def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
-    info.mode |= 0o444
+    info.mode |= 0o555 if info.isdir() else 0o444  # readable (folders: enterable) by the image's user
     return info
 
 

@@ -1,13 +1,18 @@
 """verify-compat against the real images, and against Ray images made wrong on purpose."""
 import json
+import shutil
+import socket
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
+import boto3
 import pytest
+from helpers import ROOT
 
 from imagekit import attest, config, lock, push, wheels
 from imagekit.registry import Registry
-from imagekit.verify import record, verify_compat
+from imagekit.verify import record, static, verify_compat, verify_stored
 
 
 def variant(engine, base_ref, tmp_path, name, steps, files=()):
@@ -32,7 +37,9 @@ def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, regist
     push.push(cfg, engine)
     report = verify_compat(cfg, engine)
     assert report.ok, (report.static.differences, report.roundtrip.scenarios)
-    assert {s.name for s in report.roundtrip.scenarios} == {"iris", "cybersec", "custom-v1", "custom-v2"}
+    assert {s.name for s in report.roundtrip.scenarios} == {"iris", "cybersec", "custom-v1", "custom-v2",
+                                                            "housing-regressor"}
+    assert all(s.fingerprint == [] for s in report.roundtrip.scenarios)
     assert all(s.max_probability_diff <= 1e-9 for s in report.roundtrip.scenarios)
     assert "stand-in" in report.roundtrip.s3_server or "MinIO" in report.roundtrip.s3_server
     reg, trusted = Registry.from_config(cfg), attest.trusted_key(cfg)
@@ -41,30 +48,135 @@ def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, regist
         assert verdict.images == {"notebook": report.notebook.digest, "ray": report.ray.digest}
         predicate = verdict.statement["predicate"]
         assert predicate["lock"] == lock.shared_lock(cfg).digest and predicate["python"] == "3.11.2"
-        assert set(predicate["scenarios"]) == {"iris", "cybersec", "custom-v1", "custom-v2", "lifecycle"}
+        assert set(predicate["scenarios"]) == {"iris", "cybersec", "custom-v1", "custom-v2", "housing-regressor",
+                                               "lifecycle"}
     assert report.lifecycle.ok and "labels equal" in report.lifecycle.detail
     assert len(report.recorded) == 2 and leftovers() == before  # containers and the network are gone
 
 
-@pytest.mark.network  # downloads scikit-learn 1.8.0 from the index
-def test_a_ray_image_with_another_scikit_learn_minor_fails_for_that_reason(cfg, engine, built, tmp_path, leftovers):
-    before = leftovers()
-    ray = next(i for i in built.images if i.name == "ray")
-    dl = tmp_path / "dl"
+@pytest.fixture(scope="module")
+def ray_sklearn_1_8(cfg, engine, built, tmp_path_factory):
+    """The Ray image with scikit-learn 1.8.0 instead of the lock's 1.9.1 (downloads the wheel)."""
+    ray, tmp = next(i for i in built.images if i.name == "ray"), tmp_path_factory.mktemp("sklearn")
     platforms = [arg for p in wheels.pip_platforms(cfg.lock.platform) for arg in ("--platform", p)]
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
                     "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", *platforms,
-                    "-d", str(dl), "scikit-learn==1.8.0"], check=True)
-    wheel = next(dl.glob("scikit_learn-1.8.0-*.whl"))
-    image = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-sklearn-1-8",
-                    f"COPY {wheel.name} /tmp/\nRUN pip install -q --no-index --no-deps /tmp/{wheel.name} && rm /tmp/*.whl",
-                    files=[wheel])
-    report = verify_compat(cfg, engine, ray=image)
+                    "-d", str(tmp / "dl"), "scikit-learn==1.8.0"], check=True)
+    wheel = next((tmp / "dl").glob("scikit_learn-1.8.0-*.whl"))
+    return variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp, "ray-sklearn-1-8",
+                   f"COPY {wheel.name} /tmp/\nRUN pip install -q --no-index --no-deps /tmp/{wheel.name} && rm /tmp/*.whl",
+                   files=[wheel])
+
+
+@pytest.mark.network  # downloads scikit-learn 1.8.0 from the index
+def test_a_ray_image_with_another_scikit_learn_minor_fails_for_that_reason(cfg, engine, built, ray_sklearn_1_8,
+                                                                           leftovers):
+    before = leftovers()
+    report = verify_compat(cfg, engine, ray=ray_sklearn_1_8, scenarios=("iris", "cybersec", "custom-v1"))
     assert not report.ok and report.recorded == []
     assert "scikit-learn: notebook 1.9.1, ray 1.8.0, lock 1.9.1" in report.static.differences
     for name in ("iris", "cybersec", "custom-v1"):
         assert not by_name(report)[name].ok
         assert "InconsistentVersionWarning" in by_name(report)[name].reason
+        assert "scikit-learn: trained with 1.9.1, serving with 1.8.0" in by_name(report)[name].fingerprint
+    assert leftovers() == before
+
+
+def test_a_file_patched_under_the_same_version_fails_static_alignment_naming_it(cfg, engine, built, tmp_path):
+    ray = next(i for i in built.images if i.name == "ray")
+    patched = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-sklearn-patched",
+                      "RUN echo '# patched' >> /opt/venv/lib/python3.11/site-packages/sklearn/utils/validation.py")
+    notebook = next(i for i in built.images if i.name == "notebook")
+    report = static.compare(cfg, lock.shared_lock(cfg), static.inspect(engine, notebook.image_id),
+                            static.inspect(engine, patched))
+    assert report.differences == ["scikit-learn: sklearn/utils/validation.py in ray is changed since install (not what "
+                                  "its RECORD lists, same version 1.9.1)"]
+
+
+THRESHOLD = {"cells": [{"cell_type": "code", "execution_count": None, "id": "c0", "metadata": {}, "outputs": [],
+                        "source": ["import cloudpickle\n", "import numpy as np\n",
+                                   "from imagekit_publish import publish\n", "\n",
+                                   "class Threshold:  # defined here, pickled by value: numpy only\n",
+                                   "    def __init__(self, w):\n", "        self.w = np.asarray(w)\n",
+                                   "    def predict(self, X):\n",
+                                   "        return (np.asarray(X, dtype=float) @ self.w > 0).astype(int)\n", "\n",
+                                   "publish(Threshold([1.0, -1.0]), np.random.default_rng(0).normal(size=(8, 2)), "
+                                   "dumps=cloudpickle.dumps)\n"]}],
+             "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+             "nbformat": 4, "nbformat_minor": 5}
+KEYS = {"AWS_ACCESS_KEY_ID": "imagekit-test", "AWS_SECRET_ACCESS_KEY": "s3-test-secret"}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """An S3 server of the test's own on the host (moto), as a platform's MinIO would be: on an
+    address the containers reach through the engine's gateway."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="0.0.0.0", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def published(cfg, engine, built, s3_endpoint, tmp_path_factory):
+    """A scenarios folder with one notebook copied and one added (no code change), verified against
+    the S3 endpoint: what its models bucket then holds."""
+    folder = tmp_path_factory.mktemp("scenarios")
+    shutil.copy(ROOT / "examples" / "notebooks" / "iris.ipynb", folder)
+    (folder / "threshold.ipynb").write_text(json.dumps(THRESHOLD))
+    ecfg = config.load(cfg.source, env={"IMAGEKIT_VERIFY_NOTEBOOKS": str(folder), **KEYS})
+    report = verify_compat(ecfg, engine, s3_endpoint=s3_endpoint, write_record=False)
+    return ecfg, report
+
+
+def test_a_notebook_added_to_the_folder_is_verified_against_an_s3_endpoint(published, s3_endpoint, cfg):
+    ecfg, report = published
+    assert report.ok, report.roundtrip.scenarios
+    assert [s.name for s in report.roundtrip.scenarios] == ["iris", "threshold"]
+    assert report.roundtrip.s3_server == f"endpoint {s3_endpoint}"  # nothing was started for S3
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id=KEYS[
+        "AWS_ACCESS_KEY_ID"], aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
+    metas = {o["Key"].split("/")[0]: json.loads(client.get_object(Bucket="cybersec-ml-models", Key=o["Key"])["Body"]
+                                                 .read())
+             for o in client.list_objects_v2(Bucket="cybersec-ml-models")["Contents"] if o["Key"].endswith("meta.json")}
+    iris, threshold = metas["iris"]["environment"], metas["threshold"]["environment"]
+    assert {"numpy", "scikit-learn"} <= set(iris["distributions"])
+    assert "scikit-learn" not in threshold["distributions"] and {"numpy", "cloudpickle"} <= set(threshold["distributions"])
+    assert iris["python"] == "3.11.2" and iris["lock"] == lock.shared_lock(cfg).digest and iris["image"]
+    assert metas["threshold"]["probabilities"] is None  # predict only
+
+
+def test_stored_models_pass_in_the_aligned_ray_image_with_junit_and_report(published, s3_endpoint, cli, monkeypatch,
+                                                                           tmp_path):
+    ecfg, _ = published
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = cli("--config", ecfg.source, "verify-stored", "--s3-endpoint", s3_endpoint, "--json",
+                         "--junit", str(tmp_path / "stored.xml"), "--report", str(tmp_path / "stored.json"))
+    assert code == 0, err
+    report = json.loads(out)
+    assert json.loads((tmp_path / "stored.json").read_text()) == report
+    assert sorted(s["name"].split("@")[0] for s in report["result"]["scenarios"]) == ["iris", "threshold"]
+    suite = ET.parse(tmp_path / "stored.xml").getroot()
+    assert suite.get("tests") == "2" and suite.get("failures") == "0" and len(suite.findall("testcase")) == 2
+    assert KEYS["AWS_SECRET_ACCESS_KEY"] not in out + err + (tmp_path / "stored.json").read_text()
+
+
+@pytest.mark.network  # downloads scikit-learn 1.8.0 from the index
+def test_stored_models_name_what_breaks_in_a_misaligned_ray_image(published, s3_endpoint, engine, ray_sklearn_1_8,
+                                                                  leftovers):
+    ecfg, _ = published
+    before = leftovers()
+    report = verify_stored(ecfg, engine, ray=ray_sklearn_1_8, s3_endpoint=s3_endpoint)
+    models = {s.name.split("@")[0]: s for s in report.scenarios}
+    assert not report.ok and not models["iris"].ok
+    assert "scikit-learn: trained with 1.9.1, serving with 1.8.0" in models["iris"].fingerprint
+    assert models["threshold"].ok and models["threshold"].fingerprint == []  # it references no scikit-learn
     assert leftovers() == before
 
 

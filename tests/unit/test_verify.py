@@ -20,7 +20,7 @@ def test_identical_predictions_pass():
     ({"labels": [0, 1, 0], "probabilities": EXPECTED["probabilities"]}, "labels differ at probe rows [2]"),
     ({"labels": [0, 1, 1], "probabilities": [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6 + 2e-9]]}, "differ by up to 2e-09"),
     ({"labels": [0, 1, 1], "probabilities": [[0.9], [0.2], [0.4]]}, "different shape"),
-    ({"labels": [0, 1, 1]}, "different shape"),
+    ({"labels": [0, 1, 1]}, "probabilities from the notebook only"),
 ])
 def test_differences_fail_with_the_reason(served, reason):
     ok, why, _ = roundtrip.compare(EXPECTED, served)
@@ -127,3 +127,22 @@ def test_every_image_of_the_verified_set_is_held_to_its_view_and_to_the_notebook
     report = static.compare(cfg, lk, facts("notebook"), facts("ray"), [batch])
     assert "learn: notebook 1.7.0, ray 1.6.1, lock 1.7.0" in report.differences and report.others == [batch]
     assert static.compare(cfg, lk, facts("notebook"), facts("ray"), [facts("ray")]).differences == []
+
+
+def test_regressors_compare_numbers_with_the_tolerance_and_need_no_probabilities():
+    expected = {"labels": [1.5, 200000.25], "probabilities": None}
+    assert roundtrip.compare(expected, {"labels": [1.5, 200000.25], "probabilities": None}) == (True, "", 0.0)
+    ok, why, diff = roundtrip.compare(expected, {"labels": [1.5, 200000.5], "probabilities": None})
+    assert not ok and why == "predictions differ by up to 0.25 (> 1e-09)" and diff == 0.25
+    ok, why, _ = roundtrip.compare(expected, {"labels": [1.5, float("nan")], "probabilities": None})
+    assert not ok and "not a finite number (nan)" in why
+    ok, why, _ = roundtrip.compare({"labels": [0, 1], "probabilities": None},
+                                   {"labels": [0, 1], "probabilities": [[1.0, 0.0], [0.0, 1.0]]})
+    assert not ok and why == "probabilities from ray only"
+
+
+def test_every_notebook_in_the_folder_is_a_scenario(tmp_path):
+    for name in ("b-model", "a-model"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    (tmp_path / "helper.py").write_text("")
+    assert roundtrip.discover(tmp_path) == ("a-model", "b-model")

@@ -1,33 +1,90 @@
 from __future__ import annotations
 
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.table import Table
 
-from imagekit.cli._common import JSON, emit, escape, load, out, progress
+from imagekit import redact
+from imagekit.cli._common import JSON, emit, envelope, escape, load, out, progress
 from imagekit.engine import Engine
-from imagekit.verify import SCENARIOS, verify_compat
+from imagekit.verify import verify_compat, verify_stored
+
+S3_ENDPOINT = typer.Option(None, "--s3-endpoint", help="an S3/MinIO of your own instead of starting one "
+                                                       "(keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+JUNIT = typer.Option(None, "--junit", help="write a JUnit XML file: one test case per check, scenario or model")
+REPORT = typer.Option(None, "--report", help="write the JSON report (what --json prints) to this file")
 
 
 def register(app: typer.Typer) -> None:
     app.command("verify-compat")(verify)
+    app.command("verify-stored")(stored)
+
+
+def _artifacts(ctx: typer.Context, report, cases: list[tuple[str, bool, str, float]], junit: Path | None,
+               report_file: Path | None) -> None:
+    """--report: the JSON envelope; --junit: a <testsuite> with a <testcase> per check (a <failure>
+    with the reason when it failed)."""
+    if report_file:
+        report_file.write_text(json.dumps(redact.data(envelope(ctx.info_name, result=report, ok=report.ok)), indent=1))
+    if junit:
+        suite = ET.Element("testsuite", name=f"imagekit {ctx.info_name}", tests=str(len(cases)),
+                           failures=str(sum(not ok for _, ok, _, _ in cases)))
+        for name, ok, reason, seconds in cases:
+            case = ET.SubElement(suite, "testcase", classname=f"imagekit.{ctx.info_name}", name=name,
+                                 time=f"{seconds:.2f}")
+            if not ok:
+                ET.SubElement(case, "failure", message=redact.text(reason)[:500]).text = redact.text(reason)
+        ET.ElementTree(suite).write(junit, encoding="utf-8", xml_declaration=True)
+
+
+def _cases(scenarios) -> list[tuple[str, bool, str, float]]:
+    return [(s.name, s.ok, s.reason, s.train_seconds + s.serve_seconds) for s in scenarios]
+
+
+def stored(ctx: typer.Context, prefix: str = typer.Argument("", help="only models under this prefix "
+                                                                     "(<scenario>/ or <scenario>/<version>/)"),
+           ray_image: Optional[str] = typer.Option(None, help="the candidate Ray image (default: the one just built)"),
+           s3_endpoint: Optional[str] = S3_ENDPOINT, junit: Optional[Path] = JUNIT, report_file: Optional[Path] = REPORT,
+           as_json: bool = JSON) -> None:
+    """Serve every model already published in the models bucket (each with a meta.json) in the
+    candidate Ray image: per model, where its training environment differs from the image's
+    (fingerprint), whether it loads, and whether it predicts what the notebook predicted.
+    The regression check before a new Ray image is promoted: exit 1 names every model that breaks.
+
+    Example: imagekit verify-stored --s3-endpoint https://minio.example.org --junit stored.xml
+    """
+    cfg = load(ctx)
+    with progress(ctx, "verify-stored") as note:
+        report = verify_stored(cfg, Engine.connect(), ray=ray_image, prefix=prefix, s3_endpoint=s3_endpoint,
+                               on_line=note)
+    _artifacts(ctx, report, _cases(report.scenarios), junit, report_file)
+    emit(ctx, report, as_json, "\n".join(
+        f"{'pass' if s.ok else 'FAIL'}  {s.name}" + (f"  {escape(s.reason)}" if s.reason else "")
+        for s in report.scenarios) + f"\n{len(report.scenarios)} models, S3: {escape(report.s3_server)}", ok=report.ok)
+    raise typer.Exit(0 if report.ok else 1)
 
 
 def verify(ctx: typer.Context,
            notebook_image: Optional[str] = typer.Option(None, help="notebook image (default: the one just built)"),
            ray_image: Optional[str] = typer.Option(None, help="Ray image (default: the one just built)"),
-           scenario: Optional[List[str]] = typer.Option(None, help=f"run only these ({', '.join(SCENARIOS)})"),
+           scenario: Optional[List[str]] = typer.Option(None, help="run only these: a notebook's file stem in "
+                                                                   "verify.notebooks, or lifecycle"),
            record: bool = typer.Option(True, help="on success, attach a signed attestation to each image "
                                                   "(key: IMAGEKIT_TRUST_SIGNING_KEY)"),
+           s3_endpoint: Optional[str] = S3_ENDPOINT, junit: Optional[Path] = JUNIT, report_file: Optional[Path] = REPORT,
            as_json: bool = JSON) -> None:
     """Prove that models trained in the notebook image unpickle and serve identically in the Ray image.
 
-    Static: the Python version and every installed package, from inside both images, against
-    each other and the lock. Round trip (Testcontainers): the example notebooks train and
-    publish to S3 (MinIO, or a local stand-in), Ray Serve loads each model (sha256 checked,
-    warnings as errors) and must answer the probe inputs with the same labels and probabilities
-    (to 1e-9). On success a signed in-toto attestation of the verified set is attached to each
+    Static: the Python version and every installed package, file by file, from inside both images,
+    against each other and the lock. Round trip (Testcontainers): every notebook in
+    verify.notebooks is a scenario; each trains and publishes to S3 (MinIO, a local stand-in, or
+    --s3-endpoint) with imagekit_publish, Ray Serve loads each model (sha256 and training
+    environment checked, warnings as errors) and must answer the probe inputs with the same labels
+    and probabilities (regressors: predictions to 1e-9). Then the lifecycle through Ray Client. On success a signed in-toto attestation of the verified set is attached to each
     pushed image's digest (signing key: IMAGEKIT_TRUST_SIGNING_KEY); promotion requires it.
     Exit 0: all passed; 1: a check failed; 2: it could not run.
 
@@ -36,7 +93,12 @@ def verify(ctx: typer.Context,
     cfg = load(ctx)
     with progress(ctx, "verify-compat") as note:
         report = verify_compat(cfg, Engine.connect(), notebook=notebook_image, ray=ray_image,
-                               scenarios=tuple(scenario or SCENARIOS), write_record=record, on_line=note)
+                               scenarios=tuple(scenario) if scenario else None, write_record=record,
+                               s3_endpoint=s3_endpoint, on_line=note)
+    static_case = ("static alignment", report.static.ok, "; ".join(report.static.differences), 0.0)
+    life = [("lifecycle", report.lifecycle.ok, report.lifecycle.detail, report.lifecycle.seconds)] \
+        if report.lifecycle else []
+    _artifacts(ctx, report, [static_case, *_cases(report.roundtrip.scenarios), *life], junit, report_file)
     if as_json:
         emit(ctx, report, True, "", ok=report.ok)
     else:

@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from imagekit import attest, build, lock, runtime
+from imagekit import attest, build, lock, redact, runtime
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import ConfigError, PreconditionError, UsageError
@@ -14,7 +14,6 @@ from imagekit.registry import Registry
 from imagekit.verify import record, roundtrip, static
 
 
-SCENARIOS = (*roundtrip.SCENARIOS, runtime.LIFECYCLE)  # the round trips, then notebook -> Ray Client -> Serve
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,37 @@ def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> ro
                               [], {})
 
 
+def scenarios_of(cfg: Config) -> tuple[str, ...]:
+    """Every scenario: a notebook of verify.notebooks each (by file stem), then the lifecycle."""
+    folder = cfg.path(cfg.verify.notebooks)
+    if not folder.is_dir():
+        raise ConfigError(f"scenario folder not found: {folder}", key="verify.notebooks",
+                          source=cfg.origins.get("verify.notebooks"))
+    return (*roundtrip.discover(folder), runtime.LIFECYCLE)
+
+
+def buckets(cfg: Config) -> roundtrip.Buckets:
+    return roundtrip.Buckets(cfg.verify.models_bucket, cfg.verify.eval_bucket, tuple(cfg.verify.buckets))
+
+
+def endpoint(cfg: Config, url: str) -> roundtrip.Endpoint:
+    """The user's S3 (--s3-endpoint / verify.s3_endpoint), keys from AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY as the platform's flows read them."""
+    if "://" not in url:
+        raise UsageError(f"--s3-endpoint {url!r} is not a URL", option="--s3-endpoint",
+                         hint="e.g. https://minio.example.org or http://127.0.0.1:9000")
+    access, secret = cfg.env.get("AWS_ACCESS_KEY_ID", ""), cfg.env.get("AWS_SECRET_ACCESS_KEY", "")
+    if not (access and secret):
+        raise ConfigError(f"the S3 endpoint {url} needs keys: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    redact.register(secret)
+    return roundtrip.Endpoint(url.rstrip("/"), access, secret)
+
+
+def _store(cfg: Config, engine: Engine, s3_endpoint: str | None, note) -> roundtrip.S3Server | roundtrip.Endpoint:
+    url = s3_endpoint or cfg.verify.s3_endpoint
+    return endpoint(cfg, url) if url else s3_server(cfg, engine, note)
+
+
 def verified_set(cfg: Config) -> list[str]:
     """The images verify-compat proves together and promotion moves together (verify.images)."""
     shared = {i.name for i in cfg.images if i.shared}
@@ -88,14 +118,18 @@ def _subject(cfg: Config, engine: Engine, role: str, ref: str | None, name: str 
 
 
 def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, ray: str | None = None,
-                  scenarios: tuple[str, ...] = SCENARIOS, write_record: bool = True,
+                  scenarios: tuple[str, ...] | None = None, write_record: bool = True, s3_endpoint: str | None = None,
                   on_line: Callable[[str], None] | None = None) -> VerifyReport:
     started = time.monotonic()
     note = on_line or (lambda line: None)
-    unknown = [s for s in scenarios if s not in SCENARIOS]
+    every = scenarios_of(cfg)
+    scenarios = scenarios or every
+    unknown = [s for s in scenarios if s not in every]
     if unknown:
         raise UsageError(f"unknown scenario {', '.join(unknown)}", option="--scenario",
-                         hint=f"choose from {', '.join(SCENARIOS)}")
+                         hint=f"the scenarios are the notebooks in {cfg.verify.notebooks} (and {runtime.LIFECYCLE}): "
+                              f"{', '.join(every)}")
+    store = _store(cfg, engine, s3_endpoint, note)
     key = attest.signing_key(cfg) if write_record else None  # a bad key is said before an hour of work
     members = verified_set(cfg)
     missing = [n for n in (cfg.verify.trainer, cfg.verify.server) if n not in members]
@@ -108,9 +142,11 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     note("static alignment: asking the images what they hold")
     aligned = static.compare(cfg, lk, static.inspect(engine, trainer.ref), static.inspect(engine, server.ref),
                              [static.inspect(engine, o.ref) for o in others])
-    trips = tuple(s for s in scenarios if s in roundtrip.SCENARIOS)
-    trip = roundtrip.run(trainer.ref, server.ref, s3_server(cfg, engine, note), cfg.path(cfg.verify.notebooks),
-                         scenarios=trips, on_line=note) if trips else roundtrip.RoundtripReport("", "", [], 0.0, 0.0)
+    trips = tuple(s for s in scenarios if s != runtime.LIFECYCLE)
+    trip = roundtrip.run(trainer.ref, server.ref, store, cfg.path(cfg.verify.notebooks), scenarios=trips,
+                         buckets=buckets(cfg), on_line=note,
+                         trained_in={"IMAGEKIT_IMAGE": trainer.digest or trainer.ref, "IMAGEKIT_LOCK": lk.digest},
+                         ) if trips else roundtrip.RoundtripReport("", "", [], 0.0, 0.0)
     life = (runtime.deploy_from_notebook(engine, trainer.ref, server.ref, cfg.path(cfg.verify.lifecycle), note)
             if runtime.LIFECYCLE in scenarios else None)
     report = VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, lifecycle=life)
@@ -121,7 +157,7 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
         why = "not recorded: --no-record"
     elif not all(s.digest for s in (trainer, server, *others)):
         why = "not recorded: push the images first (`imagekit push`), records are kept next to their digests"
-    elif set(scenarios) != set(SCENARIOS):
+    elif set(scenarios) != set(every):
         why = "not recorded: only a subset of the scenarios ran"
     elif key is None:
         why = ("not recorded: no signing key (set IMAGEKIT_TRUST_SIGNING_KEY to the private key's PEM or its file; "
@@ -139,3 +175,14 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
             recorded.append(f"{subject.repository}@{record.write(reg, subject.repository, subject.digest, envelope)}")
     return VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, lifecycle=life,
                         recorded=recorded, record_note=why, seconds=round(time.monotonic() - started, 1))
+
+
+def verify_stored(cfg: Config, engine: Engine, *, ray: str | None = None, prefix: str = "",
+                  s3_endpoint: str | None = None, on_line: Callable[[str], None] | None = None
+                  ) -> roundtrip.RoundtripReport:
+    """Every model already in the models bucket (under ``prefix``) with a meta.json, served in the
+    candidate Ray image: the regression check before a new Ray image is promoted."""
+    note = on_line or (lambda line: None)
+    server = _subject(cfg, engine, "ray", ray)
+    return roundtrip.stored(server.ref, _store(cfg, engine, s3_endpoint, note), prefix=prefix, buckets=buckets(cfg),
+                            on_line=note)

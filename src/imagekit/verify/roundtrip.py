@@ -1,9 +1,10 @@
 """Round trip with Testcontainers: notebooks train and publish to S3, Ray Serve loads and answers.
 
 One Docker network holds an S3 server (MinIO where its image can be had, else the locally built
-stand-in), the notebook image (executing the example notebooks headless) and the Ray image
-(serving every published model). Every container and the network are removed afterwards, also
-on failure and on Ctrl-C.
+stand-in; none with an endpoint of the user's own), the notebook image (executing the scenario
+notebooks headless: every *.ipynb of verify.notebooks, named by its file stem, with the publishing
+helper imagekit_publish.py put beside them) and the Ray image (serving every published model).
+Every container and the network are removed afterwards, also on failure and on Ctrl-C.
 """
 from __future__ import annotations
 
@@ -14,19 +15,30 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import boto3
 import requests
 from botocore.config import Config as BotoConfig
 
-from imagekit.errors import EngineError
+from imagekit.errors import EngineError, PreconditionError
 
-SCENARIOS = ("iris", "cybersec", "custom-v1", "custom-v2")
-BUCKETS = ("cybersec-ml-raw", "cybersec-ml-silver", "cybersec-ml-models", "cybersec-ml-eval")
 TOLERANCE = 1e-9
-NOTEBOOKS = "/home/jovyan/examples"
+NOTEBOOKS = "/tmp/imagekit-scenarios"  # not the home: any notebook image, whatever its user
+HELPER = Path(__file__).with_name("imagekit_publish.py")
+
+
+def discover(folder: Path) -> tuple[str, ...]:
+    """The scenarios: every notebook in ``folder``, by file stem."""
+    return tuple(sorted(p.stem for p in folder.glob("*.ipynb")))
+
+
+@dataclass(frozen=True)
+class Buckets:
+    models: str = "cybersec-ml-models"
+    eval: str = "cybersec-ml-eval"
+    others: tuple[str, ...] = ("cybersec-ml-raw", "cybersec-ml-silver")
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class ScenarioResult:
     warnings: list[str]  # raised while the Ray image predicted (not failures)
     train_seconds: float
     serve_seconds: float
+    fingerprint: list[str] = field(default_factory=list)  # where training and serving environments differ
 
 
 @dataclass(frozen=True)
@@ -61,17 +74,36 @@ class RoundtripReport:
         return all(s.ok for s in self.scenarios)
 
 
+def _finite(values: list, side: str, what: str, row: int | None = None) -> str:
+    bad = [v for v in values if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)]
+    return f"{side} gave a {what} that is not a finite number ({bad[0]})" + (
+        f" at probe row {row}" if row is not None else "") if bad else ""
+
+
 def compare(expected: dict, served: dict) -> tuple[bool, str, float | None]:
-    """Labels equal and probabilities within TOLERANCE, every one a finite number; the reason names
+    """Labels equal (a regressor's numbers: within TOLERANCE) and probabilities within TOLERANCE
+    (null on both sides for a model without predict_proba), every number finite; the reason names
     the first difference. A NaN or an infinity is never "within tolerance"."""
-    if served.get("labels") != expected["labels"]:
-        bad = [i for i, (a, b) in enumerate(zip(expected["labels"], served.get("labels") or [])) if a != b]
-        got = served.get("labels")
-        if not isinstance(got, list) or len(got) != len(expected["labels"]):
-            return False, (f"ray answered {len(got) if isinstance(got, list) else 'no'} labels for "
-                           f"{len(expected['labels'])} probe rows"), None
+    want, got = expected["labels"], served.get("labels")
+    if not isinstance(got, list) or len(got) != len(want):
+        return False, (f"ray answered {len(got) if isinstance(got, list) else 'no'} labels for "
+                       f"{len(want)} probe rows"), None
+    diff = 0.0
+    if any(isinstance(v, float) for v in want):  # a regressor: numbers, compared with the tolerance
+        why = _finite(want, "the notebook", "prediction") or _finite(got, "ray", "prediction")
+        if why:
+            return False, why, None
+        diff = max((abs(x - y) for x, y in zip(want, got)), default=0.0)
+        if diff > TOLERANCE:
+            return False, f"predictions differ by up to {diff:.3g} (> {TOLERANCE:g})", diff
+    elif got != want:
+        bad = [i for i, (a, b) in enumerate(zip(want, got)) if a != b]
         return False, f"labels differ at probe rows {bad[:5]} (notebook vs ray)", None
-    a, b = expected["probabilities"], served.get("probabilities")
+    a, b = expected.get("probabilities"), served.get("probabilities")
+    if a is None or b is None:
+        if a is None and b is None:
+            return True, "", diff
+        return False, f"probabilities from {'ray' if a is None else 'the notebook'} only", None
     if not isinstance(b, list) or len(a) != len(b):
         return False, (f"probabilities have a different shape: {len(a)} probe rows in the notebook, "
                        f"{len(b) if isinstance(b, list) else 'none'} from ray"), None
@@ -79,10 +111,9 @@ def compare(expected: dict, served: dict) -> tuple[bool, str, float | None]:
         if not isinstance(y, list) or len(x) != len(y):
             return False, (f"probabilities have a different shape: probe row {row} has {len(x)} classes in the "
                            f"notebook, {len(y) if isinstance(y, list) else 'none'} from ray"), None
-        for side, values in (("ray", y), ("the notebook", x)):
-            bad = [v for v in values if not isinstance(v, (int, float)) or not math.isfinite(v)]
-            if bad:
-                return False, f"{side} gave a probability that is not a finite number ({bad[0]}) at probe row {row}", None
+        why = _finite(y, "ray", "probability", row) or _finite(x, "the notebook", "probability", row)
+        if why:
+            return False, why, None
     diff = max((abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)), default=0.0)
     if diff > TOLERANCE:
         return False, f"probabilities differ by up to {diff:.3g} (> {TOLERANCE:g})", diff
@@ -108,64 +139,116 @@ class Served:
     seconds: float
 
 
-class S3(contextlib.AbstractContextManager):
-    """The S3 server on the run's network (alias ``s3``), with a boto3 client from here."""
+@dataclass(frozen=True)
+class Endpoint:
+    """An S3 server of the user's own (--s3-endpoint): the platform's MinIO from CI."""
+    url: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
 
-    def __init__(self, server: S3Server, network, keys: dict[str, str]) -> None:
+    @property
+    def inside(self) -> str:
+        """The URL containers use: a server on this host is reached through the engine's gateway."""
+        scheme, _, rest = self.url.partition("://")
+        host, colon, port = rest.split("/", 1)[0].partition(":")
+        if host in ("localhost", "127.0.0.1", "0.0.0.0", "::1"):
+            host = HOST_ALIAS
+        return f"{scheme}://{host}{colon}{port}"
+
+
+HOST_ALIAS = "host.docker.internal"  # mapped to the engine host's gateway in every container
+
+
+class S3(contextlib.AbstractContextManager):
+    """The S3 store: a server on the run's network (alias ``s3``), or the user's endpoint; a boto3
+    client from here, and what containers are given to reach it (``inside``)."""
+
+    def __init__(self, server: S3Server | Endpoint, network, keys: dict[str, str]) -> None:
         from testcontainers.core.container import DockerContainer
 
+        self.server, self.container = server, None
+        if isinstance(server, Endpoint):
+            self.keys = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
+                         "AWS_DEFAULT_REGION": keys["AWS_DEFAULT_REGION"]}
+            self.url, self.inside = server.url, server.inside
+            return
+        self.keys = keys
         self.container = DockerContainer(server.image).with_command(server.command).with_network(network) \
             .with_network_aliases("s3").with_exposed_ports(9000)
         for k, v in {**server.env, **keys}.items():
             self.container.with_env(k, v)
-        self.keys = keys
+        self.inside = "http://s3:9000"
 
     def __enter__(self) -> "S3":
-        self.container.start()
-        c = self.container
-        self.client = boto3.client("s3", endpoint_url=f"http://{c.get_container_host_ip()}:{c.get_exposed_port(9000)}",
-                                   config=BotoConfig(retries={"max_attempts": 1}), region_name="us-east-1",
+        if self.container:
+            self.container.start()
+            c = self.container
+            self.url = f"http://{c.get_container_host_ip()}:{c.get_exposed_port(9000)}"
+        self.client = boto3.client("s3", endpoint_url=self.url, config=BotoConfig(retries={"max_attempts": 1}),
+                                   region_name=self.keys["AWS_DEFAULT_REGION"],
                                    aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
                                    aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"])
-        _until(lambda: self.client.list_buckets(), 60, "the S3 server did not answer")
+        _until(lambda: self.client.list_buckets(), 60, f"the S3 server at {self.url} did not answer")
         return self
 
     def __exit__(self, *exc) -> None:
-        self.container.stop()
+        if self.container:
+            self.container.stop()
 
-    def meta(self, name: str, version: str) -> dict:
-        return json.loads(self.client.get_object(Bucket="cybersec-ml-models", Key=f"{name}/{version}/meta.json")
-                          ["Body"].read())
+    def ensure(self, bucket: str) -> None:
+        if bucket not in {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}:
+            self.client.create_bucket(Bucket=bucket)
+
+    def json(self, bucket: str, key: str) -> dict:
+        return json.loads(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def metas(self, bucket: str, prefix: str = "") -> list[str]:
+        """Keys of every meta.json under ``prefix``."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith("/meta.json"))
+
+
+def _host_gateway(container) -> None:
+    container.with_kwargs(extra_hosts={HOST_ALIAS: "host-gateway"})
 
 
 class Trainer(contextlib.AbstractContextManager):
-    """The notebook image, idle, with the scenario notebooks copied in; executes one at a time."""
+    """The notebook image, idle, with the scenario notebooks and the publishing helper copied in;
+    executes one at a time."""
 
     def __init__(self, image: str, network, env: dict[str, str], notebooks: Path) -> None:
         from testcontainers.core.container import DockerContainer
 
         self.container = DockerContainer(image).with_command(["sleep", "infinity"]).with_network(network)
-        for k, v in env.items():
+        _host_gateway(self.container)
+        for k, v in {**env, "PYTHONPATH": NOTEBOOKS}.items():
             self.container.with_env(k, v)
         self.notebooks = notebooks
 
     def __enter__(self) -> "Trainer":
         self.container.start()
         from imagekit.engine import Engine
-        Engine.put(self.container.get_wrapped_container(), NOTEBOOKS, self.notebooks)  # no bind mount: remote engines
+        c = self.container.get_wrapped_container()
+        Engine.put(c, NOTEBOOKS, self.notebooks)  # no bind mount: remote engines
+        Engine.put(c, f"{NOTEBOOKS}/{HELPER.name}", HELPER)
         return self
 
     def __exit__(self, *exc) -> None:
         self.container.stop()
 
-    def train(self, name: str, s3: S3, version: str) -> Trained:
+    def train(self, name: str, s3: S3, bucket: str, version: str) -> Trained:
         started = time.monotonic()
-        code, output = self.container.exec(["jupyter", "nbconvert", "--to", "notebook", "--execute", "--output-dir",
-                                            "/tmp/executed", f"{NOTEBOOKS}/{name}.ipynb"])
+        code, output = self.container.exec(["env", f"IMAGEKIT_SCENARIO={name}", "jupyter", "nbconvert", "--to",
+                                            "notebook", "--execute", "--output-dir", "/tmp/executed",
+                                            f"{NOTEBOOKS}/{name}.ipynb"])
         seconds = round(time.monotonic() - started, 1)
         if code != 0:
             return Trained(name, seconds, None, "notebook failed: " + _last_error(output.decode(errors="replace")))
-        return Trained(name, seconds, s3.meta(name, version))
+        try:
+            return Trained(name, seconds, s3.json(bucket, f"{name}/{version}/meta.json"))
+        except s3.client.exceptions.NoSuchKey:
+            return Trained(name, seconds, None, f"the notebook published nothing under {bucket}/{name}/{version}/: "
+                                                f"it must call imagekit_publish.publish(model, probe)")
 
 
 class Server(contextlib.AbstractContextManager):
@@ -175,7 +258,8 @@ class Server(contextlib.AbstractContextManager):
         from testcontainers.core.container import DockerContainer
 
         self.container = DockerContainer(image).with_network(network).with_exposed_ports(8000) \
-            .with_kwargs(shm_size="1g").with_env("IMAGEKIT_MODELS", json.dumps(models))
+            .with_kwargs(shm_size="1g", extra_hosts={HOST_ALIAS: "host-gateway"}) \
+            .with_env("IMAGEKIT_MODELS", json.dumps(models))
         for k, v in env.items():
             self.container.with_env(k, v)
         self.models = models
@@ -189,50 +273,59 @@ class Server(contextlib.AbstractContextManager):
     def __exit__(self, *exc) -> None:
         self.container.stop()
 
-    def wait_ready(self, seconds: float) -> dict[str, str]:
-        """Each model's load status, once the server knows them all."""
+    def wait_ready(self, seconds: float) -> dict:
+        """/status once the server knows every model: {"models": {name: status}, "fingerprints": ...}."""
         logs = lambda: self.container.get_wrapped_container().logs()[-3000:].decode(errors="replace")  # noqa: E731
         return _until(lambda: _status(self.url, self.models), seconds, "Ray Serve did not come up", logs=logs)
 
-    def serve(self, trained: Trained, status: str) -> Served:
+    def serve(self, name: str, meta: dict, status: str) -> Served:
         started = time.monotonic()
         if status != "loaded":
             return Served(False, f"could not load in ray: {status}", None, [], 0.0)
-        r = requests.post(f"{self.url}/models/{trained.name}/predict", json={"instances": trained.meta["instances"]},
-                          timeout=60)
+        r = requests.post(f"{self.url}/models/{name}/predict", json={"instances": meta["instances"]}, timeout=60)
         if r.status_code != 200:
             return Served(False, f"ray answered {r.status_code}: {r.text[:300]}", None, [], 0.0)
-        ok, reason, diff = compare(trained.meta, r.json())
+        ok, reason, diff = compare(meta, r.json())
         return Served(ok, reason, diff, r.json().get("warnings", []), round(time.monotonic() - started, 2))
 
     def shutdown(self) -> None:
         self.container.exec(["serve", "shutdown", "-y"])
 
 
-def run(notebook: str, ray: str, s3: S3Server, examples: Path, *, scenarios: tuple[str, ...] = SCENARIOS,
-        on_line: Callable[[str], None] | None = None, timeout: float = 300) -> RoundtripReport:
-    """Train every scenario in the notebook image, publish to S3, serve each model in the Ray image."""
-    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled everywhere
-    from testcontainers.core.network import Network
+def _spec(meta: dict) -> dict:
+    return {k: meta[k] for k in ("bucket", "key", "sha256", "environment") if k in meta}
 
+
+def _result(name: str, served: Served, fingerprint: list[str], train_seconds: float) -> ScenarioResult:
+    """A model passes when it loads and predicts the same, in the environment it was trained in."""
+    reason = served.reason or ("trained and served in different environments: " + "; ".join(fingerprint)
+                               if fingerprint else "")
+    return ScenarioResult(name, served.ok and not fingerprint, reason, served.diff, served.warnings, train_seconds,
+                          served.seconds, fingerprint)
+
+
+def run(notebook: str, ray: str, s3: S3Server | Endpoint, notebooks: Path, *, scenarios: tuple[str, ...],
+        buckets: Buckets = Buckets(), trained_in: dict[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None, timeout: float = 300) -> RoundtripReport:
+    """Train every scenario in the notebook image, publish to S3, serve each model in the Ray image.
+    ``trained_in``: IMAGEKIT_IMAGE and IMAGEKIT_LOCK, recorded in each model's fingerprint."""
     note = on_line or (lambda line: None)
     started = time.monotonic()
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    keys = {"AWS_ACCESS_KEY_ID": "imagekit", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
-            "AWS_DEFAULT_REGION": "us-east-1"}
-    inside = {**keys, "AWS_ENDPOINT_URL": "http://s3:9000"}
-    with contextlib.ExitStack() as stack:
-        network = stack.enter_context(Network())
-        note(f"starting {s3.description}")
-        store = stack.enter_context(S3(s3, network, keys))
-        for bucket in BUCKETS:
-            store.client.create_bucket(Bucket=bucket)
-        trainer = stack.enter_context(Trainer(notebook, network, {**inside, "IMAGEKIT_RUN": version}, examples))
+    with _network() as (stack, network):
+        store = _store(stack, s3, network, note)
+        for bucket in (buckets.models, buckets.eval, *buckets.others):
+            store.ensure(bucket)
+        inside = {**store.keys, "AWS_ENDPOINT_URL": store.inside, "IMAGEKIT_MODELS_BUCKET": buckets.models,
+                  **({"IMAGEKIT_RAW_BUCKET": buckets.others[0], "IMAGEKIT_SILVER_BUCKET": buckets.others[1]}
+                     if len(buckets.others) >= 2 else {})}
+        trainer = stack.enter_context(Trainer(notebook, network, {**inside, **(trained_in or {}),
+                                                                  "IMAGEKIT_RUN": version}, notebooks))
         trained = {}
         for name in scenarios:
             note(f"training {name} in the notebook image")
-            trained[name] = trainer.train(name, store, version)
-        models = {n: {k: t.meta[k] for k in ("bucket", "key", "sha256")} for n, t in trained.items() if t.meta}
+            trained[name] = trainer.train(name, store, buckets.models, version)
+        models = {n: _spec(t.meta) for n, t in trained.items() if t.meta}
         note("starting Ray Serve in the ray image")
         t0 = time.monotonic()
         server = stack.enter_context(Server(ray, network, inside, models))
@@ -245,15 +338,63 @@ def run(notebook: str, ray: str, s3: S3Server, examples: Path, *, scenarios: tup
                 results.append(ScenarioResult(name, False, t.reason, None, [], t.seconds, 0.0))
                 continue
             note(f"serving {name}")
-            s = server.serve(t, status[name])
-            results.append(ScenarioResult(name, s.ok, s.reason, s.diff, s.warnings, t.seconds, s.seconds))
+            results.append(_result(name, server.serve(name, t.meta, status["models"][name]),
+                                   status.get("fingerprints", {}).get(name, []), t.seconds))
         note("shutting the Ray Serve deployment down")
         server.shutdown()
-        report = RoundtripReport(s3_server=s3.description, version=version, scenarios=results,
+        report = RoundtripReport(s3_server=_describe(s3), version=version, scenarios=results,
                                  ray_startup_seconds=ray_startup, seconds=round(time.monotonic() - started, 1))
-        store.client.put_object(Bucket="cybersec-ml-eval", Key=f"verify-compat/{version}/report.json",
+        store.client.put_object(Bucket=buckets.eval, Key=f"verify-compat/{version}/report.json",
                                 Body=json.dumps(asdict(report), indent=1).encode())
         return report
+
+
+def stored(ray: str, s3: S3Server | Endpoint, *, prefix: str = "", buckets: Buckets = Buckets(),
+           on_line: Callable[[str], None] | None = None, timeout: float = 300) -> RoundtripReport:
+    """Serve every model already in the models bucket (under ``prefix``) that has a meta.json, in
+    the Ray image: each one's fingerprint difference, whether it loads, whether it predicts the same."""
+    note = on_line or (lambda line: None)
+    started = time.monotonic()
+    with _network() as (stack, network):
+        store = _store(stack, s3, network, note)
+        metas = {}
+        for key in store.metas(buckets.models, prefix):
+            meta = store.json(buckets.models, key)
+            metas[key.removesuffix("/meta.json").replace("/", "@")] = meta
+        if not metas:
+            raise PreconditionError(f"no model with a meta.json under {buckets.models}/{prefix}",
+                                    hint="publish models with verify-compat first (or check the prefix and bucket)")
+        note(f"starting Ray Serve in the ray image with {len(metas)} stored models")
+        t0 = time.monotonic()
+        server = stack.enter_context(Server(ray, network, {**store.keys, "AWS_ENDPOINT_URL": store.inside},
+                                            {n: _spec(m) for n, m in metas.items()}))
+        status = server.wait_ready(timeout)
+        ray_startup = round(time.monotonic() - t0, 1)
+        results = [_result(n, server.serve(n, m, status["models"][n]), status.get("fingerprints", {}).get(n, []), 0.0)
+                   for n, m in metas.items()]
+        server.shutdown()
+        return RoundtripReport(s3_server=_describe(s3), version="stored", scenarios=results,
+                               ray_startup_seconds=ray_startup, seconds=round(time.monotonic() - started, 1))
+
+
+@contextlib.contextmanager
+def _network():
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled everywhere
+    from testcontainers.core.network import Network
+
+    with contextlib.ExitStack() as stack:
+        yield stack, stack.enter_context(Network())
+
+
+def _store(stack, s3: S3Server | Endpoint, network, note) -> S3:
+    note(f"S3: {_describe(s3)}")
+    keys = {"AWS_ACCESS_KEY_ID": "imagekit", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
+            "AWS_DEFAULT_REGION": "us-east-1"}
+    return stack.enter_context(S3(s3, network, keys))
+
+
+def _describe(s3: S3Server | Endpoint) -> str:
+    return f"endpoint {s3.url}" if isinstance(s3, Endpoint) else s3.description
 
 
 def _status(base_url: str, models: dict) -> dict | None:
@@ -261,8 +402,8 @@ def _status(base_url: str, models: dict) -> dict | None:
         r = requests.get(f"{base_url}/status", timeout=2)
     except requests.RequestException:
         return None
-    found = r.json().get("models", {}) if r.status_code == 200 else {}
-    return found if set(found) >= set(models) else None
+    found = r.json() if r.status_code == 200 else {}
+    return found if set(found.get("models", {})) >= set(models) else None
 
 
 def _until(probe, seconds: float, what: str, logs=None):

@@ -13,8 +13,25 @@ from imagekit.engine import Engine
 from imagekit.errors import PreconditionError
 
 VENV_TOOLS = {"setuptools"}  # a venv's own where one is made with pip (older images), not locked
-FACTS = ("import json, platform, importlib.metadata as m; print(json.dumps({'python': platform.python_version(), "
-         "'packages': {d.metadata['Name']: d.version for d in m.distributions()}}))")
+# Run inside the image: its Python, its distributions, and every installed file whose content is not
+# what the distribution's RECORD lists (sha256): a file patched under the same version.
+FACTS = """
+import base64, hashlib, json, platform, importlib.metadata as m
+packages, changed = {}, []
+for d in m.distributions():
+    packages[d.metadata['Name']] = d.version
+    for f in d.files or []:
+        if f.hash is None or f.hash.mode != 'sha256':
+            continue
+        try:
+            with open(f.locate(), 'rb') as fh:
+                digest = base64.urlsafe_b64encode(hashlib.sha256(fh.read()).digest()).rstrip(b'=').decode()
+        except OSError:
+            digest = None
+        if digest != f.hash.value:
+            changed.append([d.metadata['Name'], str(f), 'missing' if digest is None else 'changed'])
+print(json.dumps({'python': platform.python_version(), 'packages': packages, 'changed': changed}))
+"""
 
 
 @dataclass(frozen=True)
@@ -23,6 +40,7 @@ class ImageFacts:
     name: str  # which image of imagekit.toml it claims to be (its label)
     python: str
     packages: dict[str, str]
+    changed: list[tuple[str, str, str]] = field(default_factory=list)  # (distribution, file, changed|missing)
 
 
 @dataclass(frozen=True)
@@ -46,7 +64,8 @@ def inspect(engine: Engine, ref: str) -> ImageFacts:
     name = info.labels.get(IMAGE_LABEL, "")
     data = json.loads(engine.run(ref, ["python", "-c", FACTS]).strip().splitlines()[-1])
     packages = {canonicalize_name(k): v for k, v in data["packages"].items() if canonicalize_name(k) not in VENV_TOOLS}
-    return ImageFacts(ref=ref, name=name, python=data["python"], packages=packages)
+    changed = [(canonicalize_name(d), f, how) for d, f, how in data["changed"]]
+    return ImageFacts(ref=ref, name=name, python=data["python"], packages=packages, changed=changed)
 
 
 def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts,
@@ -60,6 +79,9 @@ def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts,
     for facts in (notebook, ray, *others):
         if facts.python != target:
             diffs.append(f"python: {facts.name or facts.ref} has {facts.python}, the lock targets {target}")
+        for dist, path, how in facts.changed:
+            diffs.append(f"{dist}: {path} in {facts.name or facts.ref} is {how} since install (not what its RECORD "
+                         f"lists, same version {facts.packages.get(dist, '?')})")
         if facts.name not in views.own:
             diffs.append(f"{facts.ref} carries no imagekit image label; cannot tell which lock view it should hold")
             continue
