@@ -146,3 +146,21 @@ def test_every_notebook_in_the_folder_is_a_scenario(tmp_path):
         (tmp_path / f"{name}.ipynb").write_text("{}")
     (tmp_path / "helper.py").write_text("")
     assert roundtrip.discover(tmp_path) == ("a-model", "b-model")
+
+
+def test_an_s3_endpoint_needs_a_url_and_keys(tmp_path):
+    from imagekit import config, redact
+    from imagekit.errors import ConfigError, UsageError
+    from imagekit.testing import write_project
+    from imagekit.verify import endpoint
+
+    path = write_project(tmp_path)
+    with pytest.raises(UsageError, match="is not a URL") as e:
+        endpoint(config.load(path, env={}), "minio:9000")
+    assert e.value.exit_code == 2
+    with pytest.raises(ConfigError, match="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+        endpoint(config.load(path, env={"AWS_ACCESS_KEY_ID": "ci"}), "http://127.0.0.1:9000")
+    found = endpoint(config.load(path, env={"AWS_ACCESS_KEY_ID": "ci", "AWS_SECRET_ACCESS_KEY": "s3cr3t-minio"}),
+                     "http://localhost:9000/")
+    assert found.inside == "http://host.docker.internal:9000" and "s3cr3t-minio" not in repr(found)
+    assert redact.text("key s3cr3t-minio") != "key s3cr3t-minio"  # registered as a secret

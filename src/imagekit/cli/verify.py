@@ -62,9 +62,17 @@ def stored(ctx: typer.Context, prefix: str = typer.Argument("", help="only model
         report = verify_stored(cfg, Engine.connect(), ray=ray_image, prefix=prefix, s3_endpoint=s3_endpoint,
                                on_line=note)
     _artifacts(ctx, report, _cases(report.scenarios), junit, report_file)
-    emit(ctx, report, as_json, "\n".join(
-        f"{'pass' if s.ok else 'FAIL'}  {s.name}" + (f"  {escape(s.reason)}" if s.reason else "")
-        for s in report.scenarios) + f"\n{len(report.scenarios)} models, S3: {escape(report.s3_server)}", ok=report.ok)
+    if as_json:
+        emit(ctx, report, True, "", ok=report.ok)
+    else:
+        yes = lambda ok, good, bad: f"[green]{good}[/]" if ok else f"[red]{bad}[/]"  # noqa: E731
+        table = Table("model", "fingerprint", "loads", "predictions", "detail")
+        for s in report.scenarios:
+            table.add_row(escape(s.name), yes(not s.fingerprint, "same", "differs"), yes(s.loaded, "yes", "no"),
+                          yes(s.same_predictions, "same", "differ"), escape("; ".join(s.fingerprint) or s.reason))
+        out.print(table)
+        out.print(f"{len(report.scenarios)} models, S3: {escape(report.s3_server)}, Ray Serve up in "
+                  f"{report.ray_startup_seconds:.0f} s, total {report.seconds:.0f} s")
     raise typer.Exit(0 if report.ok else 1)
 
 

@@ -59,6 +59,8 @@ class ScenarioResult:
     train_seconds: float
     serve_seconds: float
     fingerprint: list[str] = field(default_factory=list)  # where training and serving environments differ
+    loaded: bool = False  # unpickled in the Ray image
+    same_predictions: bool = False  # and answered what the notebook predicted
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class Served:
     diff: float | None
     warnings: list[str]
     seconds: float
+    loaded: bool = True
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,7 @@ class Server(contextlib.AbstractContextManager):
     def serve(self, name: str, meta: dict, status: str) -> Served:
         started = time.monotonic()
         if status != "loaded":
-            return Served(False, f"could not load in ray: {status}", None, [], 0.0)
+            return Served(False, f"could not load in ray: {status}", None, [], 0.0, loaded=False)
         r = requests.post(f"{self.url}/models/{name}/predict", json={"instances": meta["instances"]}, timeout=60)
         if r.status_code != 200:
             return Served(False, f"ray answered {r.status_code}: {r.text[:300]}", None, [], 0.0)
@@ -301,7 +304,7 @@ def _result(name: str, served: Served, fingerprint: list[str], train_seconds: fl
     reason = served.reason or ("trained and served in different environments: " + "; ".join(fingerprint)
                                if fingerprint else "")
     return ScenarioResult(name, served.ok and not fingerprint, reason, served.diff, served.warnings, train_seconds,
-                          served.seconds, fingerprint)
+                          served.seconds, fingerprint, loaded=served.loaded, same_predictions=served.ok)
 
 
 def run(notebook: str, ray: str, s3: S3Server | Endpoint, notebooks: Path, *, scenarios: tuple[str, ...],
