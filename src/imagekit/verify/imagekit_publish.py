@@ -100,7 +100,7 @@ def publish(model, probe, dumps=pickle.dumps) -> dict:
     scenario = os.environ.get("IMAGEKIT_SCENARIO", "scenario")
     body = dumps(model)
     records = probe.to_dict(orient="records") if isinstance(probe, pd.DataFrame) else np.asarray(probe).tolist()
-    instances = json.loads(json.dumps(records))
+    instances = json.loads(json.dumps(records, default=str))  # dates travel as ISO text
     X = as_model_input(instances)
     prefix = f"{scenario}/{version()}"
     meta = {"scenario": scenario, "version": version(), "bucket": MODELS, "key": f"{prefix}/model.pkl",
