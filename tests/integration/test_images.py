@@ -66,7 +66,7 @@ def test_ray_image_serves_http(built, container):
             pass
         assert time.monotonic() < deadline, c.get_wrapped_container().logs()[-2000:]
         time.sleep(1)
-    assert r.json() == {"status": "ok", "models": {}}
+    assert r.json() == {"status": "ok", "models": {}, "fingerprints": {}}
 
 
 def test_notebook_executes_headless(engine, built, tmp_path):
