@@ -72,16 +72,17 @@ class _Run:
         self.containers = []
 
     def start(self, image: str, cmd: list[str] | None, name: str, env: dict[str, str] | None = None):
+        """A container reachable as ``name`` on the network (as a Kubernetes service name would be)."""
         try:
-            c = self.client.containers.run(image, cmd, detach=True, environment=env or {}, shm_size="512m",
-                                           network=self.network.name, hostname=name,
-                                           name=f"{self.network.name}-{name}")
+            c = self.client.containers.create(image, cmd, detach=True, environment=env or {}, shm_size="512m",
+                                              network=self.network.name, hostname=name,
+                                              name=f"{self.network.name}-{name}")
+            self.containers.append(c)
+            self.network.disconnect(c)  # attached again under its alias, before it starts
+            self.network.connect(c, aliases=[name])
+            c.start()
         except docker.errors.APIError as e:
             raise EngineError(f"cannot start {name} from {image}: {e.explanation}") from None
-        self.network.reload()
-        self.containers.append(c)
-        self.network.disconnect(c)
-        self.network.connect(c, aliases=[name])
         return c
 
     def close(self) -> None:
@@ -92,10 +93,9 @@ class _Run:
             self.network.remove()
 
 
-def sh(c, script: str, user: str | None = None) -> tuple[int, str]:
+def sh(c, script: str) -> tuple[int, str]:
     """``bash -c script`` in a running container (as KubeRay's exec probes run): exit code, output."""
-    kw = {"user": user} if user else {}
-    code, out = c.exec_run(["bash", "-c", script], **kw)
+    code, out = c.exec_run(["bash", "-c", script])
     return code, out.decode(errors="replace").strip()
 
 
