@@ -60,7 +60,8 @@ def _side(cfg: Config, text: str) -> tuple[str, Side]:
     if img is None:
         raise UsageError(f"{text!r}: no image {image_name!r} in imagekit.toml",
                          hint=f"write [ENV/]IMAGE[:TAG|@DIGEST] with IMAGE one of {', '.join(i.name for i in cfg.images)}")
-    return img.name, facts(cfg, env, img.repository, ref.digest or ref.tag or MOVING_TAG)
+    return img.name, facts(Registry.from_config(cfg, env), f"{env.project}/{img.repository}",
+                           ref.digest or ref.tag or MOVING_TAG)
 
 
 def _environment(cfg: Config, name: str) -> Environment:
@@ -71,8 +72,7 @@ def _environment(cfg: Config, name: str) -> Environment:
     return found
 
 
-def facts(cfg: Config, env: Environment, repository: str, ref: str) -> Side:
-    reg, repo = Registry.from_config(cfg, env), f"{env.project}/{repository}"
+def facts(reg: Registry, repo: str, ref: str) -> Side:
     manifest = reg.manifest(repo, ref)
     if manifest is None:
         raise PreconditionError(f"{reg.host}/{repo}:{ref} does not exist", hint="push or promote it first")
@@ -89,7 +89,7 @@ def _in(cfg: Config, env: Environment, repository: str) -> Side:
     """What ``env`` runs: `current`, or where nothing was promoted (the first environment) the newest
     version tag."""
     reg, repo = Registry.from_config(cfg, env), f"{env.project}/{repository}"
-    return facts(cfg, env, repository, MOVING_TAG if reg.manifest(repo, MOVING_TAG) else default_tag(reg, repo))
+    return facts(reg, repo, MOVING_TAG if reg.manifest(repo, MOVING_TAG) else default_tag(reg, repo))
 
 
 def private_packages(cfg: Config) -> set[str]:
@@ -117,11 +117,9 @@ def compare(image: str, a: Side, b: Side, private: set[str]) -> ImageDiff:
     for name in sorted(set(a.packages) | set(b.packages)):
         if a.packages.get(name) != b.packages.get(name):
             changes.append((name, a.packages.get(name, ""), b.packages.get(name, "")))
-    ranked = []
-    for name, old, new in sorted(changes, key=lambda c: (_rank(c[0], private)[0], c[0])):
-        _, risk, why = _rank(name, private)
-        ranked.append(Change(name=name, a=old, b=new, kind="added" if not old else "removed" if not new else "changed",
-                             risk=risk, why=why))
+    order = sorted((_rank(name, private), name, old, new) for name, old, new in changes)
+    ranked = [Change(name=name, a=old, b=new, kind="added" if not old else "removed" if not new else "changed",
+                     risk=risk, why=why) for (_, risk, why), name, old, new in order]
     return ImageDiff(image=image, a=a.ref, b=b.ref, same_digest=a.ref.split("@")[1] == b.ref.split("@")[1],
                      python=(a.python, b.python), lock=(a.lock, b.lock), changes=ranked)
 

@@ -149,16 +149,23 @@ def _gate(src: Registry, src_repo: str, digest: str, public) -> tuple[list, str]
                 f"(IMAGEKIT_TRUST_SIGNING_KEY) whose public key is trust.public_key")
 
 
+def currents(cfg: Config, reg: Registry, env: Environment, members: list[str]) -> dict[str, str]:
+    """What `current` names in ``env`` for each image of ``members`` ("" where nothing does)."""
+    found = {n: reg.manifest(f"{env.project}/{cfg.image(n).repository}", MOVING_TAG) for n in members}
+    return {n: m.digest if m else "" for n, m in found.items()}
+
+
+def names_set(images: dict[str, str], wanted: dict[str, str]) -> bool:
+    """Whether an attestation's ``images`` are exactly ``wanted`` for every image ``wanted`` names."""
+    return all(images.get(n) == d for n, d in wanted.items())
+
+
 def _pair_problems(cfg: Config, dst: Registry, target: Environment, plans: list[_Plan], members: list[str]) -> list[str]:
     """After these promotions, the target's `current` set must be one set verify-compat passed."""
-    after = {}
-    for name in members:
-        found = dst.manifest(f"{target.project}/{cfg.image(name).repository}", MOVING_TAG)
-        after[name] = found.digest if found else ""
-    after.update({p.img.name: p.manifest.digest for p in plans})
+    after = {**currents(cfg, dst, target, members), **{p.img.name: p.manifest.digest for p in plans}}
     problems = []
     for p in plans:
-        if any(all(v.images.get(n) == after[n] for n in members) for _, v in p.attestations):
+        if any(names_set(v.images, after) for _, v in p.attestations):
             continue
         there = ", ".join(f"{n}@{after[n] or '(nothing yet)'}" for n in members if n != p.img.name)
         verified = " or ".join(", ".join(f"{n}@{d}" for n, d in sorted(v.images.items()) if n != p.img.name)
@@ -273,14 +280,19 @@ class _Log:
             entries = again
 
 
-def history(cfg: Config, image: str, env: str) -> list[HistoryEntry]:
+def _log_of(cfg: Config, image: str, env: str) -> _Log:
+    """The history of ``image`` in ``env``, whose repository must exist."""
     environment = cfg.environment(env)
     reg, repo = registry_for(cfg, environment), f"{environment.project}/{cfg.image(image).repository}"
     if not reg.tags(repo):
         raise PreconditionError(f"{reg.host}/{repo} does not exist: nothing was ever pushed or promoted there",
                                 hint=f"check the image name and the environment (`{env}` is project "
                                      f"{environment.project}); promote into it first")
-    return _Log(reg, repo).entries()
+    return _Log(reg, repo)
+
+
+def history(cfg: Config, image: str, env: str) -> list[HistoryEntry]:
+    return _log_of(cfg, image, env).entries()
 
 
 def _current_stack(entries: list[HistoryEntry]) -> list[str]:
@@ -297,10 +309,8 @@ def _current_stack(entries: list[HistoryEntry]) -> list[str]:
 def rollback(cfg: Config, image: str, env: str) -> Promotion:
     """Point the environment's moving tag back at the digest it named before; record it."""
     started = time.monotonic()
-    environment = cfg.environment(env)
-    reg, repo = registry_for(cfg, environment), f"{environment.project}/{cfg.image(image).repository}"
-    history(cfg, image, env)  # the repository exists
-    log = _Log(reg, repo)
+    log = _log_of(cfg, image, env)
+    reg, repo = log.reg, log.repo
     stack = _current_stack(log.entries())
     if len(stack) < 2:
         raise PreconditionError(f"nothing to roll back to: {repo} has {len(stack)} promotion(s) in effect",

@@ -23,6 +23,11 @@ CHUNK = 8 << 20  # bytes per request when a blob is copied between registries
 RETRY_WAITS = (0.1, 0.3, 1.0)  # a read answered 5xx is tried again after these seconds
 
 
+def fallback_tag(digest: str) -> str:
+    """The OCI 1.1 referrers tag schema: the index of what refers to ``digest`` (sha256-<hex>)."""
+    return digest.replace(":", "-")
+
+
 def is_local(host: str) -> bool:
     name = host.rsplit(":", 1)[0].strip("[]")
     if name == "localhost":
@@ -176,15 +181,19 @@ class Registry:
         r = self._put_manifest(repo, manifest.digest, manifest)
         if r.headers.get("OCI-Subject"):
             return
-        tag = manifest.subject.replace(":", "-")
         for _ in range(8):
-            index = self.manifest(repo, tag)
-            listed = index.data.get("manifests", []) if index else []
+            listed = self._fallback_index(repo, manifest.subject)
             if any(d.get("digest") == manifest.digest for d in listed):
                 return
-            self.put_manifest(repo, tag, Manifest.of({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                                                      "manifests": [*listed, manifest.descriptor()]}))
-        raise RegistryError(f"{repo}:{tag} kept changing while {manifest.digest[:19]} was added to it; try again")
+            self.put_manifest(repo, fallback_tag(manifest.subject), Manifest.of(
+                {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*listed, manifest.descriptor()]}))
+        raise RegistryError(f"{repo}:{fallback_tag(manifest.subject)} kept changing while {manifest.digest[:19]} "
+                            f"was added to it; try again")
+
+    def _fallback_index(self, repo: str, digest: str) -> list[dict]:
+        """The descriptors the fallback index of ``repo@digest`` lists (none when it has none)."""
+        index = self.manifest(repo, fallback_tag(digest))
+        return index.data.get("manifests", []) if index else []
 
     def referrers(self, repo: str, digest: str, artifact_type: str) -> list[dict]:
         """Descriptors of the manifests about ``repo@digest`` of ``artifact_type``: the referrers API
@@ -194,8 +203,7 @@ class Registry:
         if r.status_code == 200 and r.headers.get("Content-Type", "").startswith(OCI_INDEX):
             listed = r.json().get("manifests") or []
         elif r.status_code in (404, 405):
-            index = self.manifest(repo, digest.replace(":", "-"))
-            listed = index.data.get("manifests", []) if index else []
+            listed = self._fallback_index(repo, digest)
         else:
             _ok(r, f"GET referrers of {repo}@{digest[:19]}")
             listed = []
@@ -243,6 +251,13 @@ class Registry:
     def upload_blob(self, repo: str, digest: str, data: bytes) -> None:
         self.upload_blob_chunks(repo, digest, [data])
 
+    def put_blob(self, repo: str, data: bytes) -> str:
+        """Make ``data`` a blob of ``repo`` (uploaded unless the registry has it); return its digest."""
+        digest = digests.oci(data)
+        if not self.has_blob(repo, digest):
+            self.upload_blob(repo, digest, data)
+        return digest
+
     def tags(self, repo: str) -> list[str]:
         r = self._request("GET", f"{self.base}/v2/{repo}/tags/list", scope=f"repository:{repo}:pull")
         if r.status_code == 404:
@@ -258,10 +273,8 @@ class Registry:
     def put_artifact(self, repo: str, tag: str, artifact_type: str, payload: bytes, *,
                      annotations: dict[str, str] | None = None) -> str:
         """Store ``payload`` as an OCI artifact tagged ``tag``; return the manifest digest."""
-        manifest = artifact(artifact_type, payload, annotations=annotations)
-        if not self.has_blob(repo, manifest.config_digest):
-            self.upload_blob(repo, manifest.config_digest, payload)
-        return self.put_manifest(repo, tag, manifest)
+        self.put_blob(repo, payload)
+        return self.put_manifest(repo, tag, artifact(artifact_type, payload, annotations=annotations))
 
     def get_artifact(self, repo: str, ref: str) -> dict | None:
         """The JSON payload of the artifact ``repo:ref``, or None when there is none."""

@@ -14,13 +14,11 @@ Works on any pair of images (a vendor image, an older release): each item passes
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import re
 import secrets
-import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,22 +111,6 @@ def until(c, script: str, timeout: float, every: float = 1.0) -> tuple[bool, str
     return False, out, round(time.monotonic() - started, 1)
 
 
-def _put(c, dest: str, files: dict[str, bytes]) -> None:
-    """Copy ``files`` (relative paths) under ``dest``; folders they create are writable by any user
-    (the images run as 1000, a vendor's may not)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for folder in sorted({str(Path(n).parent) for n in files} - {"."}):
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777
-            tar.addfile(info)
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    c.put_archive(dest, buf.getvalue())
-
-
 def tools(c, names: tuple[str, ...], image: str) -> list[Item]:
     _, out = sh(c, " ; ".join(f"command -v {n} >/dev/null && echo {n}" for n in names))
     found = set(out.split())
@@ -176,8 +158,8 @@ def notebook_items(run: _Run, notebook: str, on_line: Callable[[str], None]) -> 
         return items + [Item("notebook", "jupyterhub-singleuser answers under its prefix with a token", False,
                              "jupyterhub-singleuser is not installed (add jupyterhub to the image)")]
     started = time.monotonic()
-    sh(c, f"mkdir -p {HUB_DIR}")
-    _put(c, HUB_DIR, {"jupyterhub_config.py": HUB_CONFIG.read_bytes()})
+    sh(c, f"mkdir -p {HUB_DIR}")  # as the image's user: the hub writes its database there
+    Engine.put(c, f"{HUB_DIR}/{HUB_CONFIG.name}", HUB_CONFIG)
     c.exec_run(["bash", "-c", f"cd {HUB_DIR} && IMAGEKIT_HUB_TOKEN={token} jupyterhub -f jupyterhub_config.py "
                               f"> hub.log 2>&1"], detach=True)
     code, out = sh(c, f"IMAGEKIT_HUB_TOKEN={token} timeout 150 python {HUB_DIR}/jupyterhub_config.py --check")
@@ -213,7 +195,9 @@ def lifecycle(run: _Run, notebook: str, head, folder: Path, on_line: Callable[[s
     c = run.start(notebook, ["sleep", "infinity"], "client",
                   env={"RAY_ADDRESS": "ray://head:10001", "SERVE_URL": "http://head:8000"})
     notebooks = sorted(folder.glob("*.ipynb"))
-    _put(c, "/tmp", {f"{LIFECYCLE}/{nb.name}": nb.read_bytes() for nb in notebooks})
+    sh(c, f"mkdir -p /tmp/{LIFECYCLE}")  # as the image's user: the notebooks write their results there
+    for nb in notebooks:
+        Engine.put(c, f"/tmp/{LIFECYCLE}/{nb.name}", nb)
     details, ok = [], bool(notebooks)
     for nb in notebooks:
         script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && timeout 300 jupyter nbconvert --to notebook "

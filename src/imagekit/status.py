@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from imagekit import attest
 from imagekit.config import Config
 from imagekit.errors import PreconditionError
-from imagekit.promote import MOVING_TAG, default_tag, registry_for
+from imagekit.promote import currents, default_tag, names_set, registry_for
 from imagekit.verify import record, verified_set
 
 
@@ -40,21 +40,21 @@ def status(cfg: Config, envs: list[str] | None = None) -> list[EnvironmentStatus
     result = []
     for env in [cfg.environment(e) for e in envs] if envs else cfg.environments:
         reg, found = registry_for(cfg, env), {}
+        now = currents(cfg, reg, env, members)
         for name in members:
             repo = f"{env.project}/{cfg.image(name).repository}"
-            current, good, why = reg.manifest(repo, MOVING_TAG), [], "nothing under current"
-            if current:
-                verdicts = record.verdicts(reg, repo, current.digest, public)
+            good, why = [], "nothing under current"
+            if now[name]:
+                verdicts = record.verdicts(reg, repo, now[name], public)
                 good = [v.images for _, v in verdicts if v.statement]
                 why = "" if good else "; ".join(v.why for _, v in verdicts) or "no signed attestation"
-            found[name] = (repo, reg.manifest(repo, tags[name]) if tags[name] else None, current, good, why)
-        now = {name: current.digest if current else "" for name, (_, _, current, _, _) in found.items()}
-        together = next((s for (_, _, _, good, _) in found.values() for s in good  # one signed statement names
-                         if all(s.get(n) == now[n] for n in members)), None)   # every image current names
+            found[name] = (repo, reg.manifest(repo, tags[name]) if tags[name] else None, good, why)
+        # one signed statement that names every image `current` names
+        together = next((s for (_, _, good, _) in found.values() for s in good if names_set(s, now)), None)
         images = [ImageStatus(image=name, repository=f"{reg.host}/{repo}", version_tag=tags[name],
                               version_digest=version.digest if version else "", current=now[name],
                               verified=bool(good), partners=together or (good or [{}])[0], why=why)
-                  for name, (repo, version, current, good, why) in found.items()]
+                  for name, (repo, version, good, why) in found.items()]
         result.append(EnvironmentStatus(name=env.name, project=env.project, pair_verified=bool(together),
                                         images=images))
     return result

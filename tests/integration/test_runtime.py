@@ -2,12 +2,12 @@
 GCS fault tolerance with Redis, JupyterHub spawning the notebook image, the notebook-to-Ray
 lifecycle; and images made wrong on purpose, which must fail for the named reason."""
 import json
-from pathlib import Path
 
 import pytest
 from helpers import ROOT
 
 from imagekit import runtime
+from imagekit.engine import Engine
 from imagekit.testing import redis_image
 from imagekit.verify import verify_compat
 
@@ -118,8 +118,8 @@ def test_a_serve_application_survives_a_head_restart_with_redis(engine, pair, ba
         assert runtime.until(head, runtime.GCS_PROBE, 120)[0]
         worker = run.start(pair["ray"], runtime.WORKER, "worker", env={"RAY_gcs_rpc_server_reconnect_timeout_s": "300"})
         for c in (head, worker):
-            runtime._put(c, "/opt/serving", {"alive_app.py": APP})
-        runtime._put(head, "/tmp", {"alive.yaml": CONFIG})
+            Engine.put(c, "/opt/serving/alive_app.py", APP)
+        Engine.put(head, "/tmp/alive.yaml", CONFIG)
         assert runtime.until(worker, runtime.RAYLET_PROBE, 120)[0]
         code, out = runtime.sh(head, "serve deploy /tmp/alive.yaml")
         assert code == 0, out

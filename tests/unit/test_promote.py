@@ -11,8 +11,8 @@ from helpers import RegistryProcess, make_htpasswd, make_wheel, seed_image
 
 from imagekit import attest, config, diff, promote, status
 from imagekit.errors import CheckFailed, ConfigError, PreconditionError, RegistryError, UsageError
-from imagekit.registry import Registry
-from imagekit.testing import record_verified
+from imagekit.registry import Registry, fallback_tag
+from imagekit.testing import record_verified, sign_pair
 from imagekit.verify import record
 
 GATE = """
@@ -53,9 +53,7 @@ def verify(reg, key, digests, *, passed=True, pair=None, only=None):
     """Attestations as verify-compat signs them, for ``pair`` (default: these digests), attached to
     ``digests`` (only those of ``only``)."""
     pair = pair or digests
-    envelope = attest.sign(attest.statement({n: (f"mlops-desa/{REPOS[n]}", pair[n]) for n in REPOS}, passed=passed,
-                                            lock="0" * 64, python="3.11.2", s3_server="test",
-                                            scenarios={"iris": {"passed": passed}}), attest.load_private(str(key)))
+    envelope = sign_pair(key, {n: (f"mlops-desa/{REPOS[n]}", pair[n]) for n in REPOS}, passed=passed)
     for name in REPOS if only is None else only:
         record.write(reg, f"mlops-desa/{REPOS[name]}", digests[name], envelope)
     return envelope
@@ -91,8 +89,8 @@ def forge(case, reg, keys, digests):
         seed = seed_image(reg, "mlops-desa/ray", "v0", layers=1)
         verify(reg, trusted, {**digests, "ray": seed}, only=["ray"])
         (theirs, _), = record.read(reg, "mlops-desa/ray", seed)
-        reg.put_manifest("mlops-desa/ray", digests["ray"].replace(":", "-"), reg.manifest("mlops-desa/ray",
-                                                                                          seed.replace(":", "-")))
+        reg.put_manifest("mlops-desa/ray", fallback_tag(digests["ray"]), reg.manifest("mlops-desa/ray",
+                                                                                      fallback_tag(seed)))
     elif case == "tampered":  # signed for a failed run, then edited to say it passed
         envelope = verify(reg, trusted, digests, passed=False, only=[])
         data = json.loads(base64.b64decode(envelope["payload"]))
@@ -183,7 +181,7 @@ def test_image_at_digest_promotes_that_digest_under_current_only(desa, keys):
     done = promote.promote(cfg, [f"{n}@{d}" for n, d in digests.items()], to="test")[0]
     assert done.tags == ["current"]
     assert [t for t in reg.tags("mlops-test/ray") if not t.startswith(promote.HISTORY_PREFIX)] == sorted(
-        ["current", digests["ray"].replace(":", "-")])  # current, and the attestation's fallback index
+        ["current", fallback_tag(digests["ray"])])  # current, and the attestation's fallback index
 
 
 def test_promote_history_and_rollback_through_the_cli_print_json_data(desa, keys, cli, monkeypatch, secure_registry):

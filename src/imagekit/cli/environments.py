@@ -14,10 +14,6 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
 
 
-def _short(ref: str) -> str:
-    return ref.split("@")[-1][:19]
-
-
 def _diff_lines(result: list[diff_core.ImageDiff]) -> str:
     lines = []
     for d in result:

@@ -4,21 +4,14 @@ from typing import Optional
 
 import typer
 
-from imagekit import build, runtime
+from imagekit import runtime
 from imagekit.cli._common import JSON, emit, escape, load, progress
 from imagekit.engine import Engine
-from imagekit.errors import PreconditionError
+from imagekit.verify import built_ref
 
 
 def register(app: typer.Typer) -> None:
     app.command("runtime-check")(runtime_check)
-
-
-def _built(cfg, name: str, option: str) -> str:
-    entry = next((i for i in build.load_result(cfg).images if i.name == name), None)
-    if entry is None:
-        raise PreconditionError(f"no built '{name}' image", hint=f"run `imagekit build`, or pass {option} REF")
-    return entry.image_id
 
 
 def runtime_check(ctx: typer.Context,
@@ -37,8 +30,8 @@ def runtime_check(ctx: typer.Context,
     Example: imagekit runtime-check --ray-image rayproject/ray:2.41.0-py311 --json
     """
     cfg = load(ctx)
-    ray = ray_image or _built(cfg, cfg.verify.server, "--ray-image")
-    notebook = notebook_image or _built(cfg, cfg.verify.trainer, "--notebook-image")
+    ray = ray_image or built_ref(cfg, cfg.verify.server, "--ray-image")
+    notebook = notebook_image or built_ref(cfg, cfg.verify.trainer, "--notebook-image")
     with progress(ctx, "runtime-check") as note:
         report = runtime.check(Engine.connect(), ray, notebook, lifecycle_notebooks=cfg.path(cfg.verify.lifecycle),
                                on_line=note)

@@ -98,14 +98,19 @@ def verified_set(cfg: Config) -> list[str]:
     return names
 
 
+def built_ref(cfg: Config, name: str, option: str) -> str:
+    """The image id of ``name`` in the last build: the default of ``option`` (e.g. --ray-image)."""
+    entry = next((i for i in build.load_result(cfg).images if i.name == name), None)
+    if entry is None:
+        raise PreconditionError(f"no built '{name}' image in {build.result_path(cfg)}",
+                                hint=f"run `imagekit build`, or pass {option} REF")
+    return entry.image_id
+
+
 def _subject(cfg: Config, engine: Engine, role: str, ref: str | None, name: str | None = None) -> Subject:
     if ref is None:
-        name = name or (cfg.verify.trainer if role == "notebook" else cfg.verify.server)
-        entry = next((i for i in build.load_result(cfg).images if i.name == name), None)
-        if entry is None:
-            raise PreconditionError(f"no built '{name}' image in {build.result_path(cfg)}",
-                                    hint=f"run `imagekit build`, or pass --{role}-image REF")
-        ref = entry.image_id
+        ref = built_ref(cfg, name or (cfg.verify.trainer if role == "notebook" else cfg.verify.server),
+                        f"--{role}-image")
     info = engine.image(ref)
     if info is None and not engine.pull(ref):
         raise PreconditionError(f"image {ref} is neither in the engine nor pullable",
