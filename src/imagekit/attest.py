@@ -1,10 +1,12 @@
 """Signed attestations: an in-toto Statement v1 in a DSSE envelope, signed with ECDSA P-256.
 
-The envelope is what `cosign attest --type <predicate type>` writes (payloadType
+The envelope is what `cosign attest --key --type <predicate type>` signs (payloadType
 application/vnd.in-toto+json, base64 payload, DER ECDSA-SHA256 signatures over the DSSE
-pre-authentication encoding), so `cosign verify-attestation --key` reads the same bytes. The
-predicate is imagekit's own (PREDICATE_TYPE): the verified set's digests, the lock, Python, the S3
-server and every scenario's result; SLSA's verification_summary has no place for the pair.
+pre-authentication encoding). It travels in the two layouts cosign writes and the platform's
+admission controllers read (record.py): inside a sigstore bundle v0.3 (``bundle``: the public key's
+hint, no transparency-log entry) and bare, as a layer of the legacy ``sha256-<hex>.att`` manifest.
+The predicate is imagekit's own (PREDICATE_TYPE): the verified set's digests, the lock, Python, the
+S3 server and every scenario's result; SLSA's verification_summary has no place for the pair.
 
 Keys: the private key is a PEM (PKCS#8 or SEC1, unencrypted) from a file or the environment, never
 from imagekit.toml; the public key is a PEM file named by trust.public_key. A signature's keyid is
@@ -30,7 +32,8 @@ from imagekit.errors import ConfigError
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://imagekit.dev/verify-compat/v1"
-ENVELOPE_TYPE = "application/vnd.dsse.envelope.v1+json"  # the artifact type and the layer's media type
+ENVELOPE_TYPE = "application/vnd.dsse.envelope.v1+json"  # a bare envelope (the legacy .att layer)
+BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"  # a sigstore bundle (artifact and layer type)
 
 
 def keyid(public: ec.EllipticCurvePublicKey) -> str:
@@ -87,7 +90,7 @@ def statement(subjects: dict[str, tuple[str, str]], *, passed: bool, lock: str, 
             "predicateType": PREDICATE_TYPE,
             "predicate": {"passed": passed, "images": {name: digest for name, (_, digest) in subjects.items()},
                           "lock": lock, "python": python, "s3_server": s3_server, "scenarios": scenarios,
-                          "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}}
+                          "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")}}
 
 
 def sign(data: dict, private: ec.EllipticCurvePrivateKey) -> dict:
@@ -95,6 +98,23 @@ def sign(data: dict, private: ec.EllipticCurvePrivateKey) -> dict:
     sig = private.sign(pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
     return {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
             "signatures": [{"keyid": keyid(private.public_key()), "sig": base64.b64encode(sig).decode()}]}
+
+
+def bundle(envelope: dict) -> dict:
+    """The sigstore bundle v0.3 of a signed envelope, as `cosign attest --key` writes it: the key
+    named by its hint (our keyid), no transparency-log entry, no timestamp (verifiers are told so:
+    `--insecure-ignore-tlog`, Kyverno's ``rekor.ignoreTlog``)."""
+    sigs = envelope.get("signatures") or [{}]
+    return {"mediaType": BUNDLE_TYPE,
+            "verificationMaterial": {"publicKey": {"hint": sigs[0].get("keyid", "")}, "tlogEntries": []},
+            "dsseEnvelope": envelope}
+
+
+def unbundle(data: dict) -> dict:
+    """The DSSE envelope a sigstore bundle carries ({} when it carries none)."""
+    if data.get("mediaType") != BUNDLE_TYPE or not isinstance(data.get("dsseEnvelope"), dict):
+        return {}
+    return data["dsseEnvelope"]
 
 
 @dataclass(frozen=True)

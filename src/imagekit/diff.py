@@ -7,12 +7,12 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from imagekit import build, osimage
+from imagekit import attest, build, osimage
 from imagekit.config import Config
 from imagekit.errors import PreconditionError, UsageError
 from imagekit.images import Environment
 from imagekit.oci import Reference
-from imagekit.promote import MOVING_TAG, default_tag
+from imagekit.promote import MOVING_TAG, newest_set
 from imagekit.registry import Registry
 from imagekit.verify import verified_set
 
@@ -85,11 +85,18 @@ def facts(reg: Registry, repo: str, ref: str) -> Side:
                 lock=labels.get(build.LOCK_LABEL, ""), packages=packages)
 
 
-def _in(cfg: Config, env: Environment, repository: str) -> Side:
-    """What ``env`` runs: `current`, or where nothing was promoted (the first environment) the newest
-    version tag."""
-    reg, repo = Registry.from_config(cfg, env), f"{env.project}/{repository}"
-    return facts(reg, repo, MOVING_TAG if reg.manifest(repo, MOVING_TAG) else default_tag(reg, repo))
+def _runs(cfg: Config, env: Environment) -> dict[str, Side]:
+    """What ``env`` runs of each verified image: `current`, or where nothing was promoted (the first
+    environment) what `promote --all` would move from it: its newest verified set."""
+    reg, members = Registry.from_config(cfg, env), verified_set(cfg)
+    repos = {n: f"{env.project}/{cfg.image(n).repository}" for n in members}
+    chosen = None
+    if not all(reg.manifest(repo, MOVING_TAG) for repo in repos.values()):
+        chosen = newest_set(cfg, reg, env, members, attest.trusted_key(cfg))
+        if chosen is None:
+            raise PreconditionError(f"{env.name} runs nothing under {MOVING_TAG} and holds no verified set",
+                                    hint="push and verify the images (`imagekit verify-compat`), or diff two images")
+    return {n: facts(reg, repo, chosen.images[n] if chosen else MOVING_TAG) for n, repo in repos.items()}
 
 
 def private_packages(cfg: Config) -> set[str]:
@@ -133,10 +140,7 @@ def diff(cfg: Config, refs: list[str], envs: list[str]) -> list[ImageDiff]:
         return [compare(name_a if name_a == name_b else f"{name_a} / {name_b}", a, b, private)]
     if len(envs) == 2 and not refs:
         a_env, b_env = (_environment(cfg, e) for e in envs)
-        result = []
-        for name in verified_set(cfg):
-            repository = cfg.image(name).repository
-            result.append(compare(name, _in(cfg, a_env, repository), _in(cfg, b_env, repository), private))
-        return result
+        a, b = _runs(cfg, a_env), _runs(cfg, b_env)
+        return [compare(name, a[name], b[name], private) for name in a]
     raise UsageError("give two references (imagekit diff A B) or two environments (--env A --env B)",
                      option="--env", hint="e.g. imagekit diff desa/ray prod/ray, or imagekit diff --env desa --env prod")

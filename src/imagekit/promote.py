@@ -71,17 +71,57 @@ def promotable(cfg: Config, names: list[str], all_images: bool) -> list[tuple[Im
     return result
 
 
-def default_tag(reg: Registry, repo: str) -> str:
-    """What to promote when no tag is named: the source environment's newest version tag (by the
-    image's creation label), whatever the working tree would build now."""
-    versions = [t for t in reg.tags(repo) if t != MOVING_TAG and not t.startswith(("lock-", "git-", "sha256-",
-                                                                                     "imagekit."))]
-    if not versions:
-        raise PreconditionError(f"{reg.host}/{repo} has no version tag to promote",
-                                hint="push the images first (`imagekit push`), or name a tag (IMAGE:TAG)")
-    created = {t: reg.config(repo, reg.manifest(repo, t)).get("config", {}).get("Labels", {})
-               .get("org.opencontainers.image.created", "") for t in versions}
-    return max(versions, key=lambda t: (created[t], t))
+NOT_VERSIONS = (MOVING_TAG, "lock-", "git-", "sha256-", "imagekit.")  # imagekit's own tags, cosign's
+
+
+@dataclass(frozen=True)
+class VerifiedSet:
+    """The images one valid attestation names together, as an environment holds them."""
+    images: dict[str, str]  # image name -> digest
+    tags: dict[str, str]  # image name -> the version tag that names that digest there ("" when none)
+    verified_at: str
+
+
+def newest_set(cfg: Config, reg: Registry, env: Environment, members: list[str], public) -> VerifiedSet | None:
+    """What `promote --all` moves from ``env``: the set named together by the newest valid attestation
+    (canonical layout, by the trusted key, passed) of any version-tagged digest of the first member,
+    every image of it present in ``env``. Only a signature chooses: a label or a tag name a user
+    pushed by hand never does."""
+    repos = {n: f"{env.project}/{cfg.image(n).repository}" for n in members}
+    tagged = _version_tags(reg, repos[members[0]])
+    candidates = {}
+    for digest in tagged:
+        for f, v in record.verdicts(reg, repos[members[0]], digest, public):
+            if f.layout == record.CANONICAL and v.statement and set(members) <= set(v.images):
+                images = {n: v.images[n] for n in members}
+                candidates[(v.statement["predicate"].get("verified_at", ""), tuple(sorted(images.items())))] = images
+    best = next(((key, images) for key, images in sorted(candidates.items(), reverse=True)
+                 if all(_attested(reg, repos[n], images, n, public) for n in members[1:])), None)
+    if best is None:
+        return None
+    tags = {}
+    for name, digest in best[1].items():  # the tag its label names, else any version tag naming it
+        version = version_of(reg, repos[name], reg.manifest(repos[name], digest))
+        if not (version and (m := reg.manifest(repos[name], version)) and m.digest == digest):
+            version = (tagged if name == members[0] else _version_tags(reg, repos[name])).get(digest, "")
+        tags[name] = version
+    return VerifiedSet(images=best[1], tags=tags, verified_at=best[0][0])
+
+
+def _attested(reg: Registry, repo: str, images: dict[str, str], name: str, public) -> bool:
+    """Whether image ``name`` of ``images`` is in ``repo`` with a valid attestation naming that set."""
+    return reg.manifest(repo, images[name]) is not None and any(
+        f.layout == record.CANONICAL and v.statement and names_set(v.images, images)
+        for f, v in record.verdicts(reg, repo, images[name], public))
+
+
+def _version_tags(reg: Registry, repo: str) -> dict[str, str]:
+    """digest -> the first version tag (by name) that names it in ``repo``."""
+    found = {}
+    for tag in reg.tags(repo):
+        if not tag.startswith(NOT_VERSIONS) and (m := reg.manifest(repo, tag)):
+            found.setdefault(m.digest, tag)
+    return found
 
 
 def version_of(reg: Registry, repo: str, manifest: Manifest) -> str:
@@ -135,18 +175,25 @@ class _Plan:
     dst_repo: str
     manifest: Manifest
     tags: list[str]
-    attestations: list[tuple[Manifest, attest.Verdict]]  # the valid ones
+    attestations: list[tuple[record.Found, attest.Verdict]]  # the valid ones in the canonical layout
+    copies: list[record.Found]  # the valid ones in every layout: they travel with the digest
 
 
-def _gate(src: Registry, src_repo: str, digest: str, public) -> tuple[list, str]:
-    """(the valid attestations of ``src_repo@digest``, why none is when there is none)."""
+def _gate(src: Registry, src_repo: str, digest: str, public) -> tuple[list, list, str]:
+    """(the valid attestations of ``src_repo@digest`` in the canonical layout, the valid ones in
+    every layout, why none is in the canonical layout when there is none)."""
     found = record.verdicts(src, src_repo, digest, public)
-    good = [(m, v) for m, v in found if v.statement]
+    valid = [(f, v) for f, v in found if v.statement]
+    good = [(f, v) for f, v in valid if f.layout == record.CANONICAL]
     if good:
-        return good, ""
-    why = "; ".join(f"its attestation {m.digest[:19]} {v.why}" for m, v in found) or "has no signed attestation"
-    return [], (f"{src_repo}@{digest} {why}: run `imagekit verify-compat` on the pair with the signing key "
-                f"(IMAGEKIT_TRUST_SIGNING_KEY) whose public key is trust.public_key")
+        return good, [f for f, _ in valid], ""
+    reasons = [f"its {record.LAYOUTS[f.layout]} attestation {f.where[:19]} {v.why}" for f, v in found if not v.statement]
+    if valid:
+        reasons.append(f"its valid attestation is only in the {record.LAYOUTS[valid[0][0].layout]} layout, and the gate "
+                       f"reads the {record.LAYOUTS[record.CANONICAL]}")
+    why = "; ".join(reasons) or "has no signed attestation"
+    return [], [], (f"{src_repo}@{digest} {why}: run `imagekit verify-compat` on the pair with the signing key "
+                    f"(IMAGEKIT_TRUST_SIGNING_KEY) whose public key is trust.public_key")
 
 
 def currents(cfg: Config, reg: Registry, env: Environment, members: list[str]) -> dict[str, str]:
@@ -188,32 +235,46 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
         for img in leaves(cfg.images):
             if img.shared and img.name not in members:
                 note(f"{img.name}: not promoted: it is not in verify.images, so no verification covers it")
-    for img, ref in promotable(cfg, names, all_images):  # check everything before writing anything
+    wanted = promotable(cfg, names, all_images)
+    chosen = None
+    if any(ref is None and img.name in members for img, ref in wanted):
+        chosen = newest_set(cfg, src, source_env, members, public)
+        if chosen is None:
+            raise CheckFailed(f"nothing was promoted to {target_env.name}", differences=[
+                f"{source_env.name} holds no set of {', '.join(members)} that one valid attestation names together"],
+                hint="run `imagekit verify-compat` with the signing key, or name what to promote (IMAGE:TAG)")
+        note(f"promoting the newest verified set in {source_env.name} (verified together at {chosen.verified_at}): "
+             + ", ".join(f"{n}@{d}" + (f" ({chosen.tags[n]})" if chosen.tags[n] else "")
+                         for n, d in chosen.images.items() if n in {i.name for i, r in wanted if r is None}))
+    for img, ref in wanted:  # check everything before writing anything
         src_repo, dst_repo = f"{source_env.project}/{img.repository}", f"{target_env.project}/{img.repository}"
-        wanted = ref.ref if ref else default_tag(src, src_repo)
-        manifest = src.manifest(src_repo, wanted)
-        if manifest is None:
-            problems.append(f"{src.host}/{src_repo}:{wanted} does not exist (promote to {source_env.name} first?)")
-            continue
         if img.name not in members:
-            problems.append(f"{src_repo}@{manifest.digest} is not in verify.images, so no verification covers it")
+            found = src.manifest(src_repo, ref.ref) if ref else None
+            problems.append(f"{src_repo}@{found.digest if found else ref.ref if ref else '(any)'} is not in "
+                            f"verify.images, so no verification covers it")
             continue
-        good, why = _gate(src, src_repo, manifest.digest, public)
+        manifest = src.manifest(src_repo, ref.ref if ref else chosen.images[img.name])
+        if manifest is None:
+            problems.append(f"{src.host}/{src_repo}:{ref.ref} does not exist (promote to {source_env.name} first?)")
+            continue
+        good, copies, why = _gate(src, src_repo, manifest.digest, public)
         if why:
             problems.append(why)
             continue
-        if ref and ref.digest:
+        if ref is None:
+            version = chosen.tags[img.name]
+        elif ref.digest:
             version = ""
-        elif wanted == MOVING_TAG:
+        elif ref.ref == MOVING_TAG:
             version = version_of(src, src_repo, manifest)
         else:
-            version = wanted
+            version = ref.tag
         tags = [t for t in (version, MOVING_TAG) if t]
         for tag in tags:
             existing = dst.manifest(dst_repo, tag)
             if existing and existing.digest != manifest.digest and target_env.immutable and tag != MOVING_TAG:
                 problems.append(f"{dst_repo}:{tag} is immutable in {target_env.name} and names {existing.digest}")
-        plans.append(_Plan(img, src_repo, dst_repo, manifest, tags, good))
+        plans.append(_Plan(img, src_repo, dst_repo, manifest, tags, good, copies))
     if not problems:
         problems = _pair_problems(cfg, dst, target_env, plans, members)
     if problems:
@@ -225,9 +286,8 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
         already = all((m := dst.manifest(p.dst_repo, t)) and m.digest == digest for t in p.tags)
         copy_blobs(src, p.src_repo, dst, p.dst_repo, p.manifest, counts, note)
         dst.put_manifest(p.dst_repo, digest, p.manifest)
-        for attestation, _ in p.attestations:  # the attestations travel with the digest
-            copy_blobs(src, p.src_repo, dst, p.dst_repo, attestation, counts, note)
-            dst.attach(p.dst_repo, attestation)
+        record.copy(dst, p.dst_repo, digest, p.copies,  # the attestations travel with the digest, every layout
+                    lambda m: copy_blobs(src, p.src_repo, dst, p.dst_repo, m, counts, note))
         for tag in p.tags:  # last: only now can a tag name it
             if tag != MOVING_TAG:
                 dst.put_manifest(p.dst_repo, tag, p.manifest)

@@ -2,12 +2,11 @@
 and under `current`, whether `current` is verified, and with which partner."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imagekit import attest
 from imagekit.config import Config
-from imagekit.errors import PreconditionError
-from imagekit.promote import currents, default_tag, names_set, registry_for
+from imagekit.promote import currents, names_set, newest_set, registry_for
 from imagekit.verify import record, verified_set
 
 
@@ -15,12 +14,13 @@ from imagekit.verify import record, verified_set
 class ImageStatus:
     image: str
     repository: str  # host/project/repository
-    version_tag: str  # the newest version tag of the first environment: the release being promoted
+    version_tag: str  # the version tag of the first environment's newest verified set: the release being promoted
     version_digest: str  # what that tag names in the environment ("" when absent)
     current: str  # what `current` names ("" when nothing was promoted)
     verified: bool  # `current` has a valid attestation of its own
     partners: dict[str, str]  # the verified set that attestation names (image -> digest)
     why: str = ""  # why not verified
+    layouts: dict[str, bool] = field(default_factory=dict)  # record.LAYOUTS -> `current` has a valid one there
 
 
 @dataclass(frozen=True)
@@ -35,33 +35,28 @@ def status(cfg: Config, envs: list[str] | None = None) -> list[EnvironmentStatus
     public = attest.trusted_key(cfg)
     members = verified_set(cfg)
     first = cfg.environments[0]
-    tags = {name: _newest(registry_for(cfg, first), f"{first.project}/{cfg.image(name).repository}")
-            for name in members}
+    newest = newest_set(cfg, registry_for(cfg, first), first, members, public)
+    tags = {name: newest.tags[name] if newest else "" for name in members}
     result = []
     for env in [cfg.environment(e) for e in envs] if envs else cfg.environments:
         reg, found = registry_for(cfg, env), {}
         now = currents(cfg, reg, env, members)
         for name in members:
             repo = f"{env.project}/{cfg.image(name).repository}"
-            good, why = [], "nothing under current"
+            good, why, layouts = [], "nothing under current", {}
             if now[name]:
                 verdicts = record.verdicts(reg, repo, now[name], public)
-                good = [v.images for _, v in verdicts if v.statement]
-                why = "" if good else "; ".join(v.why for _, v in verdicts) or "no signed attestation"
-            found[name] = (repo, reg.manifest(repo, tags[name]) if tags[name] else None, good, why)
+                good = [v.images for f, v in verdicts if v.statement and f.layout == record.CANONICAL]
+                layouts = {layout: any(v.statement and f.layout == layout for f, v in verdicts)
+                           for layout in record.LAYOUTS}
+                why = "" if good else "; ".join(f"{f.layout}: {v.why}" for f, v in verdicts) or "no signed attestation"
+            found[name] = (repo, reg.manifest(repo, tags[name]) if tags[name] else None, good, why, layouts)
         # one signed statement that names every image `current` names
-        together = next((s for (_, _, good, _) in found.values() for s in good if names_set(s, now)), None)
+        together = next((s for (_, _, good, _, _) in found.values() for s in good if names_set(s, now)), None)
         images = [ImageStatus(image=name, repository=f"{reg.host}/{repo}", version_tag=tags[name],
                               version_digest=version.digest if version else "", current=now[name],
-                              verified=bool(good), partners=together or (good or [{}])[0], why=why)
-                  for name, (repo, version, good, why) in found.items()]
+                              verified=bool(good), partners=together or (good or [{}])[0], why=why, layouts=layouts)
+                  for name, (repo, version, good, why, layouts) in found.items()]
         result.append(EnvironmentStatus(name=env.name, project=env.project, pair_verified=bool(together),
                                         images=images))
     return result
-
-
-def _newest(reg, repo: str) -> str:
-    try:
-        return default_tag(reg, repo)
-    except PreconditionError:  # nothing pushed yet
-        return ""

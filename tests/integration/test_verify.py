@@ -44,8 +44,10 @@ def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, regist
     assert "stand-in" in report.roundtrip.s3_server or "MinIO" in report.roundtrip.s3_server
     reg, trusted = Registry.from_config(cfg), attest.trusted_key(cfg)
     for subject in (report.notebook, report.ray):
-        (_, verdict), = record.verdicts(reg, subject.repository, subject.digest, trusted)
-        assert verdict.images == {"notebook": report.notebook.digest, "ray": report.ray.digest}
+        found = record.verdicts(reg, subject.repository, subject.digest, trusted)
+        assert sorted(f.layout for f, _ in found) == [record.ATT, record.BUNDLE]  # cosign's two layouts
+        (_, verdict), _ = found
+        assert all(v.images == {"notebook": report.notebook.digest, "ray": report.ray.digest} for _, v in found)
         predicate = verdict.statement["predicate"]
         assert predicate["lock"] == lock.shared_lock(cfg).digest and predicate["python"] == "3.11.2"
         assert set(predicate["scenarios"]) == {"iris", "cybersec", "custom-v1", "custom-v2", "housing-regressor",

@@ -49,13 +49,13 @@ def desa(tmp_path, secure_registry, keys):
     return cfg, reg, digests
 
 
-def verify(reg, key, digests, *, passed=True, pair=None, only=None):
+def verify(reg, key, digests, *, passed=True, pair=None, only=None, layouts=(record.BUNDLE, record.ATT)):
     """Attestations as verify-compat signs them, for ``pair`` (default: these digests), attached to
-    ``digests`` (only those of ``only``)."""
+    ``digests`` (only those of ``only``), in ``layouts``."""
     pair = pair or digests
     envelope = sign_pair(key, {n: (f"mlops-desa/{REPOS[n]}", pair[n]) for n in REPOS}, passed=passed)
     for name in REPOS if only is None else only:
-        record.write(reg, f"mlops-desa/{REPOS[name]}", digests[name], envelope)
+        record.write(reg, f"mlops-desa/{REPOS[name]}", digests[name], envelope, layouts)
     return envelope
 
 
@@ -71,56 +71,69 @@ def test_a_verified_pair_is_promoted_with_its_attestation(desa, keys):
     for name, repo in REPOS.items():
         assert done[name].digest == digests[name] and done[name].tags == ["v1", "current"]
         assert reg.manifest(f"mlops-test/{repo}", "current").digest == digests[name]
-        (_, verdict), = record.verdicts(reg, f"mlops-test/{repo}", digests[name], trusted)  # it travelled along
-        assert verdict.images == digests
+        found = record.verdicts(reg, f"mlops-test/{repo}", digests[name], trusted)  # it travelled along
+        assert sorted(f.layout for f, _ in found) == [record.ATT, record.BUNDLE]  # in both layouts
+        assert all(verdict.images == digests for _, verdict in found)
     assert [e.digest for e in promote.history(cfg, "ray", "test")] == [digests["ray"]]
 
 
-def forge(case, reg, keys, digests):
-    """Attach to desa's ray digest an attestation forged in the way ``case`` names."""
-    trusted, other = keys["trusted"][0], keys["other"][0]
+def forge(case, reg, keys, digests, layout):
+    """Attach to desa's ray digest, in ``layout`` only, an attestation forged in the way ``case`` names."""
+    trusted, other, only = keys["trusted"][0], keys["other"][0], (layout,)
     if case == "unsigned":
         envelope = verify(reg, trusted, digests, only=[])
-        record.write(reg, "mlops-desa/ray", digests["ray"], {**envelope, "signatures": []})
+        record.write(reg, "mlops-desa/ray", digests["ray"], {**envelope, "signatures": []}, only)
     elif case == "copied":  # a real attestation of another pair, attached to this digest
         envelope = verify(reg, trusted, digests, pair={n: "sha256:" + "1" * 64 for n in REPOS}, only=[])
-        record.write(reg, "mlops-desa/ray", digests["ray"], envelope)
-    elif case == "moved":  # another digest's attestation manifest, listed under this digest
+        record.write(reg, "mlops-desa/ray", digests["ray"], envelope, only)
+    elif case == "moved":  # another digest's attestation, listed under this digest
         seed = seed_image(reg, "mlops-desa/ray", "v0", layers=1)
-        verify(reg, trusted, {**digests, "ray": seed}, only=["ray"])
-        (theirs, _), = record.read(reg, "mlops-desa/ray", seed)
-        reg.put_manifest("mlops-desa/ray", fallback_tag(digests["ray"]), reg.manifest("mlops-desa/ray",
-                                                                                      fallback_tag(seed)))
+        verify(reg, trusted, {**digests, "ray": seed}, only=["ray"], layouts=only)
+        tag = fallback_tag if layout == record.BUNDLE else record.att_tag
+        reg.put_manifest("mlops-desa/ray", tag(digests["ray"]), reg.manifest("mlops-desa/ray", tag(seed)))
     elif case == "tampered":  # signed for a failed run, then edited to say it passed
         envelope = verify(reg, trusted, digests, passed=False, only=[])
         data = json.loads(base64.b64decode(envelope["payload"]))
         data["predicate"]["passed"] = True
         record.write(reg, "mlops-desa/ray", digests["ray"],
-                     {**envelope, "payload": base64.b64encode(json.dumps(data).encode()).decode()})
+                     {**envelope, "payload": base64.b64encode(json.dumps(data).encode()).decode()}, only)
     elif case == "other key":
-        verify(reg, other, digests)
+        verify(reg, other, digests, layouts=only)
     elif case == "failed":
-        verify(reg, trusted, digests, passed=False)
+        verify(reg, trusted, digests, passed=False, layouts=only)
 
 
+@pytest.mark.parametrize("layout", [record.BUNDLE, record.ATT])
 @pytest.mark.parametrize("case, why", [
     ("none", "has no signed attestation"),
     ("unsigned", "is unsigned"),
     ("copied", "is about other digests .*: copied from another image"),
-    ("moved", "is attached to sha256:.*, not to it"),
+    ("moved", {record.BUNDLE: "is attached to sha256:.*, not to it", record.ATT: "copied from another image"}),
     ("tampered", "the payload was changed after signing \\(tampered\\)"),
     ("other key", "is signed by another key"),
     ("failed", "says verification did not pass"),
 ])
-def test_a_digest_without_a_valid_attestation_of_its_own_is_refused(desa, keys, case, why):
+def test_a_digest_without_a_valid_attestation_of_its_own_is_refused(desa, keys, case, why, layout):
+    """Each forgery, arriving in either layout, is refused by name; nothing is written."""
     cfg, reg, digests = desa
     verify(reg, keys["trusted"][0], digests, only=["notebook"])
-    forge(case, reg, keys, digests)
-    with pytest.raises(CheckFailed, match=why) as e:
-        promote.promote(cfg, [], all_images=True, to="test")
+    forge(case, reg, keys, digests, layout)
+    with pytest.raises(CheckFailed, match=why[layout] if isinstance(why, dict) else why) as e:
+        promote.promote(cfg, ["ray:v1", "notebook:v1"], to="test")
     assert "imagekit verify-compat" in str(e.value) and e.value.exit_code == 1
     assert f"mlops-desa/ray@{digests['ray']}" in str(e.value)
+    if case != "none":
+        assert record.LAYOUTS[layout] in str(e.value)  # the refusal names the layout it arrived in
     assert untouched(reg)  # not even the notebook, whose attestation is fine
+
+
+def test_a_valid_attestation_only_in_the_legacy_layout_is_not_what_the_gate_reads(desa, keys):
+    cfg, reg, digests = desa
+    verify(reg, keys["trusted"][0], digests, layouts=(record.ATT,))
+    with pytest.raises(CheckFailed, match="only in the cosign legacy sha256-<hex>.att tag layout, and the gate reads "
+                                          "the sigstore bundle v0.3 referrer"):
+        promote.promote(cfg, ["ray:v1", "notebook:v1"], to="test")
+    assert untouched(reg)
 
 
 def test_the_pair_in_the_target_must_be_a_verified_pair(desa, keys):
@@ -161,8 +174,11 @@ def test_a_mixed_batch_writes_nothing(desa, keys):
     cfg, reg, digests = desa
     verify(reg, keys["trusted"][0], digests, only=["ray"])  # the notebook has no attestation
     with pytest.raises(CheckFailed, match="scipy-notebook@.* has no signed attestation"):
-        promote.promote(cfg, [], all_images=True, to="test")
+        promote.promote(cfg, ["ray:v1", "notebook:v1"], to="test")
     assert untouched(reg)  # not even the verified ray
+    with pytest.raises(CheckFailed, match="desa holds no set of notebook, ray that one valid attestation names"):
+        promote.promote(cfg, [], all_images=True, to="test")  # nor is a half-attested set chosen
+    assert untouched(reg)
 
 
 def test_skipping_an_environment_needs_force(desa, keys):
@@ -181,7 +197,7 @@ def test_image_at_digest_promotes_that_digest_under_current_only(desa, keys):
     done = promote.promote(cfg, [f"{n}@{d}" for n, d in digests.items()], to="test")[0]
     assert done.tags == ["current"]
     assert [t for t in reg.tags("mlops-test/ray") if not t.startswith(promote.HISTORY_PREFIX)] == sorted(
-        ["current", fallback_tag(digests["ray"])])  # current, and the attestation's fallback index
+        ["current", fallback_tag(digests["ray"]), record.att_tag(digests["ray"])])  # and the attestation's layouts
 
 
 def test_promote_history_and_rollback_through_the_cli_print_json_data(desa, keys, cli, monkeypatch, secure_registry):
@@ -385,6 +401,7 @@ def test_status_and_diff_between_environments_on_a_prepared_registry(desa, keys,
     ray3 = seed_image(reg, "mlops-desa/ray", "v3", layers=1, labels=labels("3.11.2", "c" * 64, numpy="2.1.0"))
     verify(reg, key, {**pair, "ray": ray3}, only=["ray"])
     promote.promote(cfg, ["ray:v3"], to="test")  # ray v3 passed with the notebook test runs
+    verify(reg, key, {**pair, "ray": ray3}, only=["notebook"])  # as verify-compat attaches it: to both
     desa_env, test_env, prod_env = status.status(cfg)
     assert not desa_env.pair_verified and desa_env.images[0].current == "" and not desa_env.images[0].verified
     assert test_env.pair_verified and not prod_env.pair_verified

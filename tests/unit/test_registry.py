@@ -163,6 +163,7 @@ def test_attestations_use_the_referrers_api_where_the_registry_has_it(oci11, tmp
     reg, tags = oci11
     key, pub = make_keys(tmp_path)
     digest = seed_image(reg, "mlops-desa/ray", "v1", layers=1, verified=key)
-    assert list(tags) == ["v1"]  # no fallback index tag: the registry indexed the referrer itself
-    (_, verdict), = record.verdicts(reg, "mlops-desa/ray", digest, attest.load_public(str(pub)))
-    assert verdict.images == {"ray": digest}
+    assert list(tags) == ["v1", record.att_tag(digest)]  # no fallback index: the registry indexed the bundle itself
+    found = record.verdicts(reg, "mlops-desa/ray", digest, attest.load_public(str(pub)))
+    assert {f.layout: verdict.images for f, verdict in found} == {record.BUNDLE: {"ray": digest},
+                                                                  record.ATT: {"ray": digest}}

@@ -48,7 +48,9 @@ def _status_lines(result: list[status_core.EnvironmentStatus]) -> str:
             partners = ", ".join(f"{n}@{d[7:19]}" for n, d in sorted(i.partners.items()) if n != i.image)
             lines.append(f"  {i.image:<10} {i.version_tag}: {i.version_digest[7:19] or '-':<12} "
                          f"current: {i.current[7:19] or '-':<12} "
-                         + (f"verified with {partners or 'itself'}" if i.verified else f"not verified ({i.why})"))
+                         + (f"verified with {partners or 'itself'}" if i.verified else f"not verified ({i.why})")
+                         + (f"; attested as {', '.join(n for n, ok in i.layouts.items() if ok) or 'nothing valid'}"
+                            if i.current else ""))
     return "\n".join(lines)
 
 
@@ -56,7 +58,9 @@ def status(ctx: typer.Context,
            env: Optional[List[str]] = typer.Option(None, "--env", help="these environments only (default: all)"),
            as_json: bool = JSON) -> None:
     """Per environment: each verified image's digest under its version tag and under `current`,
-    whether `current` carries a valid signed attestation and with which partner, and whether the
+    whether `current` carries a valid signed attestation and with which partner, in which layouts
+    (bundle: the sigstore bundle referrer the gate, cosign 3 and Kyverno SigstoreBundle read; att: the
+    legacy sha256-<hex>.att tag Kyverno Cosign and policy-controller read), and whether the
     environment runs a set verify-compat passed together.
 
     Example: imagekit status --json

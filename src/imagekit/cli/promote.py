@@ -24,16 +24,21 @@ def _lines(results: list[core.Promotion]) -> str:
 
 def promote(ctx: typer.Context,
             images: Optional[List[str]] = typer.Argument(None, metavar="[IMAGE[:TAG|@DIGEST]]...",
-                                                         help="images to promote (default tag: the version tag)"),
-            all_images: bool = typer.Option(False, "--all", help="promote the verified set (verify.images) as one step"),
+                                                         help="images to promote (no tag: as in the newest verified set)"),
+            all_images: bool = typer.Option(False, "--all", help="promote the newest verified set (verify.images) "
+                                                                 "as one step"),
             to: str = typer.Option(..., "--to", help="the environment to promote into"),
             from_env: Optional[str] = typer.Option(None, "--from", help="source environment (default: the one before)"),
             force: bool = typer.Option(False, "--force", help="allow skipping an environment"),
             as_json: bool = JSON) -> None:
     """Copy verified digests from the previous environment's project to ENV, without rebuilding.
 
-    The digest in ENV equals the source digest; on one registry layers move by cross-repository
-    mount. The gate: each digest needs an attestation signed by the key trust.public_key names,
+    What moves: with --all (or an IMAGE without a tag), the digests named together by the newest
+    valid attestation in the source environment (signed by trust.public_key, passed, every image of
+    it there), with the version tags that name them; never chosen by a tag's name or an image label
+    (an image derived by hand and pushed beside the release inherits its labels). The choice is
+    printed. The digest in ENV equals the source digest; on one registry layers move by
+    cross-repository mount, and the attestations travel along in both layouts. The gate: each digest needs an attestation signed by the key trust.public_key names,
     about that very digest, that passed (imagekit verify-compat writes it); and afterwards the
     images ENV runs under `current` must be a set verify-compat passed together (so promote the
     verified set with --all, or an image whose verified partner ENV already runs). Immutable

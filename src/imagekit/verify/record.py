@@ -1,49 +1,151 @@
-"""Verification records in the registry, next to the image: a signed attestation (attest.py) stored
-as an OCI 1.1 artifact whose ``subject`` is the image, one per image of the verified set. Found
-through the referrers API, or the spec's fallback index tag ``sha256-<hex>`` where the registry has
-no such API (Debian's docker-registry); works on Harbor either way.
+"""Verification records in the registry, next to the image, in the two layouts cosign writes and the
+platform's admission controllers read (cosign's specs/BUNDLE_SPEC.md and specs/ATTESTATION_SPEC.md):
+
+- ``bundle`` (canonical: what the promotion gate reads): a sigstore bundle v0.3 holding the signed
+  envelope, stored as an OCI 1.1 artifact whose ``subject`` is the image (artifactType and layer
+  mediaType application/vnd.dev.sigstore.bundle.v0.3+json, the empty config, annotations
+  ``dev.sigstore.bundle.content`` and ``dev.sigstore.bundle.predicateType``); found through the
+  referrers API, or the spec's fallback index tag ``sha256-<hex>`` where the registry has none
+  (Debian's docker-registry). One manifest per attestation, indexed by the registry: no shared tag
+  to race on, and Harbor (2.15+) shows it as the image's cosign signature. Read by cosign 3, Kyverno
+  ``type: SigstoreBundle``.
+- ``att`` (legacy): the tag ``sha256-<hex>.att``, an OCI image manifest with one layer per
+  attestation (the bare envelope, mediaType application/vnd.dsse.envelope.v1+json, annotations
+  ``predicateType`` and ``dev.cosignproject.cosign/signature: ""``); new attestations are appended.
+  Read by cosign without the bundle format, Kyverno ``type: Cosign`` and sigstore policy-controller.
 """
 from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 
-from imagekit import attest
+from imagekit import attest, digests
 from imagekit.errors import RegistryError
-from imagekit.oci import Manifest, referrer
-from imagekit.registry import Registry
+from imagekit.oci import OCI_MANIFEST, Manifest, referrer
+from imagekit.registry import Registry, fallback_tag
+
+BUNDLE, ATT = "bundle", "att"
+LAYOUTS = {BUNDLE: "sigstore bundle v0.3 referrer", ATT: "cosign legacy sha256-<hex>.att tag"}
+CANONICAL = BUNDLE
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 
 
-def write(reg: Registry, repo: str, digest: str, envelope: dict) -> str:
-    """Attach ``envelope`` to ``repo@digest``; return the attestation manifest's digest."""
+def att_tag(digest: str) -> str:
+    return f"{fallback_tag(digest)}.att"
+
+
+@dataclass(frozen=True)
+class Found:
+    """One attestation of an image as stored: its layout, where (a manifest digest, or the .att
+    tag's layer digest), the digest it is attached to, and the envelope it carries."""
+    layout: str
+    where: str
+    attached_to: str
+    envelope: dict
+    manifest: Manifest  # the bundle's referrer manifest, or the whole .att manifest
+    layer: dict  # the descriptor of the blob that holds it
+
+
+def _predicate(envelope: dict) -> str:
+    try:
+        return json.loads(base64.b64decode(envelope["payload"])).get("predicateType", "")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ""
+
+
+def write(reg: Registry, repo: str, digest: str, envelope: dict, layouts: tuple[str, ...] = (BUNDLE, ATT)) -> str:
+    """Attach ``envelope`` to ``repo@digest`` in ``layouts`` (both by default); return the bundle
+    manifest's digest (the .att layer's where only that layout is written)."""
     subject = reg.manifest(repo, digest)
     if subject is None:
         raise RegistryError(f"{repo}@{digest} is not in {reg.host}: nothing to attach an attestation to")
-    body = json.dumps(envelope, sort_keys=True).encode()
-    predicate = json.loads(base64.b64decode(envelope["payload"])).get("predicateType", "")
-    manifest = referrer(attest.ENVELOPE_TYPE, body, subject, annotations={"predicateType": predicate})
-    for data in (b"{}", body):  # the empty config, the envelope
-        reg.put_blob(repo, data)
-    reg.attach(repo, manifest)
-    return manifest.digest
+    predicate, written = _predicate(envelope), ""
+    if ATT in layouts:
+        body = json.dumps(envelope, sort_keys=True).encode()
+        written = reg.put_blob(repo, body)
+        append_att(reg, repo, digest, [{"mediaType": attest.ENVELOPE_TYPE, "digest": written, "size": len(body),
+                                        "annotations": {"predicateType": predicate, SIGNATURE_ANNOTATION: ""}}])
+    if BUNDLE in layouts:
+        body = json.dumps(attest.bundle(envelope), sort_keys=True).encode()
+        manifest = referrer(attest.BUNDLE_TYPE, body, subject, annotations={
+            "dev.sigstore.bundle.content": "dsse-envelope", "dev.sigstore.bundle.predicateType": predicate})
+        for data in (b"{}", body):  # the empty config, the bundle
+            reg.put_blob(repo, data)
+        reg.attach(repo, manifest)
+        written = manifest.digest
+    return written
 
 
-def read(reg: Registry, repo: str, digest: str) -> list[tuple[Manifest, dict]]:
-    """Every attestation attached to ``repo@digest``: (its manifest, its envelope)."""
+def att_manifest(layers: list[dict]) -> tuple[Manifest, bytes]:
+    """The legacy .att manifest of ``layers`` and its config (what go-containerregistry's empty
+    image gives once the layers are appended)."""
+    config = json.dumps({"architecture": "", "created": "0001-01-01T00:00:00Z", "os": "", "config": {},
+                         "history": [{"created": "0001-01-01T00:00:00Z"} for _ in layers],
+                         "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layers]}},
+                        sort_keys=True).encode()
+    return Manifest.of({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                        "config": {"mediaType": CONFIG_TYPE, "digest": digests.oci(config), "size": len(config)},
+                        "layers": layers}), config
+
+
+def append_att(reg: Registry, repo: str, digest: str, layers: list[dict]) -> None:
+    """Add ``layers`` (their blobs already there) to ``repo``'s .att manifest of ``digest``, keeping
+    every layer it holds; re-read until what is there holds them (another writer may race)."""
+    tag = att_tag(digest)
+    for _ in range(8):
+        existing = reg.manifest(repo, tag)
+        held = existing.data.get("layers", []) if existing else []
+        missing = [d for d in layers if d["digest"] not in {h.get("digest") for h in held}]
+        if not missing:
+            return
+        manifest, config = att_manifest([*held, *missing])
+        reg.put_blob(repo, config)
+        reg.put_manifest(repo, tag, manifest)
+    raise RegistryError(f"{repo}:{tag} kept changing while attestations were added to it; try again")
+
+
+def read(reg: Registry, repo: str, digest: str) -> list[Found]:
+    """Every attestation attached to ``repo@digest``, in both layouts."""
     found = []
-    for desc in reg.referrers(repo, digest, attest.ENVELOPE_TYPE):
+    for desc in reg.referrers(repo, digest, attest.BUNDLE_TYPE):
         manifest = reg.manifest(repo, desc["digest"])
         if manifest is None:
             continue
-        try:
-            envelope = json.loads(reg.blob(repo, manifest.data["layers"][0]["digest"]))
-        except (KeyError, IndexError, ValueError):
-            envelope = {}
-        found.append((manifest, envelope))
+        layer = (manifest.data.get("layers") or [{}])[0]
+        found.append(Found(BUNDLE, manifest.digest, manifest.subject, attest.unbundle(_blob(reg, repo, layer)),
+                           manifest, layer))
+    att = reg.manifest(repo, att_tag(digest))
+    for layer in (att.data.get("layers") or []) if att else []:
+        if layer.get("mediaType") == attest.ENVELOPE_TYPE:
+            found.append(Found(ATT, layer.get("digest", ""), digest, _blob(reg, repo, layer), att, layer))
     return found
 
 
-def verdicts(reg: Registry, repo: str, digest: str, public) -> list[tuple[Manifest, attest.Verdict]]:
-    """What each attestation of ``repo@digest`` says when checked against the trusted key."""
-    return [(m, attest.check(e, digest, public) if m.subject == digest
-             else attest.Verdict(None, f"is attached to {m.subject}, not to it")) for m, e in read(reg, repo, digest)]
+def _blob(reg: Registry, repo: str, layer: dict) -> dict:
+    try:
+        data = json.loads(reg.blob(repo, layer["digest"]))
+    except (KeyError, ValueError, RegistryError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def verdicts(reg: Registry, repo: str, digest: str, public) -> list[tuple[Found, attest.Verdict]]:
+    """What each attestation of ``repo@digest``, in either layout, says when checked against the
+    trusted key."""
+    return [(f, attest.check(f.envelope, digest, public) if f.attached_to == digest
+             else attest.Verdict(None, f"is attached to {f.attached_to}, not to it")) for f in read(reg, repo, digest)]
+
+
+def copy(dst: Registry, dst_repo: str, digest: str, found: list[Found], copy_blobs) -> None:
+    """Attach ``found`` (attestations of ``digest`` elsewhere) to ``digest`` in dst_repo, each in
+    its own layout; ``copy_blobs(manifest)`` makes a manifest's blobs exist in dst_repo."""
+    for f in found:
+        if f.layout == BUNDLE:
+            copy_blobs(f.manifest)
+            dst.attach(dst_repo, f.manifest)
+    layers = [f.layer for f in found if f.layout == ATT]
+    if layers:
+        copy_blobs(Manifest.of({"schemaVersion": 2, "layers": layers}))
+        append_att(dst, dst_repo, digest, layers)
