@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 IMAGES ?=
-.PHONY: help dev-up venv lock lock-check os build push verify promote test test-unit doctor
+.PHONY: help dev-up venv verifiers lock lock-check os build push verify promote test test-unit doctor
 
 help: ## show the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -50,8 +50,15 @@ promote: venv ## promote the verified images one environment forward: make promo
 doctor: venv ## tell what is there and what is missing
 	$(IMAGEKIT) doctor
 
-test-unit: venv ## unit tests only (no Docker)
+test-unit: venv verifiers ## unit tests only (no Docker)
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
 
-test: dev-up venv ## every test: unit and integration (real engine, real registry)
+VERIFIERS := tests/verifiers
+$(VERIFIERS)/node_modules/.installed: $(VERIFIERS)/package-lock.json
+	npm ci --prefix $(VERIFIERS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+verifiers: $(VERIFIERS)/node_modules/.installed ## the tests' independent verifiers (sigstore-js, from the lockfile)
+
+test: dev-up venv verifiers ## every test: unit and integration (real engine, real registry)
 	$(PYTEST) $(PYTEST_ARGS)

@@ -22,3 +22,42 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         main()
     captured = capsys.readouterr()
     return e.value.code or 0, captured.out, captured.err
+
+
+VERIFIERS = ROOT / "tests" / "verifiers"
+
+
+def sigstore_js(bundle: dict, pub: Path, digest: str, tmp: Path) -> dict:
+    """sigstore-js (@sigstore/verify) checks ``bundle`` with the public key, as `cosign
+    verify-attestation --key --insecure-ignore-tlog --type <imagekit's predicate>` would:
+    {"ok": True, "predicate": ...} or {"ok": False, "error": ...}."""
+    import json
+    import subprocess
+
+    from imagekit import attest
+
+    path = tmp / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    done = subprocess.run(["node", str(VERIFIERS / "verify-bundle.js"), str(path), str(pub), attest.PREDICATE_TYPE,
+                           digest], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip(), f"the node verifier printed nothing: {done.stderr[-500:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def securesystemslib_verifies(envelope: dict, pub: Path) -> bool:
+    """securesystemslib's DSSE implementation verifies ``envelope`` with the public key (an ECDSA
+    P-256 key known under imagekit's keyid, the sha256 of its DER)."""
+    from cryptography.hazmat.primitives import serialization
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.exceptions import VerificationError
+    from securesystemslib.signer import SSlibKey
+
+    from imagekit import attest
+
+    public = serialization.load_pem_public_key(pub.read_bytes())
+    key = SSlibKey.from_crypto(public, keyid=attest.keyid(public), scheme="ecdsa-sha2-nistp256")
+    try:
+        Envelope.from_dict(envelope).verify([key], 1)
+        return True
+    except (VerificationError, ValueError, KeyError):
+        return False

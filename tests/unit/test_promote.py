@@ -425,3 +425,35 @@ def test_status_and_diff_between_environments_on_a_prepared_registry(desa, keys,
     assert notebook["why"] == "no signed attestation"
     code, out, _ = cli("--config", cfg.source, "diff", "--env", "desa", "--env", "test")
     assert code == 2 and "has no org.imagekit.packages label" in out + _  # test's notebook now is the unlabelled v1
+
+
+def release(reg, version, created="2026-12-01T10:00:00+00:00"):
+    """A ray and notebook release as `imagekit push` leaves it (version and creation labels)."""
+    meta = {"org.opencontainers.image.created": created, "org.opencontainers.image.version": version}
+    return {n: seed_image(reg, f"mlops-desa/{repo}", version, layers=1, labels=meta) for n, repo in REPOS.items()}
+
+
+def test_promote_all_takes_the_verified_release_not_an_image_derived_by_hand_beside_it(desa, keys):
+    cfg, reg, _ = desa
+    v12 = release(reg, "v12")
+    verify(reg, keys["trusted"][0], v12)
+    # built FROM the release by hand and pushed next to it: it inherits its labels, and is newer
+    derived = seed_image(reg, "mlops-desa/ray", "v12-debug", layers=2, labels={
+        "org.opencontainers.image.created": "2026-12-02T09:00:00+00:00", "org.opencontainers.image.version": "v12"})
+    lines = []
+    done = {p.image: p for p in promote.promote(cfg, [], all_images=True, to="test", on_line=lines.append)}
+    assert {n: p.digest for n, p in done.items()} == v12 and derived not in {p.digest for p in done.values()}
+    assert done["ray"].tags == ["v12", "current"]
+    chose = next(line for line in lines if line.startswith("promoting the newest verified set in desa"))
+    assert f"ray@{v12['ray']} (v12)" in chose and f"notebook@{v12['notebook']} (v12)" in chose
+
+
+def test_promote_all_takes_the_newest_verified_release_whatever_its_tag_sorts_as(desa, keys):
+    cfg, reg, _ = desa
+    v9, v12 = release(reg, "v9"), release(reg, "v12")  # one commit: the same creation time
+    verify(reg, keys["trusted"][0], v9)
+    verify(reg, keys["trusted"][0], v12)  # verified after v9 ("v9" sorts after "v12" as a string)
+    done = {p.image: p for p in promote.promote(cfg, [], all_images=True, to="test")}
+    assert {n: p.digest for n, p in done.items()} == v12 and done["ray"].tags == ["v12", "current"]
+    (desa_env,) = status.status(cfg, ["desa"])
+    assert {i.image: i.version_tag for i in desa_env.images} == {"notebook": "v12", "ray": "v12"}
