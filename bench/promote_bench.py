@@ -5,7 +5,9 @@
 Runs against a docker-registry of its own on a loopback port: the built Ray and notebook images
 (large, promoted as the verified pair) and a hand-made 3-layer image (small) are put in desa with
 signed attestations (a key made for the run), then promoted; the gate checks every signature.
-Registry round trips are counted (HTTP requests, auth challenges included).
+Registry round trips are counted (HTTP requests, auth challenges included). The cost of writing
+the attestation in cosign's two layouts (the bundle referrer alone, or with the legacy .att tag) is
+measured on the small image: attaching it, and promoting with it.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 from imagekit import build, config, promote, push
-from imagekit.testing import RegistryProcess, make_keys, record_verified, seed_image
+from imagekit.testing import RegistryProcess, make_keys, record_verified, seed_image, sign_pair
+from imagekit.verify import record
 from imagekit.engine import Engine
 from imagekit.registry import Registry
 
@@ -73,6 +76,16 @@ def main() -> None:
                                                   '[verify]\nimages = ["small"]\n[[images]]\nname = "small"\ntags = ["v1"]\n')
             scfg = config.load(Path(tmp) / "small.toml", env=env)
             t_small, n_small = trips(lambda: promote.promote(scfg, ["small:v1"], to="test"))
+            layouts = {}
+            for which in ((record.BUNDLE,), (record.BUNDLE, record.ATT)):
+                repo = "small-" + "-".join(which)
+                digest = seed_image(reg, f"mlops-desa/{repo}", "v1", layers=3)
+                envelope = sign_pair(key, {"small": (f"mlops-desa/{repo}", digest)})
+                attach = trips(lambda: record.write(reg, f"mlops-desa/{repo}", digest, envelope, which))
+                (Path(tmp) / f"{repo}.toml").write_text((Path(tmp) / "small.toml").read_text().replace(
+                    'name = "small"', f'name = "small"\nrepository = "{repo}"'))
+                lcfg = config.load(Path(tmp) / f"{repo}.toml", env=env)
+                layouts[which] = attach, trips(lambda: promote.promote(lcfg, ["small:v1"], to="test"))
             t_large, n_large = trips(lambda: promote.promote(cfg, [], all_images=True, to="test"))
             src = f"{reg_proc.host}/mlops-desa/ray:{ray.tags[0]}"
             t_skopeo = timed(lambda: sh("skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
@@ -95,6 +108,11 @@ def main() -> None:
         finally:
             reg_proc.stop()
     print(f"imagekit promote, small image (3 layers, ~12 KB)         {t_small:6.2f} s   {n_small} round trips")
+    (a1, p1), (a2, p2) = layouts.values()
+    print(f"attach an attestation, bundle only / bundle + .att      {a1[0]:6.2f} s / {a2[0]:.2f} s   "
+          f"{a1[1]} / {a2[1]} round trips (+{a2[1] - a1[1]} for the .att layout)")
+    print(f"promote small image, bundle only / bundle + .att        {p1[0]:6.2f} s / {p2[0]:.2f} s   "
+          f"{p1[1]} / {p2[1]} round trips (+{p2[1] - p1[1]} for the .att layout)")
     print(f"imagekit promote --all, ray + notebook ({size / 1e6:.0f} MB)       {t_large:6.2f} s   {n_large} round trips"
           f"   large/small {t_large / t_small:.1f}x")
     print(f"skopeo copy, ray image alone                             {t_skopeo:6.2f} s   {t_skopeo / t_large:6.1f}x imagekit")

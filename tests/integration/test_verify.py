@@ -1,4 +1,5 @@
 """verify-compat against the real images, and against Ray images made wrong on purpose."""
+import base64
 import json
 import shutil
 import socket
@@ -8,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import boto3
 import pytest
-from helpers import ROOT
+from helpers import ROOT, securesystemslib_verifies, sigstore_js
 
 from imagekit import attest, config, lock, push, wheels
 from imagekit.registry import Registry
@@ -29,7 +30,7 @@ def by_name(report):
     return {s.name: s for s in report.roundtrip.scenarios}
 
 
-def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, registry_process, leftovers, keys):
+def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, registry_process, leftovers, keys, tmp_path):
     before = leftovers()
     key, pub = keys["trusted"]
     cfg = config.load(cfg.source, env={"IMAGEKIT_REGISTRY_URL": registry_process.host,
@@ -54,6 +55,16 @@ def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, regist
                                                "lifecycle"}
     assert report.lifecycle.ok and "labels equal" in report.lifecycle.detail
     assert len(report.recorded) == 2 and leftovers() == before  # containers and the network are gone
+    for subject in (report.notebook, report.ray):  # what other implementations make of what was written
+        held = {f.layout: json.loads(reg.blob(subject.repository, f.layer["digest"]))
+                for f in record.read(reg, subject.repository, subject.digest)}
+        checked = sigstore_js(held[record.BUNDLE], pub, subject.digest, tmp_path)
+        assert checked["ok"] and checked["predicate"]["images"][subject.role] == subject.digest, checked
+        assert securesystemslib_verifies(held[record.ATT], pub)
+        assert not securesystemslib_verifies(held[record.ATT], keys["other"][1])
+        forged = {**held[record.BUNDLE], "dsseEnvelope": {**held[record.ATT], "payload": base64.b64encode(
+            base64.b64decode(held[record.ATT]["payload"]).replace(b'"passed": true', b'"passed": false')).decode()}}
+        assert forged != held[record.BUNDLE] and not sigstore_js(forged, pub, subject.digest, tmp_path)["ok"]
 
 
 @pytest.fixture(scope="module")
