@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from imagekit import build, config, promote, push
 from imagekit.testing import RegistryProcess, make_keys, record_verified, seed_image, sign_pair
-from imagekit.verify import record
+from imagekit.verify import record, required_scenarios
 from imagekit.engine import Engine
 from imagekit.registry import Registry
 
@@ -68,7 +68,8 @@ def main() -> None:
             pushed = {i.name: i for i in push.push(cfg, engine).images}
             ray = pushed["ray"]
             record_verified(reg, key, {n: (pushed[n].repository.split("/", 1)[1], pushed[n].digest)
-                                       for n in ("ray", "notebook")})
+                                       for n in ("ray", "notebook")},
+                            scenarios=tuple(n for n, _ in required_scenarios(cfg)))
             size = sum(i.size for i in build.load_result(cfg).images if i.name in ("ray", "notebook"))
             seed_image(reg, "mlops-desa/small", "v1", layers=3, verified=key, name="small")
             (Path(tmp) / "small.toml").write_text('[[environments]]\nname = "desa"\nproject = "mlops-desa"\n'

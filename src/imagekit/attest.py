@@ -82,14 +82,16 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def statement(subjects: dict[str, tuple[str, str]], *, passed: bool, lock: str, python: str, s3_server: str,
-              scenarios: dict[str, dict]) -> dict:
-    """The statement verify-compat signs; ``subjects`` maps an image name to (repository, digest)."""
+              scenarios: dict[str, dict], counts: dict[str, int] | None = None) -> dict:
+    """The statement verify-compat signs; ``subjects`` maps an image name to (repository, digest);
+    ``scenarios`` what ran (each with its notebook's sha256), ``counts`` how many of each kind."""
     return {"_type": STATEMENT_TYPE,
             "subject": [{"name": repo, "digest": {"sha256": digest.removeprefix("sha256:")}}
                         for repo, digest in subjects.values()],
             "predicateType": PREDICATE_TYPE,
             "predicate": {"passed": passed, "images": {name: digest for name, (_, digest) in subjects.items()},
                           "lock": lock, "python": python, "s3_server": s3_server, "scenarios": scenarios,
+                          "counts": counts or {"round_trip": len(scenarios)},
                           "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")}}
 
 
@@ -163,6 +165,23 @@ def check(envelope: dict, digest: str, public: ec.EllipticCurvePublicKey) -> Ver
     if data["predicate"].get("passed") is not True:
         return Verdict(None, "says verification did not pass")
     return Verdict(data)
+
+
+def uncovered(statement: dict, required: list[tuple[str, str]]) -> list[str]:
+    """Where ``statement`` falls short of the coverage policy: each required scenario (name, pinned
+    notebook sha256 or "") missing, failed, or run from another notebook than the one pinned."""
+    ran = statement.get("predicate", {}).get("scenarios") or {}
+    short = []
+    for name, pinned in required:
+        result = ran.get(name)
+        if not isinstance(result, dict):
+            short.append(f"does not cover the required scenario {name}")
+        elif result.get("passed") is not True:
+            short.append(f"says the required scenario {name} did not pass")
+        elif pinned and result.get("notebook_sha256") != pinned:
+            short.append(f"ran {name} from a notebook with sha256 {str(result.get('notebook_sha256'))[:12]}, "
+                         f"not the one trust.required_scenarios pins ({pinned[:12]})")
+    return short
 
 
 def trusted_key(cfg: Config) -> ec.EllipticCurvePublicKey:

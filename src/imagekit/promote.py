@@ -22,7 +22,7 @@ from imagekit.errors import CheckFailed, PreconditionError, RegistryError, Usage
 from imagekit.images import Environment, ImageSpec, leaves
 from imagekit.oci import Manifest, Reference
 from imagekit.registry import Registry
-from imagekit.verify import record, verified_set
+from imagekit.verify import record, required_scenarios, verified_set
 
 MOVING_TAG = "current"  # the environment's moving tag: may move even where tags are immutable
 HISTORY_PREFIX = "imagekit.history."
@@ -82,30 +82,49 @@ class VerifiedSet:
     verified_at: str
 
 
-def newest_set(cfg: Config, reg: Registry, env: Environment, members: list[str], public) -> VerifiedSet | None:
-    """What `promote --all` moves from ``env``: the set named together by the newest valid attestation
-    (canonical layout, by the trusted key, passed) of any version-tagged digest of the first member,
-    every image of it present in ``env``. Only a signature chooses: a label or a tag name a user
-    pushed by hand never does."""
-    repos = {n: f"{env.project}/{cfg.image(n).repository}" for n in members}
-    tagged = _version_tags(reg, repos[members[0]])
+def newest_set(cfg: Config, reg: Registry, env: Environment, names: list[str], public) -> VerifiedSet | None:
+    """The digests of ``names`` named together by the newest valid attestation (canonical layout,
+    by the trusted key, passed) that each of them carries in ``env``, found from the version-tagged
+    digests of the first: what `promote --all` moves. Only a signature chooses: a label or a tag
+    name a user pushed by hand never does."""
+    repos = {n: f"{env.project}/{cfg.image(n).repository}" for n in names}
+    tagged = _version_tags(reg, repos[names[0]])
     candidates = {}
     for digest in tagged:
-        for f, v in record.verdicts(reg, repos[members[0]], digest, public):
-            if f.layout == record.CANONICAL and v.statement and set(members) <= set(v.images):
-                images = {n: v.images[n] for n in members}
+        for f, v in record.verdicts(reg, repos[names[0]], digest, public):
+            if f.layout == record.CANONICAL and v.statement and set(names) <= set(v.images):
+                images = {n: v.images[n] for n in names}
                 candidates[(v.statement["predicate"].get("verified_at", ""), tuple(sorted(images.items())))] = images
     best = next(((key, images) for key, images in sorted(candidates.items(), reverse=True)
-                 if all(_attested(reg, repos[n], images, n, public) for n in members[1:])), None)
+                 if all(_attested(reg, repos[n], images, n, public) for n in names[1:])), None)
     if best is None:
         return None
     tags = {}
     for name, digest in best[1].items():  # the tag its label names, else any version tag naming it
         version = version_of(reg, repos[name], reg.manifest(repos[name], digest))
         if not (version and (m := reg.manifest(repos[name], version)) and m.digest == digest):
-            version = (tagged if name == members[0] else _version_tags(reg, repos[name])).get(digest, "")
+            version = (tagged if name == names[0] else _version_tags(reg, repos[name])).get(digest, "")
         tags[name] = version
     return VerifiedSet(images=best[1], tags=tags, verified_at=best[0][0])
+
+
+def _choose(cfg: Config, src: Registry, env: Environment, names: list[str], together: bool, public,
+            note: Callable[[str], None], target: str) -> dict[str, tuple[str, str]]:
+    """(digest, version tag) of each image of ``names`` (given without a tag): with --all the newest
+    set they were verified as together, else each one's newest verified digest."""
+    chosen = {}
+    for group in ([names] if together else [[n] for n in names]) if names else []:
+        found = newest_set(cfg, src, env, group, public)
+        if found is None:
+            raise CheckFailed(f"nothing was promoted to {target}", differences=[
+                f"{env.name} holds no {'set of ' if len(group) > 1 else ''}{', '.join(group)} that one valid "
+                f"attestation names{' together' if len(group) > 1 else ''}"],
+                hint="run `imagekit verify-compat` with the signing key, or name what to promote (IMAGE:TAG)")
+        note(f"promoting the newest verified {'set' if len(group) > 1 else 'image'} in {env.name} (verified at "
+             f"{found.verified_at}): " + ", ".join(f"{n}@{d}" + (f" ({found.tags[n]})" if found.tags[n] else "")
+                                                   for n, d in found.images.items()))
+        chosen.update({n: (found.images[n], found.tags[n]) for n in group})
+    return chosen
 
 
 def _attested(reg: Registry, repo: str, images: dict[str, str], name: str, public) -> bool:
@@ -179,16 +198,18 @@ class _Plan:
     copies: list[record.Found]  # the valid ones in every layout: they travel with the digest
 
 
-def _gate(src: Registry, src_repo: str, digest: str, public) -> tuple[list, list, str]:
-    """(the valid attestations of ``src_repo@digest`` in the canonical layout, the valid ones in
-    every layout, why none is in the canonical layout when there is none)."""
+def _gate(src: Registry, src_repo: str, digest: str, public, required: list[tuple[str, str]]) -> tuple[list, list, str]:
+    """(the valid attestations of ``src_repo@digest`` in the canonical layout that cover the
+    required scenarios, the valid ones in every layout, why none is when there is none)."""
     found = record.verdicts(src, src_repo, digest, public)
     valid = [(f, v) for f, v in found if v.statement]
-    good = [(f, v) for f, v in valid if f.layout == record.CANONICAL]
+    good = [(f, v) for f, v in valid if f.layout == record.CANONICAL and not attest.uncovered(v.statement, required)]
     if good:
         return good, [f for f, _ in valid], ""
     reasons = [f"its {record.LAYOUTS[f.layout]} attestation {f.where[:19]} {v.why}" for f, v in found if not v.statement]
-    if valid:
+    reasons += [f"its attestation {f.where[:19]} {'; '.join(attest.uncovered(v.statement, required))} "
+                f"(trust.required_scenarios)" for f, v in valid if f.layout == record.CANONICAL]
+    if valid and not any(f.layout == record.CANONICAL for f, _ in valid):
         reasons.append(f"its valid attestation is only in the {record.LAYOUTS[valid[0][0].layout]} layout, and the gate "
                        f"reads the {record.LAYOUTS[record.CANONICAL]}")
     why = "; ".join(reasons) or "has no signed attestation"
@@ -230,39 +251,31 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
     src, dst = registry_for(cfg, source_env), registry_for(cfg, target_env)
     public = attest.trusted_key(cfg)
     plans, problems = [], []
-    members = verified_set(cfg)
+    members, required = verified_set(cfg), required_scenarios(cfg)
     if all_images:
         for img in leaves(cfg.images):
             if img.shared and img.name not in members:
                 note(f"{img.name}: not promoted: it is not in verify.images, so no verification covers it")
     wanted = promotable(cfg, names, all_images)
-    chosen = None
-    if any(ref is None and img.name in members for img, ref in wanted):
-        chosen = newest_set(cfg, src, source_env, members, public)
-        if chosen is None:
-            raise CheckFailed(f"nothing was promoted to {target_env.name}", differences=[
-                f"{source_env.name} holds no set of {', '.join(members)} that one valid attestation names together"],
-                hint="run `imagekit verify-compat` with the signing key, or name what to promote (IMAGE:TAG)")
-        note(f"promoting the newest verified set in {source_env.name} (verified together at {chosen.verified_at}): "
-             + ", ".join(f"{n}@{d}" + (f" ({chosen.tags[n]})" if chosen.tags[n] else "")
-                         for n, d in chosen.images.items() if n in {i.name for i, r in wanted if r is None}))
+    chosen = _choose(cfg, src, source_env, [i.name for i, r in wanted if r is None and i.name in members],
+                     all_images, public, note, target_env.name)
     for img, ref in wanted:  # check everything before writing anything
         src_repo, dst_repo = f"{source_env.project}/{img.repository}", f"{target_env.project}/{img.repository}"
         if img.name not in members:
-            found = src.manifest(src_repo, ref.ref) if ref else None
-            problems.append(f"{src_repo}@{found.digest if found else ref.ref if ref else '(any)'} is not in "
-                            f"verify.images, so no verification covers it")
+            found = [src.manifest(src_repo, ref.ref)] if ref else [None]
+            named = [m.digest for m in found if m] or sorted(_version_tags(src, src_repo)) or [ref.ref if ref else "?"]
+            problems.append(f"{src_repo}@{', '.join(named)} is not in verify.images, so no verification covers it")
             continue
-        manifest = src.manifest(src_repo, ref.ref if ref else chosen.images[img.name])
+        manifest = src.manifest(src_repo, ref.ref if ref else chosen[img.name][0])
         if manifest is None:
             problems.append(f"{src.host}/{src_repo}:{ref.ref} does not exist (promote to {source_env.name} first?)")
             continue
-        good, copies, why = _gate(src, src_repo, manifest.digest, public)
+        good, copies, why = _gate(src, src_repo, manifest.digest, public, required)
         if why:
             problems.append(why)
             continue
         if ref is None:
-            version = chosen.tags[img.name]
+            version = chosen[img.name][1]
         elif ref.digest:
             version = ""
         elif ref.ref == MOVING_TAG:

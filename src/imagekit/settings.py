@@ -79,6 +79,7 @@ class VerifySettings:
 class TrustSettings:
     public_key: str = ""
     signing_key: str = field(default="", repr=False)  # a PEM file's path, or the PEM itself
+    required_scenarios: tuple[str, ...] = ()  # "name" or "name@sha256:<hex>"; empty: verify.notebooks' notebooks
 
 
 SECTIONS: dict[str, type] = {"project": ProjectSettings, "registry": RegistrySettings, "lock": LockSettings,

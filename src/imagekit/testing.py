@@ -150,20 +150,24 @@ def make_keys(folder: Path, name: str = "imagekit") -> tuple[Path, Path]:
     return key, pub
 
 
-def sign_pair(key: Path, pair: dict[str, tuple[str, str]], *, passed: bool = True) -> dict:
-    """The envelope verify-compat would sign for ``pair`` (name -> (repo, digest)) with ``key``."""
+def sign_pair(key: Path, pair: dict[str, tuple[str, str]], *, passed: bool = True,
+              scenarios: tuple[str, ...] = ("iris",)) -> dict:
+    """The envelope verify-compat would sign for ``pair`` (name -> (repo, digest)) with ``key``,
+    for a run of ``scenarios``."""
     from imagekit import attest
 
     return attest.sign(attest.statement(pair, passed=passed, lock="0" * 64, python="3.11.2", s3_server="test",
-                                        scenarios={"iris": {"passed": passed}}), attest.load_private(str(key)))
+                                        scenarios={n: {"passed": passed} for n in scenarios}),
+                       attest.load_private(str(key)))
 
 
-def record_verified(reg, key: Path, pair: dict[str, tuple[str, str]], *, passed: bool = True) -> dict:
-    """A signed attestation that ``pair`` passed verify-compat together, attached to each of its
-    digests as verify-compat attaches it. Returns the envelope."""
+def record_verified(reg, key: Path, pair: dict[str, tuple[str, str]], *, passed: bool = True,
+                    scenarios: tuple[str, ...] = ("iris",)) -> dict:
+    """A signed attestation that ``pair`` passed verify-compat together (a run of ``scenarios``),
+    attached to each of its digests as verify-compat attaches it. Returns the envelope."""
     from imagekit.verify import record
 
-    envelope = sign_pair(key, pair, passed=passed)
+    envelope = sign_pair(key, pair, passed=passed, scenarios=scenarios)
     for repo, digest in pair.values():
         record.write(reg, repo, digest, envelope)
     return envelope

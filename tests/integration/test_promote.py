@@ -3,16 +3,17 @@ import hashlib
 import json
 
 import pytest
-from helpers import RegistryProcess, make_htpasswd, make_tls, seed_image
+from helpers import ROOT, RegistryProcess, make_htpasswd, make_tls, seed_image
 
 from imagekit.testing import record_verified
 
 from imagekit import attest, config, promote, push
 from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
 from imagekit.registry import Manifest, Registry
-from imagekit.verify import record
+from imagekit.verify import record, required_scenarios
 
 ROBOT, SECRET = "robot$mlops+ci", "s3cr3t-Pa55"
+SCENARIOS = tuple(name for name, _ in required_scenarios(config.load(ROOT / "imagekit.toml", env={})))  # the gate's
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,8 @@ def in_desa(cfg, engine, built, secure, keys):
     scfg = config.load(cfg.source, env=env)
     result = {i.name: i for i in push.push(scfg, engine).images}
     record_verified(Registry.from_config(scfg), keys["trusted"][0],
-                    {n: (result[n].repository.split("/", 1)[1], result[n].digest) for n in ("notebook", "ray")})
+                    {n: (result[n].repository.split("/", 1)[1], result[n].digest) for n in ("notebook", "ray")},
+                    scenarios=SCENARIOS)
     return scfg, env, result
 
 
@@ -110,7 +112,7 @@ def put_variant(reg, key, repo, source_manifest, tag, note, partner):
     raw = json.dumps(body).encode()
     variant = Manifest("sha256:" + hashlib.sha256(raw).hexdigest(), source_manifest.media_type, raw)
     reg.put_manifest(repo, tag, variant)
-    record_verified(reg, key, {"ray": (repo, variant.digest), **partner})
+    record_verified(reg, key, {"ray": (repo, variant.digest), **partner}, scenarios=SCENARIOS)
     return variant.digest
 
 
@@ -183,7 +185,7 @@ def test_across_registries_the_blobs_are_streamed(tmp_path, registry_process, ke
         cfg = small_project(tmp_path, keys, registry_process.host, f'registry = "{other.host}"')
         digest = seed_image(Registry.from_config(cfg), "mlops-desa/ray", "v1", layers=3, verified=keys["trusted"][0])
         done = promote.promote(cfg, ["ray:v1"], to="prod")[0]
-        assert (done.copied, done.mounted) == (6, 0)  # config + 3 layers + the attestation's config and envelope
+        assert (done.copied, done.mounted) == (7, 0)  # config + 3 layers + the bundle's config and blob + the .att layer
         assert Registry(host=other.host, scheme="http").manifest("mlops-prod/ray", "v1").digest == digest
     finally:
         other.stop()

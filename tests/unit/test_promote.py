@@ -457,3 +457,55 @@ def test_promote_all_takes_the_newest_verified_release_whatever_its_tag_sorts_as
     assert {n: p.digest for n, p in done.items()} == v12 and done["ray"].tags == ["v12", "current"]
     (desa_env,) = status.status(cfg, ["desa"])
     assert {i.image: i.version_tag for i in desa_env.images} == {"notebook": "v12", "ray": "v12"}
+
+
+def signed_run(key, digests, scenarios: dict) -> dict:
+    """An envelope for the pair, of a run whose scenarios are ``scenarios`` (name -> result)."""
+    pair = {n: (f"mlops-desa/{REPOS[n]}", digests[n]) for n in REPOS}
+    return attest.sign(attest.statement(pair, passed=True, lock="0" * 64, python="3.11.2", s3_server="test",
+                                        scenarios=scenarios), attest.load_private(str(key)))
+
+
+def attach(reg, digests, envelope):
+    for name in REPOS:
+        record.write(reg, f"mlops-desa/{REPOS[name]}", digests[name], envelope)
+
+
+def test_the_gate_requires_every_scenario_of_the_committed_notebooks_folder(desa, keys, tmp_path, secure_registry):
+    cfg, reg, digests = desa
+    folder = tmp_path / "examples" / "notebooks"
+    folder.mkdir(parents=True)
+    for name in ("iris", "cybersec"):
+        (folder / f"{name}.ipynb").write_text("{}")
+    attach(reg, digests, signed_run(keys["trusted"][0], digests, {"iris": {"passed": True}}))
+    with pytest.raises(CheckFailed, match="does not cover the required scenario cybersec \\(trust.required_scenarios\\)"):
+        promote.promote(cfg, [], all_images=True, to="test")
+    empty = tmp_path / "empty"
+    empty.mkdir()  # pointing verify.notebooks elsewhere from the environment does not lower what is required
+    lowered = config.load(cfg.source, env={**secure_registry, "IMAGEKIT_VERIFY_NOTEBOOKS": str(empty)})
+    with pytest.raises(CheckFailed, match="does not cover the required scenario cybersec"):
+        promote.promote(lowered, [], all_images=True, to="test")
+    assert untouched(reg)
+    attach(reg, digests, signed_run(keys["trusted"][0], digests, {"iris": {"passed": True},
+                                                                 "cybersec": {"passed": True}}))
+    assert {p.digest for p in promote.promote(cfg, [], all_images=True, to="test")} == set(digests.values())
+
+
+def test_a_required_scenario_pinned_by_digest_refuses_a_run_of_another_notebook(desa, keys, tmp_path, secure_registry):
+    cfg, reg, digests = desa
+    pinned, edited = "a" * 64, "b" * 64
+    env = {**secure_registry, "IMAGEKIT_TRUST_REQUIRED_SCENARIOS": f"iris@sha256:{pinned}"}
+    pcfg = config.load(cfg.source, env=env)
+    attach(reg, digests, signed_run(keys["trusted"][0], digests, {"iris": {"passed": True, "notebook_sha256": edited}}))
+    with pytest.raises(CheckFailed, match="ran iris from a notebook with sha256 bbbbbbbbbbbb, not the one "
+                                          "trust.required_scenarios pins \\(aaaaaaaaaaaa\\)"):
+        promote.promote(pcfg, [], all_images=True, to="test")
+    attach(reg, digests, signed_run(keys["trusted"][0], digests, {"iris": {"passed": False, "notebook_sha256": pinned}}))
+    with pytest.raises(CheckFailed, match="says the required scenario iris did not pass"):
+        promote.promote(pcfg, ["ray:v1", "notebook:v1"], to="test")
+    assert untouched(reg)
+    attach(reg, digests, signed_run(keys["trusted"][0], digests, {"iris": {"passed": True, "notebook_sha256": pinned}}))
+    assert len(promote.promote(pcfg, [], all_images=True, to="test")) == 2
+    with pytest.raises(ConfigError, match="pin a notebook as name@sha256"):
+        promote.promote(config.load(cfg.source, env={**env, "IMAGEKIT_TRUST_REQUIRED_SCENARIOS": "iris@abc"}), [],
+                        all_images=True, to="test")

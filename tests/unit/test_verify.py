@@ -164,3 +164,46 @@ def test_an_s3_endpoint_needs_a_url_and_keys(tmp_path):
                      "http://localhost:9000/")
     assert found.inside == "http://host.docker.internal:9000" and "s3cr3t-minio" not in repr(found)
     assert redact.text("key s3cr3t-minio") != "key s3cr3t-minio"  # registered as a secret
+
+
+def report_of(*, trips=("iris",), trip_ok=True, static_ok=True, lifecycle=True, pushed=True):
+    """A VerifyReport as verify-compat makes it, from parts (no Docker)."""
+    from imagekit import runtime
+    from imagekit.verify import Subject, VerifyReport
+
+    digest = "sha256:" + "1" * 64 if pushed else ""
+    image = static.ImageFacts(ref="x", name="ray", python="3.11.2", packages={})
+    scenario = lambda n: roundtrip.ScenarioResult(n, trip_ok, "" if trip_ok else "differs", 0.0, [], 1.0, 1.0)  # noqa: E731
+    return VerifyReport(notebook=Subject("notebook", "nb", "mlops-desa/scipy-notebook" if pushed else "", digest),
+                        ray=Subject("ray", "ray", "mlops-desa/ray" if pushed else "", digest),
+                        static=static.StaticReport(image, image, [] if static_ok else ["numpy: differs"]),
+                        roundtrip=roundtrip.RoundtripReport("s3", "v", [scenario(n) for n in trips], 1.0, 1.0),
+                        lifecycle=runtime.Item("pair", "lifecycle", True) if lifecycle else None)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ({}, ""),
+    ({"static_ok": False}, "not recorded: a check failed"),
+    ({"trip_ok": False}, "not recorded: a check failed"),
+    ({"pushed": False}, "not recorded: push the images first"),
+    ({"trips": ()}, "not recorded: no model scenario ran"),
+    ({"trips": (), "lifecycle": False}, "not recorded: a check failed"),  # nothing ran at all
+])
+def test_only_a_whole_passing_run_with_a_model_of_pushed_images_is_signed(case, expected):
+    from imagekit.verify import not_recorded
+
+    report = report_of(**case)
+    why = not_recorded(report, write_record=True, complete=True, key=object())
+    assert why.startswith(expected) if expected else why == ""
+    if not expected:
+        assert not_recorded(report, write_record=False, complete=True, key=object()) == "not recorded: --no-record"
+        assert not_recorded(report, write_record=True, complete=False, key=object()) == \
+            "not recorded: only a subset of the scenarios ran"
+        assert not_recorded(report, write_record=True, complete=True, key=None).startswith(
+            "not recorded: no signing key")
+
+
+def test_a_round_trip_of_no_model_is_not_a_pass():
+    assert not roundtrip.RoundtripReport("s3", "v", [], 0.0, 0.0).ok
+    assert report_of(trips=()).ok  # the lifecycle alone ran and passed (`--scenario lifecycle`)
+    assert not report_of(trips=(), lifecycle=False).ok  # nothing but the static check ran

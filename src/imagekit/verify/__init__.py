@@ -1,16 +1,21 @@
 """verify-compat: static alignment from inside both images, a Testcontainers round trip, a record."""
 from __future__ import annotations
 
+import re
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from imagekit import attest, build, lock, redact, runtime
 from imagekit.config import Config
+from imagekit.digests import sha256_file
 from imagekit.engine import Engine
 from imagekit.errors import ConfigError, PreconditionError, UsageError
 from imagekit.oci import Reference
 from imagekit.registry import Registry
+from imagekit.settings import VerifySettings
 from imagekit.verify import record, roundtrip, static
 
 
@@ -38,7 +43,9 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return self.static.ok and self.roundtrip.ok and (self.lifecycle is None or self.lifecycle.ok)
+        """Every check that ran passed, and something beyond the static one ran."""
+        trip = self.roundtrip.ok or (not self.roundtrip.scenarios and self.lifecycle is not None)
+        return self.static.ok and trip and (self.lifecycle is None or self.lifecycle.ok)
 
 
 def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> roundtrip.S3Server:
@@ -155,31 +162,67 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     life = (runtime.deploy_from_notebook(engine, trainer.ref, server.ref, cfg.path(cfg.verify.lifecycle), note)
             if runtime.LIFECYCLE in scenarios else None)
     report = VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, lifecycle=life)
-    recorded, why = [], ""
-    if not report.ok:
-        why = "not recorded: a check failed"
-    elif not write_record:
-        why = "not recorded: --no-record"
-    elif not all(s.digest for s in (trainer, server, *others)):
-        why = "not recorded: push the images first (`imagekit push`), records are kept next to their digests"
-    elif set(scenarios) != set(every):
-        why = "not recorded: only a subset of the scenarios ran"
-    elif key is None:
-        why = ("not recorded: no signing key (set IMAGEKIT_TRUST_SIGNING_KEY to the private key's PEM or its file; "
-               "docs/attestations.md, 'Signing keys')")
-    else:
+    recorded = []
+    why = not_recorded(report, write_record=write_record, complete=set(scenarios) == set(every), key=key)
+    if not why:
         reg = Registry.from_config(cfg)
         named = {cfg.verify.trainer: trainer, cfg.verify.server: server, **{o.role: o for o in others}}
         subjects = {name: (s.repository, s.digest) for name, s in named.items()}  # by image name: the gate's key
+        folder, lifecycle_folder = cfg.path(cfg.verify.notebooks), cfg.path(cfg.verify.lifecycle)
         envelope = attest.sign(attest.statement(
             subjects, passed=True, lock=lk.digest, python=aligned.ray.python, s3_server=trip.s3_server,
-            scenarios={**{s.name: {"passed": True, "max_probability_diff": s.max_probability_diff}
+            scenarios={**{s.name: {"passed": True, "max_probability_diff": s.max_probability_diff,
+                                   "notebook_sha256": sha256_file(folder / f"{s.name}.ipynb")}
                           for s in trip.scenarios},
-                       runtime.LIFECYCLE: {"passed": True, "detail": life.detail}}), key)
+                       runtime.LIFECYCLE: {"passed": True, "detail": life.detail,
+                                           "notebooks": {nb.stem: sha256_file(nb)
+                                                         for nb in sorted(lifecycle_folder.glob("*.ipynb"))}}},
+            counts={"round_trip": len(trip.scenarios), "lifecycle": len(list(lifecycle_folder.glob("*.ipynb")))}),
+            key)
         for subject in (trainer, server, *others):
             recorded.append(f"{subject.repository}@{record.write(reg, subject.repository, subject.digest, envelope)}")
     return VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, lifecycle=life,
                         recorded=recorded, record_note=why, seconds=round(time.monotonic() - started, 1))
+
+
+def not_recorded(report: VerifyReport, *, write_record: bool, complete: bool, key) -> str:
+    """Why this run is not signed and attached ("" when it is): only a whole, passing run of at least
+    one model scenario, of pushed images, with a signing key, vouches for the set."""
+    if not report.ok:
+        return "not recorded: a check failed"
+    if not write_record:
+        return "not recorded: --no-record"
+    if not all(s.digest for s in (report.notebook, report.ray, *report.others)):
+        return "not recorded: push the images first (`imagekit push`), records are kept next to their digests"
+    if not complete:
+        return "not recorded: only a subset of the scenarios ran"
+    if not report.roundtrip.scenarios:
+        return ("not recorded: no model scenario ran (verify.notebooks holds no notebook): a signature must say "
+                "that models trained in the notebook image serve identically in the Ray image")
+    if key is None:
+        return ("not recorded: no signing key (set IMAGEKIT_TRUST_SIGNING_KEY to the private key's PEM or its file; "
+                "docs/attestations.md, 'Signing keys')")
+    return ""
+
+
+def required_scenarios(cfg: Config) -> list[tuple[str, str]]:
+    """What the gate requires an attestation to cover: (scenario, pinned notebook sha256 or "").
+    trust.required_scenarios ("name" or "name@sha256:<hex>"), else every notebook of verify.notebooks
+    as imagekit.toml commits it (an IMAGEKIT_VERIFY_NOTEBOOKS pointing elsewhere does not lower it)."""
+    entries = cfg.trust.required_scenarios
+    if not entries:
+        committed = tomllib.loads(Path(cfg.source).read_text()).get("verify", {}).get("notebooks",
+                                                                                      VerifySettings.notebooks)
+        folder = cfg.path(committed)
+        entries = roundtrip.discover(folder) if folder.is_dir() else ()
+    found = []
+    for entry in entries:
+        name, _, digest = entry.partition("@")
+        if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise ConfigError(f"{entry!r}: pin a notebook as name@sha256:<64 hex digits>", key="trust.required_scenarios",
+                              source=cfg.origins.get("trust.required_scenarios"))
+        found.append((name, digest.removeprefix("sha256:")))
+    return found
 
 
 def verify_stored(cfg: Config, engine: Engine, *, ray: str | None = None, prefix: str = "",

@@ -73,7 +73,8 @@ class RoundtripReport:
 
     @property
     def ok(self) -> bool:
-        return all(s.ok for s in self.scenarios)
+        """At least one model checked, and every one passed."""
+        return bool(self.scenarios) and all(s.ok for s in self.scenarios)
 
 
 def _finite(values: list, side: str, what: str, row: int | None = None) -> str:
