@@ -1,5 +1,6 @@
 """verify-compat against the real images, and against Ray images made wrong on purpose."""
 import base64
+import hashlib
 import json
 import shutil
 import socket
@@ -250,3 +251,34 @@ def test_ctrl_c_removes_every_container_and_the_network(cfg, engine, built, left
 def test_a_missing_image_cannot_be_verified_exit_2(cfg, cli):
     code, _, err = cli("--config", cfg.source, "verify-compat", "--ray-image", "imagekit-test/absent:1")
     assert code == 2 and "imagekit-test/absent:1 is neither in the engine nor pullable" in err
+
+
+def test_a_run_without_a_model_is_not_signed_and_one_short_of_the_required_scenarios_is_refused_at_the_gate(
+        cfg, engine, built, registry_process, keys, tmp_path):
+    from imagekit import promote
+    from imagekit.errors import CheckFailed
+
+    key, pub = keys["trusted"]
+    env = {"IMAGEKIT_REGISTRY_URL": registry_process.host, "IMAGEKIT_TRUST_SIGNING_KEY": str(key),
+           "IMAGEKIT_TRUST_PUBLIC_KEY": str(pub)}
+    push.push(config.load(cfg.source, env=env), engine)
+    empty, iris = tmp_path / "empty", tmp_path / "iris-only"
+    empty.mkdir()
+    iris.mkdir()
+    shutil.copy(ROOT / "examples" / "notebooks" / "iris.ipynb", iris)
+    nothing = verify_compat(config.load(cfg.source, env={**env, "IMAGEKIT_VERIFY_NOTEBOOKS": str(empty)}), engine)
+    assert nothing.ok and nothing.lifecycle.ok and nothing.roundtrip.scenarios == []  # only the lifecycle ran
+    assert nothing.recorded == [] and nothing.record_note.startswith("not recorded: no model scenario ran")
+    reg = Registry.from_config(config.load(cfg.source, env=env))
+    assert record.read(reg, nothing.ray.repository, nothing.ray.digest) == []  # nothing was attached
+    short = verify_compat(config.load(cfg.source, env={**env, "IMAGEKIT_VERIFY_NOTEBOOKS": str(iris)}), engine)
+    assert short.ok and len(short.recorded) == 2  # signed: it passed what it ran
+    (found, verdict), _ = record.verdicts(reg, short.ray.repository, short.ray.digest, attest.load_public(str(pub)))
+    predicate = verdict.statement["predicate"]
+    assert set(predicate["scenarios"]) == {"iris", "lifecycle"}
+    assert predicate["counts"] == {"round_trip": 1, "lifecycle": 1}
+    assert predicate["scenarios"]["iris"]["notebook_sha256"] == hashlib.sha256((iris / "iris.ipynb").read_bytes()).hexdigest()
+    with pytest.raises(CheckFailed) as e:  # the gate requires every notebook of the committed folder
+        promote.promote(config.load(cfg.source, env=env), [], all_images=True, to="test")
+    for missing in ("cybersec", "custom-v1", "custom-v2", "housing-regressor"):
+        assert f"does not cover the required scenario {missing}" in str(e.value)

@@ -162,3 +162,25 @@ def test_a_package_the_index_does_not_have_is_named_as_such(indexed):
     with pytest.raises(LockConflict, match="no such package on the index: no-such-package-here") as e:
         lock.lock(cfg)
     assert "cannot be satisfied together" not in str(e.value) and e.value.exit_code == 2
+
+
+def test_check_names_a_view_pin_deleted_a_view_missing_and_a_pin_held_twice_in_a_lineage(indexed):
+    from imagekit.lock import views
+
+    cfg = indexed()
+    lock.lock(cfg)
+    base_view, ray_view = lock.view_path(cfg, "base"), lock.view_path(cfg, "ray")
+    pins = {p.name: p for p in lock.parse(base_view.read_text()).pins.values()}
+    base_view.write_text(views.render(cfg.image("base"), [pins["learn"]]))  # numbers' pin deleted, rendered clean
+    with pytest.raises(CheckFailed, match="numbers is in the shared lock but in no image's view"):
+        lock.check(cfg, name_changes=False)
+    lock.lock(cfg)
+    ray_view.unlink()
+    with pytest.raises(CheckFailed, match="lockfiles/ray.txt is missing"):
+        lock.check(cfg, name_changes=False)
+    lock.lock(cfg)
+    ray = list(lock.parse(ray_view.read_text()).pins.values())
+    ray_view.write_text(views.render(cfg.image("ray"), [*ray, pins["learn"]]))  # also in base, ray's parent
+    with pytest.raises(CheckFailed, match="learn is in more than one view of ray's lineage"):
+        lock.check(cfg, name_changes=False)
+    assert lock.lock(cfg).resolved is False and lock.check(cfg).packages == 4  # derived again, clean

@@ -509,3 +509,93 @@ def test_a_required_scenario_pinned_by_digest_refuses_a_run_of_another_notebook(
     with pytest.raises(ConfigError, match="pin a notebook as name@sha256"):
         promote.promote(config.load(cfg.source, env={**env, "IMAGEKIT_TRUST_REQUIRED_SCENARIOS": "iris@abc"}), [],
                         all_images=True, to="test")
+
+
+def signed_payload(key, payload: bytes) -> dict:
+    """A DSSE envelope over ``payload`` (any bytes), signed with ``key``: a valid signature on
+    something that is not imagekit's statement."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = attest.load_private(str(key))
+    sig = private.sign(attest.pae(attest.PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+    return {"payloadType": attest.PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
+            "signatures": [{"keyid": attest.keyid(private.public_key()), "sig": base64.b64encode(sig).decode()}]}
+
+
+@pytest.mark.parametrize("case, why", [
+    ("not dsse", "is not a DSSE envelope"),
+    ("not json", "has a signed payload that is not JSON"),
+    ("other predicate", "is of another kind \\(https://slsa.dev/verification_summary/v1\\)"),
+])
+def test_a_signed_envelope_that_is_not_a_verify_compat_statement_is_refused(desa, keys, case, why):
+    cfg, reg, digests = desa
+    key = keys["trusted"][0]
+    verify(reg, key, digests, only=["notebook"])
+    if case == "not dsse":
+        envelope = {"payloadType": attest.PAYLOAD_TYPE, "payload": "%% not base64 %%", "signatures": [{"sig": ""}]}
+    elif case == "not json":
+        envelope = signed_payload(key, b"passed: true\n")
+    else:
+        statement = json.loads(base64.b64decode(sign_pair(key, {"ray": ("mlops-desa/ray", digests["ray"])})["payload"]))
+        envelope = signed_payload(key, json.dumps({**statement, "predicateType":
+                                                   "https://slsa.dev/verification_summary/v1"}).encode())
+    record.write(reg, "mlops-desa/ray", digests["ray"], envelope)
+    with pytest.raises(CheckFailed, match=why):
+        promote.promote(cfg, ["ray:v1", "notebook:v1"], to="test")
+    assert untouched(reg)
+
+
+def test_a_trusted_key_of_another_kind_is_a_config_error(desa, tmp_path, secure_registry):
+    import subprocess
+
+    cfg, reg, _ = desa
+    rsa = tmp_path / "rsa.pub"
+    subprocess.run(f"openssl genrsa 2048 2>/dev/null | openssl rsa -pubout -out {rsa} 2>/dev/null", shell=True, check=True)
+    other = config.load(cfg.source, env={**secure_registry, "IMAGEKIT_TRUST_PUBLIC_KEY": str(rsa)})
+    with pytest.raises(ConfigError, match="key 'trust.public_key'.*the public key is not an ECDSA P-256 key") as e:
+        promote.promote(other, [], all_images=True, to="test")
+    assert e.value.exit_code == 2
+    rsa_key = tmp_path / "rsa.key"
+    subprocess.run(f"openssl genrsa -out {rsa_key} 2048 2>/dev/null", shell=True, check=True)
+    with pytest.raises(ConfigError, match="the signing key is not an ECDSA P-256 key"):
+        attest.load_private(str(rsa_key))
+    assert untouched(reg)
+
+
+@pytest.mark.parametrize("args, why", [
+    ({"to": "desa"}, "desa is the first environment: images enter it by `imagekit push`"),
+    ({"to": "test", "from_env": "prod"}, "promotion goes forward: prod comes after test"),
+    ({"to": "test", "from_env": "test"}, "promotion goes forward: test comes after test"),
+])
+def test_promoting_into_the_first_environment_or_backwards_is_a_usage_error(desa, keys, args, why):
+    cfg, reg, digests = desa
+    verify(reg, keys["trusted"][0], digests)
+    with pytest.raises(UsageError, match=why) as e:
+        promote.promote(cfg, [], all_images=True, **args)
+    assert e.value.exit_code == 2 and untouched(reg) and untouched(reg, "prod")
+
+
+def test_a_source_tag_that_does_not_exist_is_named(desa, keys):
+    cfg, reg, digests = desa
+    verify(reg, keys["trusted"][0], digests)
+    with pytest.raises(CheckFailed, match="mlops-desa/ray:v9 does not exist \\(promote to desa first\\?\\)"):
+        promote.promote(cfg, ["ray:v9", "notebook:v1"], to="test")
+    assert untouched(reg)
+
+
+def test_a_rollback_whose_target_was_deleted_says_so_and_changes_nothing(desa, keys):
+    cfg, reg, digests = desa
+    key = keys["trusted"][0]
+    verify(reg, key, digests)
+    promote.promote(cfg, [], all_images=True, to="test")
+    newer = seed_image(reg, "mlops-desa/ray", "v2", layers=1)
+    verify(reg, key, {**digests, "ray": newer}, only=["ray"])
+    promote.promote(cfg, ["ray:v2"], to="test")
+    reg._request("DELETE", f"{reg.base}/v2/mlops-test/ray/manifests/{digests['ray']}",  # retention removed it
+                 scope="repository:mlops-test/ray:pull,push,delete")
+    history = promote.history(cfg, "ray", "test")
+    with pytest.raises(RegistryError, match=f"mlops-test/ray@{digests['ray']} is no longer in the registry"):
+        promote.rollback(cfg, "ray", "test")
+    assert promote.history(cfg, "ray", "test") == history
+    assert reg.manifest("mlops-test/ray", "current").digest == newer

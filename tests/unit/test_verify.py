@@ -207,3 +207,17 @@ def test_a_round_trip_of_no_model_is_not_a_pass():
     assert not roundtrip.RoundtripReport("s3", "v", [], 0.0, 0.0).ok
     assert report_of(trips=()).ok  # the lifecycle alone ran and passed (`--scenario lifecycle`)
     assert not report_of(trips=(), lifecycle=False).ok  # nothing but the static check ran
+
+
+@pytest.mark.parametrize("served, reason", [
+    ({"labels": [0, 1]}, "ray answered 2 labels for 3 probe rows"),
+    ({"labels": [0, 1, 1, 0]}, "ray answered 4 labels for 3 probe rows"),
+    ({"labels": [0.0, 1.0, 1.0]}, "labels differ in type at probe rows [0, 1, 2]: the notebook gave int 0, ray float 0.0"),
+    ({"labels": [False, True, True]}, "labels differ in type at probe rows [0, 1, 2]: the notebook gave int 0, ray bool False"),
+    ({"labels": ["0", "1", "1"]}, "labels differ at probe rows [0, 1, 2] (notebook vs ray)"),
+])
+def test_labels_must_be_as_many_and_of_the_same_type(served, reason):
+    ok, why, _ = roundtrip.compare(EXPECTED, {"probabilities": EXPECTED["probabilities"], **served})
+    assert not ok and why == reason
+    assert not roundtrip.compare({**EXPECTED, "labels": [True, False, True]},
+                                 {**EXPECTED, "labels": [1, 0, 1]})[0]  # and the other way round

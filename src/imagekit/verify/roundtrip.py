@@ -84,7 +84,7 @@ def _finite(values: list, side: str, what: str, row: int | None = None) -> str:
 
 
 def compare(expected: dict, served: dict) -> tuple[bool, str, float | None]:
-    """Labels equal (a regressor's numbers: within TOLERANCE) and probabilities within TOLERANCE
+    """Labels equal and of the same type (a regressor's numbers: within TOLERANCE) and probabilities within TOLERANCE
     (null on both sides for a model without predict_proba), every number finite; the reason names
     the first difference. A NaN or an infinity is never "within tolerance"."""
     want, got = expected["labels"], served.get("labels")
@@ -99,9 +99,15 @@ def compare(expected: dict, served: dict) -> tuple[bool, str, float | None]:
         diff = max((abs(x - y) for x, y in zip(want, got)), default=0.0)
         if diff > TOLERANCE:
             return False, f"predictions differ by up to {diff:.3g} (> {TOLERANCE:g})", diff
-    elif got != want:
+    else:  # classes: equal and of the same JSON type (1 is not 1.0 nor True: another classes_ dtype)
         bad = [i for i, (a, b) in enumerate(zip(want, got)) if a != b]
-        return False, f"labels differ at probe rows {bad[:5]} (notebook vs ray)", None
+        if bad:
+            return False, f"labels differ at probe rows {bad[:5]} (notebook vs ray)", None
+        kind = [i for i, (a, b) in enumerate(zip(want, got)) if type(a) is not type(b)]
+        if kind:
+            i = kind[0]
+            return False, (f"labels differ in type at probe rows {kind[:5]}: the notebook gave "
+                           f"{type(want[i]).__name__} {want[i]!r}, ray {type(got[i]).__name__} {got[i]!r}"), None
     a, b = expected.get("probabilities"), served.get("probabilities")
     if a is None or b is None:
         if a is None and b is None:
