@@ -59,6 +59,18 @@ def no_imagekit_settings(monkeypatch):
         monkeypatch.delenv(var)
 
 
+@pytest.fixture(autouse=True)
+def isolated_secrets():
+    """The secrets a test registers for masking are forgotten after it: a masking assertion holds by
+    the test's own registrations, never by another test's (a shorter secret masks part of a longer)."""
+    from imagekit import redact
+
+    before = set(redact._secrets)
+    yield
+    redact._secrets.clear()
+    redact._secrets.update(before)
+
+
 @pytest.fixture
 def project(tmp_path):
     return functools.partial(write_project, tmp_path)

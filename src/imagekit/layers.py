@@ -98,7 +98,11 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
     folder = cache_dir(cache)
     folder.mkdir(parents=True, exist_ok=True)
     wanted = _wanted(interpreter, groups, wheels, venv_layer)
-    layers = {g: _cached(folder, g, key) for g, key in wanted.items()}
+    layers = {g: _cached(folder, g, key, verify=True) for g, key in wanted.items()}
+    for g, key in wanted.items():
+        if isinstance(layers[g], str):  # the cached tar is not what its entry recorded: make it again
+            on_line(layers[g])
+            layers[g] = None
     missing = {g: key for g, key in wanted.items() if layers[g] is None}
     if missing:
         on_line(f"installing {sum(len(g.pins) for g in missing)} packages into {len(missing)} layers "
@@ -107,7 +111,10 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
     return [layers[g] for g in wanted]
 
 
-def _cached(folder: Path, group: Group, key: str) -> Layer | None:
+def _cached(folder: Path, group: Group, key: str, *, verify: bool = False) -> Layer | str | None:
+    """The cached layer of ``group``, None when there is none; with ``verify`` (the tar is about to
+    go into an image), the tar is hashed, and one that is not what its entry records (a corrupted
+    or replaced cache file) is a message saying so instead."""
     meta = folder / f"{key}.json"
     if not meta.is_file():
         return None
@@ -115,6 +122,9 @@ def _cached(folder: Path, group: Group, key: str) -> Layer | None:
     path = folder / f"{key}.tar"
     if not path.is_file():
         return None
+    if verify and (path.stat().st_size != data["size"] or digests.oci_file(path) != data["diff_id"]):
+        return (f"layer cache entry {path} is corrupted (not the {data['diff_id'][:19]} it recorded): "
+                f"installing {group.name} again")
     return Layer(group=group.name, diff_id=data["diff_id"], size=data["size"], packages=tuple(data["packages"]),
                  path=path, cached=True)
 
@@ -187,7 +197,9 @@ def _write(folder: Path, group: Group, key: str, tree: Path) -> Layer:
 
 def write_tar(f, tree: Path, prefix: str, *, mtime: int = MTIME) -> None:
     """A tar of ``tree`` as ``prefix/...``: sorted entries, fixed times, owner root (0:0), no pax
-    time fields, the parent folders of ``prefix`` included. The same tree gives the same bytes."""
+    time fields, the parent folders of ``prefix`` included, modes canonical (folders and
+    executables 0755, other files 0644: whatever umask made the tree). The same tree gives the same
+    bytes."""
     entries = []
     for dirpath, dirnames, filenames in os.walk(tree):
         for name in dirnames + filenames:
@@ -200,13 +212,13 @@ def write_tar(f, tree: Path, prefix: str, *, mtime: int = MTIME) -> None:
             info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
             st = full.lstat() if full else None
             if full is None or full.is_dir() and not full.is_symlink():
-                info.type, info.mode = tarfile.DIRTYPE, (st.st_mode & 0o7777) if st else 0o755
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
             elif full.is_symlink():
                 info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(full), 0o777
                 tar.addfile(info)
             else:
-                info.size, info.mode = st.st_size, st.st_mode & 0o7777
+                info.size, info.mode = st.st_size, 0o755 if st.st_mode & 0o100 else 0o644
                 with open(full, "rb") as data:
                     tar.addfile(info, data)
 

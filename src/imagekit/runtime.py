@@ -92,8 +92,12 @@ class _Run:
 
 
 def sh(c, script: str) -> tuple[int, str]:
-    """``bash -c script`` in a running container (as KubeRay's exec probes run): exit code, output."""
-    code, out = c.exec_run(["bash", "-c", script])
+    """``bash -c script`` in a running container (as KubeRay's exec probes run): exit code, output
+    (126 and the engine's reason when the container is not running)."""
+    try:
+        code, out = c.exec_run(["bash", "-c", script])
+    except docker.errors.APIError as e:
+        return 126, f"cannot run it in the container: {e.explanation}"
     return code, out.decode(errors="replace").strip()
 
 
@@ -168,11 +172,17 @@ def notebook_items(run: _Run, notebook: str, on_line: Callable[[str], None]) -> 
         _, log = sh(c, f"tail -5 {HUB_DIR}/hub.log")
         return items + [Item("notebook", "jupyterhub-singleuser answers under its prefix with a token", False,
                              (out or log)[-300:], round(time.monotonic() - started, 1))]
-    ok = result["with_token"] == 200 and result["without_token"] in (302, 403)
+    return items + [hub_item(result, round(time.monotonic() - started, 1))]
+
+
+def hub_item(result: dict, seconds: float) -> Item:
+    """The single-user server's API under its prefix: 200 with the user's token, and refused outright
+    without one (401 or 403). A redirect is not a refusal: it is what the server answers for a page
+    a browser should log in to, and an API that redirects instead of refusing has lost its auth."""
+    ok = result["with_token"] == 200 and result["without_token"] in (401, 403)
     detail = (f"{result['prefix']}api/status: {result['with_token']} with the token, {result['without_token']} "
               f"without; env {', '.join(result['env'])}")
-    return items + [Item("notebook", "jupyterhub-singleuser answers under its prefix with a token", ok, detail,
-                         round(time.monotonic() - started, 1))]
+    return Item("notebook", "jupyterhub-singleuser answers under its prefix with a token", ok, detail, seconds)
 
 
 def _last_json(out: str) -> dict | None:

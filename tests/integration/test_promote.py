@@ -12,7 +12,7 @@ from imagekit.errors import CheckFailed, PreconditionError, RegistryError, Usage
 from imagekit.registry import Manifest, Registry
 from imagekit.verify import record, required_scenarios
 
-ROBOT, SECRET = "robot$mlops+ci", "s3cr3t-Pa55"
+ROBOT, SECRET = "robot$mlops+promote", "int3gration-Pa55w0rd"  # no other test's
 SCENARIOS = tuple(name for name, _ in required_scenarios(config.load(ROOT / "imagekit.toml", env={})))  # the gate's
 
 

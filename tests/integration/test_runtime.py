@@ -102,6 +102,7 @@ applications:
 '''
 
 
+@pytest.mark.network  # the Redis test image is made from Debian's packages, downloaded with apt
 @pytest.mark.parametrize("redis", [True, False], ids=["with-redis", "without-redis"])
 def test_a_serve_application_survives_a_head_restart_with_redis(engine, pair, base_image, tmp_path, leftovers, redis):
     """GCS fault tolerance as KubeRay configures it (RAY_REDIS_ADDRESS on the head): with an external
@@ -132,4 +133,32 @@ def test_a_serve_application_survives_a_head_restart_with_redis(engine, pair, ba
         assert ok == redis, out
     finally:
         run.close()
+    assert leftovers() == before
+
+
+REFUSE_WORKER = (  # a `ray` that starts a head but no worker: what a broken worker image does
+    "RUN mv /opt/venv/bin/ray /opt/venv/bin/ray.real && printf '%s\\n' '#!/bin/bash' "
+    "'if [[ \" $* \" == *\" --address=head:6379 \"* ]]; then echo \"worker refused\" >&2; exit 1; fi' "
+    "'exec /opt/venv/bin/ray.real \"$@\"' > /opt/venv/bin/ray && chmod 755 /opt/venv/bin/ray")
+
+
+def test_the_user_the_home_and_the_worker_fail_for_the_named_reason(engine, pair, tmp_path, leftovers):
+    """A Ray image running as root whose workers do not start, and a notebook image whose jovyan is
+    uid 1001 with a home it cannot write: each item fails alone, the others still pass."""
+    before = leftovers()
+    ray = variant(engine, pair["ray"], tmp_path, "ray-root-no-worker", REFUSE_WORKER, "root")
+    notebook = variant(engine, pair["notebook"], tmp_path, "notebook-uid-1001-ro-home",
+                       "RUN usermod -u 1001 jovyan && chown -R 1001 /home/jovyan && chmod 0555 /home/jovyan", "jovyan")
+    report = runtime.check(engine, ray, notebook, lifecycle_notebooks=LIFECYCLE)
+    items = by_check(report)
+    assert not report.ok
+    assert not items["non-root uid 1000"].ok and items["non-root uid 1000"].detail == "uid 0"
+    assert not items["worker joined the head (2 nodes alive)"].ok
+    assert "sees fewer than 2 nodes" in items["worker joined the head (2 nodes alive)"].detail
+    assert not items["worker: KubeRay raylet probe (52365)"].ok
+    assert items["head: KubeRay GCS probe (8265)"].ok  # the head itself is fine
+    user = items["user jovyan uid 1000 gid 100 (users)"]
+    assert not user.ok and user.detail == "jovyan 1001 100 users"
+    assert not items["writable home"].ok
+    assert items["tool git"].ok
     assert leftovers() == before

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -43,3 +44,12 @@ def test_config_error_exits_2(tmp_path, cli):
 def test_version():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("imagekit 0.")
+
+
+@pytest.mark.parametrize("which", ["one", "other"])
+def test_each_test_starts_with_no_secret_registered_by_another(which):
+    from imagekit import redact
+
+    assert redact._secrets == set(), redact._secrets  # the other instance registered one
+    redact.register(f"planted-{which}-secret")
+    assert redact.text(f"planted-{which}-secret") == redact.MASK

@@ -68,3 +68,44 @@ def test_the_same_files_give_the_same_layer_whatever_their_times_and_owners(tmp_
     buf = io.BytesIO()
     layers.write_tar(buf, tmp_path / "two", "opt/venv")
     assert buf.getvalue() != blobs[0]
+
+
+def tree_under_umask(root, mask):
+    """A venv-like tree made by code running under ``mask`` (as an installer would)."""
+    old = os.umask(mask)
+    try:
+        (root / "lib" / "site-packages" / "pkg").mkdir(parents=True)
+        (root / "bin").mkdir()
+        (root / "lib" / "site-packages" / "pkg" / "__init__.py").write_text("x = 1\n")
+        script = root / "bin" / "tool"
+        script.write_text("#!/bin/sh\necho tool\n")
+        script.chmod(0o777 & ~mask)  # executable, as far as the umask lets it be
+    finally:
+        os.umask(old)
+    return root
+
+
+def test_layer_bytes_do_not_depend_on_the_umask_the_tree_was_made_under(tmp_path):
+    made = {}
+    for mask in (0o002, 0o022):
+        tree = tree_under_umask(tmp_path / f"umask-{mask:o}", mask)
+        buf = io.BytesIO()
+        layers.write_tar(buf, tree, "opt/venv")
+        made[mask] = buf.getvalue()
+    assert os.stat(tmp_path / "umask-2" / "bin").st_mode & 0o777 == 0o775  # the trees do differ
+    assert hashlib.sha256(made[0o002]).digest() == hashlib.sha256(made[0o022]).digest()
+    modes = {m.name: m.mode for m in tarfile.open(fileobj=io.BytesIO(made[0o002]))}
+    assert modes["opt/venv/bin/tool"] == 0o755 and modes["opt/venv/lib/site-packages/pkg/__init__.py"] == 0o644
+    assert modes["opt/venv/bin"] == 0o755
+
+
+def test_a_corrupted_layer_cache_entry_is_detected_before_it_goes_into_an_image(tmp_path):
+    group = layers.Group("small-0", tuple(pins("six")))
+    layer = layers._write(tmp_path, group, "k" * 64, tree_under_umask(tmp_path / "tree", 0o022))
+    assert layers._cached(tmp_path, group, "k" * 64, verify=True).diff_id == layer.diff_id
+    data = bytearray(layer.path.read_bytes())
+    data[-2000] ^= 0xFF  # one byte of the tar, the same size
+    layer.path.write_bytes(bytes(data))
+    found = layers._cached(tmp_path, group, "k" * 64, verify=True)
+    assert isinstance(found, str) and "is corrupted" in found and layer.diff_id[:19] in found
+    assert layers._cached(tmp_path, group, "k" * 64).diff_id == layer.diff_id  # lookups that use no tar do not hash

@@ -221,3 +221,13 @@ def test_labels_must_be_as_many_and_of_the_same_type(served, reason):
     assert not ok and why == reason
     assert not roundtrip.compare({**EXPECTED, "labels": [True, False, True]},
                                  {**EXPECTED, "labels": [1, 0, 1]})[0]  # and the other way round
+
+
+@pytest.mark.parametrize("with_token, without_token, ok", [
+    (200, 403, True), (200, 401, True), (200, 302, False), (200, 200, False), (403, 403, False), (0, 0, False)])
+def test_the_hub_item_passes_only_a_server_that_answers_its_token_and_refuses_without(with_token, without_token, ok):
+    from imagekit import runtime
+
+    item = runtime.hub_item({"prefix": "/user/jovyan/", "with_token": with_token, "without_token": without_token,
+                             "env": ["JUPYTERHUB_API_TOKEN"]}, 1.0)
+    assert item.ok is ok and f"{with_token} with the token, {without_token} without" in item.detail
