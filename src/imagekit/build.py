@@ -6,6 +6,7 @@ inputs did not change is not built again (``imagekit-build/<name>:<content key>`
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -218,6 +219,19 @@ def _write_json(path: Path, data) -> None:
         f.write(json.dumps(data, indent=1))
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def adopt(cfg: Config, engine: Engine, name: str, image_id: str) -> None:
+    """Make ``image_id`` (the registry's image of the same content, pulled) the built ``name``: its
+    local tags and its content-addressed tag name it, and out/build.json says so, so what runs and
+    is verified here is the very digest the registry holds."""
+    result = load_result(cfg)
+    img = result.image(name)
+    for ref in [INTERNAL.format(name=name, key=img.content[:12]), *(f"{img.repository}:{t}" for t in img.tags)]:
+        engine.tag(image_id, ref)
+    images = [dataclasses.replace(i, image_id=image_id, size=engine.image(image_id).size) if i.name == name else i
+              for i in result.images]
+    _write_json(result_path(cfg), asdict(dataclasses.replace(result, images=images)))
 
 
 def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builder: str = "auto",

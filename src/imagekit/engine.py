@@ -97,10 +97,10 @@ class Engine:
             entries.append(entry)
         return entries
 
-    def pull(self, ref: str) -> bool:
+    def pull(self, ref: str, *, auth: tuple[str, str] | None = None) -> bool:
         """Pull ``ref``; False when no registry has it or none is reachable (air-gapped)."""
         try:
-            self.client.images.pull(ref)
+            self.client.images.pull(ref, auth_config={"username": auth[0], "password": auth[1]} if auth else None)
             return True
         except docker.errors.APIError:
             return False

@@ -19,6 +19,7 @@ class PushedImage:
     repository: str  # <registry>/<project>/<repository>
     tags: list[str]
     digest: str
+    unchanged: bool = False  # the registry already held this content under its version tag: not pushed
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,24 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
     pushed = []
     for img in result.images:
         repo = f"{project}/{img.repository}"
+        held = next((m for t in version_tags(img) if (m := reg.manifest(repo, t))), None)
+        if held is not None:  # preflight: the same content (a rebuild of the same inputs): the tag stays
+            for tag in img.tags:  # only tags that are missing or move (lock-, git-): no version tag is written
+                there = reg.manifest(repo, tag)
+                if there is None or there.digest != held.digest and tag not in version_tags(img):
+                    reg.put_manifest(repo, tag, held)
+            ref = f"{reg.host}/{repo}@{held.digest}"
+            if ref in engine.image(img.image_id).repo_digests:
+                note(f"{img.name}: unchanged: {reg.host}/{repo} already holds it as {held.digest}")
+            else:  # another build of the same inputs: the registry's image stands for it here
+                note(f"{img.name}: unchanged: {reg.host}/{repo} already holds this content as {held.digest} "
+                     f"({', '.join(version_tags(img))}); nothing pushed, the local image is now that digest")
+                if not engine.pull(ref, auth=reg.credentials()):
+                    raise CheckFailed(f"{ref} could not be pulled to stand for the local build of the same content")
+                build.adopt(cfg, engine, img.name, engine.image(ref).id)
+            pushed.append(PushedImage(name=img.name, repository=f"{reg.host}/{repo}", tags=img.tags,
+                                      digest=held.digest, unchanged=True))
+            continue
         note(f"{img.name}: pushing {', '.join(img.tags)} to {reg.host}/{repo}")
         digest = engine.push(img.image_id, f"{reg.host}/{repo}", img.tags, auth=reg.credentials(), on_line=on_line)
         for tag in img.tags:  # what the registry now says, not what the engine reported
