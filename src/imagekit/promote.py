@@ -262,9 +262,9 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
     for img, ref in wanted:  # check everything before writing anything
         src_repo, dst_repo = f"{source_env.project}/{img.repository}", f"{target_env.project}/{img.repository}"
         if img.name not in members:
-            found = [src.manifest(src_repo, ref.ref)] if ref else [None]
-            named = [m.digest for m in found if m] or sorted(_version_tags(src, src_repo)) or [ref.ref if ref else "?"]
-            problems.append(f"{src_repo}@{', '.join(named)} is not in verify.images, so no verification covers it")
+            held = src.manifest(src_repo, ref.ref) if ref else None
+            what = held.digest if held else ref.ref if ref else ", ".join(sorted(_version_tags(src, src_repo)))
+            problems.append(f"{src_repo}@{what or '(nothing)'} is not in verify.images, so no verification covers it")
             continue
         manifest = src.manifest(src_repo, ref.ref if ref else chosen[img.name][0])
         if manifest is None:

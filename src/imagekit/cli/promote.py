@@ -38,8 +38,9 @@ def promote(ctx: typer.Context,
     it there), with the version tags that name them; never chosen by a tag's name or an image label
     (an image derived by hand and pushed beside the release inherits its labels). The choice is
     printed. The digest in ENV equals the source digest; on one registry layers move by
-    cross-repository mount, and the attestations travel along in both layouts. The gate: each digest needs an attestation signed by the key trust.public_key names,
-    about that very digest, that passed (imagekit verify-compat writes it); and afterwards the
+    cross-repository mount, and the attestations travel along in both layouts. The gate: each
+    digest needs an attestation signed by the key trust.public_key names, about that very digest,
+    that passed and covered trust.required_scenarios (imagekit verify-compat writes it); and afterwards the
     images ENV runs under `current` must be a set verify-compat passed together (so promote the
     verified set with --all, or an image whose verified partner ENV already runs). Immutable
     environments never move a version tag to another digest. Nothing is written unless every image

@@ -168,17 +168,15 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
         reg = Registry.from_config(cfg)
         named = {cfg.verify.trainer: trainer, cfg.verify.server: server, **{o.role: o for o in others}}
         subjects = {name: (s.repository, s.digest) for name, s in named.items()}  # by image name: the gate's key
-        folder, lifecycle_folder = cfg.path(cfg.verify.notebooks), cfg.path(cfg.verify.lifecycle)
+        folder = cfg.path(cfg.verify.notebooks)
+        deployed = {nb.stem: sha256_file(nb) for nb in sorted(cfg.path(cfg.verify.lifecycle).glob("*.ipynb"))}
         envelope = attest.sign(attest.statement(
             subjects, passed=True, lock=lk.digest, python=aligned.ray.python, s3_server=trip.s3_server,
             scenarios={**{s.name: {"passed": True, "max_probability_diff": s.max_probability_diff,
                                    "notebook_sha256": sha256_file(folder / f"{s.name}.ipynb")}
                           for s in trip.scenarios},
-                       runtime.LIFECYCLE: {"passed": True, "detail": life.detail,
-                                           "notebooks": {nb.stem: sha256_file(nb)
-                                                         for nb in sorted(lifecycle_folder.glob("*.ipynb"))}}},
-            counts={"round_trip": len(trip.scenarios), "lifecycle": len(list(lifecycle_folder.glob("*.ipynb")))}),
-            key)
+                       runtime.LIFECYCLE: {"passed": True, "detail": life.detail, "notebooks": deployed}},
+            counts={"round_trip": len(trip.scenarios), "lifecycle": len(deployed)}), key)
         for subject in (trainer, server, *others):
             recorded.append(f"{subject.repository}@{record.write(reg, subject.repository, subject.digest, envelope)}")
     return VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, lifecycle=life,
