@@ -37,7 +37,9 @@ NOTEBOOK_TOOLS = ("bash", "git", "tini", "jupyterhub-singleuser", "jupyter")
 HUB_DIR = "/tmp/imagekit-hub"
 HUB_CONFIG = Path(__file__).with_name("jupyterhub_config.py")
 LIFECYCLE = "lifecycle"
-CLIENT_START_FLAKE = "Starting Ray client server failed"  # Ray Client's proxier under load, not a mismatch
+# Ray Client's proxier on the head failing to start a client's server under load (it relays the
+# reason to the client), not a mismatch: the notebook runs once more
+CLIENT_START_FLAKES = ("Starting Ray client server failed", "psutil.ZombieProcess")
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ def lifecycle(run: _Run, notebook: str, head, folder: Path, on_line: Callable[[s
                   f"--execute --output /tmp/{LIFECYCLE}/out-{nb.name} {nb.name} >/dev/null 2>/tmp/nbconvert.log; "
                   f"rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/nbconvert.log; exit $rc")
         code, out = sh(c, script)
-        if code and CLIENT_START_FLAKE in out:  # the head's per-client server timed out starting: once more
+        if code and any(flake in out for flake in CLIENT_START_FLAKES):  # the head's per-client server: once more
             code, out = sh(c, script)
         result = _last_json(out) or {}
         if code == 0 and result.get("same"):
