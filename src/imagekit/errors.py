@@ -2,6 +2,7 @@
 1 when a check ran and found drift or a failure, 2 when imagekit could not do what was asked."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 
@@ -99,3 +100,25 @@ class CheckFailed(ImagekitError):
 
     def as_dict(self) -> dict[str, Any]:
         return {**super().as_dict(), "differences": list(self.differences)}
+
+
+class InternalError(ImagekitError):
+    """Something imagekit did not expect (a bug): said as an error, never as a traceback."""
+
+
+@contextlib.contextmanager
+def infrastructure(what: str):
+    """What the parts a run drives raise (the engine, containers, an S3 server, HTTP) reaches the
+    user as an EngineError naming ``what`` failed and why, not as a traceback."""
+    import botocore.exceptions
+    import docker.errors
+    import requests
+
+    try:
+        yield
+    except ImagekitError:
+        raise
+    except (docker.errors.DockerException, requests.RequestException, botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError, OSError) as e:  # OSError: TimeoutError, ConnectionError...
+        raise EngineError(f"{what} could not go on: {type(e).__name__}: {e}",
+                          hint="check that the engine and the servers the run uses answer, then run again") from None

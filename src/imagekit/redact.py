@@ -1,5 +1,6 @@
 """Secrets never leave the process: every value registered here is masked wherever imagekit
-writes or prints text (lock headers, errors, --json, logs), and credentials in URLs are stripped."""
+writes or prints text (lock headers, errors, --json, logs), and credentials in URLs are stripped.
+Terminal escape codes that tools' output carries (a notebook's coloured traceback) are dropped too."""
 from __future__ import annotations
 
 import re
@@ -7,6 +8,7 @@ import urllib.parse
 
 MASK = "***"
 _secrets: set[str] = set()
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
 
@@ -34,8 +36,14 @@ def strip_userinfo(url: str) -> str:
     return _USERINFO.sub(lambda m: m.group("scheme"), url)
 
 
+def plain(value: str) -> str:
+    """``value`` without terminal escape codes (colours, cursor moves)."""
+    return _ESCAPES.sub("", value)
+
+
 def text(value: str) -> str:
-    """``value`` with every registered secret masked and URL credentials removed."""
+    """``value`` with every registered secret masked, URL credentials and terminal codes removed."""
+    value = plain(value)
     for secret in sorted(_secrets, key=len, reverse=True):
         value = value.replace(secret, MASK)
     return _USERINFO.sub(lambda m: m.group("scheme") + MASK + "@", value)

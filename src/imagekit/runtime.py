@@ -25,7 +25,7 @@ from pathlib import Path
 import docker
 
 from imagekit.engine import Engine
-from imagekit.errors import EngineError
+from imagekit.errors import EngineError, infrastructure
 
 RAYLET_PROBE = 'wget -T 2 -q -O- http://localhost:52365/api/local_raylet_healthz | grep success'
 GCS_PROBE = 'wget -T 2 -q -O- http://localhost:8265/api/gcs_healthz | grep success'
@@ -238,6 +238,7 @@ def _reason(out: str) -> str:
     return (lines[-1] if lines else "the notebook failed with no output")[-400:]
 
 
+@infrastructure("runtime-check")
 def check(engine: Engine, ray: str, notebook: str, *, lifecycle_notebooks: Path,
           on_line: Callable[[str], None] | None = None) -> ContractReport:
     started, note = time.monotonic(), on_line or (lambda line: None)

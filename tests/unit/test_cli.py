@@ -54,3 +54,23 @@ def test_each_test_starts_with_no_secret_registered_by_another(which, other):
     assert redact.text(f"planted-{other}-secret") == f"planted-{other}-secret"
     redact.register(f"planted-{which}-secret")
     assert redact.text(f"planted-{which}-secret") == redact.MASK
+
+
+def test_an_unexpected_failure_is_an_error_with_the_json_envelope_never_a_traceback(monkeypatch, capsys, tmp_path):
+    import imagekit.cli.verify as verify_cli
+    from imagekit.cli import main
+    from imagekit.testing import write_project
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("container did not become running")
+    monkeypatch.setattr(verify_cli, "verify_stored", broken)
+    monkeypatch.setattr(verify_cli.Engine, "connect", classmethod(lambda cls: None))
+    monkeypatch.setattr("sys.argv", ["imagekit", "--config", str(write_project(tmp_path)), "verify-stored", "--json"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    out, err = capsys.readouterr()
+    assert e.value.code == 2 and "Traceback" not in out + err
+    envelope = json.loads(out)
+    assert envelope["ok"] is False and envelope["result"] is None and envelope["command"] == "verify-stored"
+    assert envelope["error"]["kind"] == "InternalError"
+    assert envelope["error"]["message"] == "imagekit failed unexpectedly: RuntimeError: container did not become running"

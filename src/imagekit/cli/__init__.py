@@ -10,7 +10,7 @@ import typer
 
 from imagekit.cli import _common
 from imagekit import redact
-from imagekit.errors import ImagekitError
+from imagekit.errors import ImagekitError, InternalError
 
 app = typer.Typer(help="Keep the Ray serving image and the scipy-notebook training image aligned: "
                        "one lock, hermetic builds, proof of compatibility, promotion by digest.",
@@ -47,7 +47,13 @@ for module in (lock, osimage, build, push, verify, runtime, promote, environment
 
 def main() -> None:
     try:
-        app()
+        try:
+            app()
+        except (ImagekitError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # a bug: said as an error (with what to do), never a traceback
+            raise InternalError(f"imagekit failed unexpectedly: {type(e).__name__}: {e}",
+                                hint="this is a bug in imagekit: please report it with the command you ran") from None
     except ImagekitError as e:
         _common.err.print(f"[bold red]error:[/] {_common.escape(redact.text(str(e)))}")
         if "--json" in sys.argv[1:]:  # the same shape as on success, the error as data
