@@ -69,6 +69,9 @@ class VerifySettings:
     models_bucket: str = "cybersec-ml-models"
     eval_bucket: str = "cybersec-ml-eval"
     buckets: tuple[str, ...] = ("cybersec-ml-raw", "cybersec-ml-silver")
+    stored_batch_size: int = 100  # models per task of verify-stored: the memory bound of one process
+    ray_address: str = ""  # verify-stored on a cluster (ray://HOST:10001); empty: a Ray of its own
+    cluster_s3_endpoint: str = ""  # S3 as the cluster's nodes reach it; empty: s3_endpoint
 
     @property
     def verified_set(self) -> tuple[str, ...]:

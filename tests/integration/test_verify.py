@@ -10,21 +10,11 @@ import xml.etree.ElementTree as ET
 
 import boto3
 import pytest
-from helpers import ROOT, securesystemslib_verifies, sigstore_js
+from helpers import ROOT, securesystemslib_verifies, sigstore_js, variant
 
 from imagekit import attest, config, lock, push, wheels
 from imagekit.registry import Registry
 from imagekit.verify import record, static, verify_compat, verify_stored
-
-
-def variant(engine, base_ref, tmp_path, name, steps, files=()):
-    """A deliberately misaligned image FROM the built one, built with the network off."""
-    context = tmp_path / name
-    context.mkdir()
-    for f in files:
-        (context / f.name).write_bytes(f.read_bytes())
-    (context / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\nUSER root\n{steps}\nUSER ray\n")
-    return engine.build(context, tags=[f"imagekit-test/{name}:latest"], buildargs={"PARENT": base_ref}, labels={})
 
 
 def by_name(report):
@@ -175,7 +165,7 @@ def test_stored_models_pass_in_the_aligned_ray_image_with_junit_and_report(publi
     assert code == 0, err
     report = json.loads(out)
     assert json.loads((tmp_path / "stored.json").read_text()) == report
-    assert sorted(s["name"].split("@")[0] for s in report["result"]["scenarios"]) == ["iris", "threshold"]
+    assert sorted(s["name"].split("@")[0] for s in report["result"]["models"]) == ["iris", "threshold"]
     suite = ET.parse(tmp_path / "stored.xml").getroot()
     assert suite.get("tests") == "2" and suite.get("failures") == "0" and len(suite.findall("testcase")) == 2
     assert KEYS["AWS_SECRET_ACCESS_KEY"] not in out + err + (tmp_path / "stored.json").read_text()
@@ -187,7 +177,7 @@ def test_stored_models_name_what_breaks_in_a_misaligned_ray_image(published, s3_
     ecfg, _ = published
     before = leftovers()
     report = verify_stored(ecfg, engine, ray=ray_sklearn_1_8, s3_endpoint=s3_endpoint)
-    models = {s.name.split("@")[0]: s for s in report.scenarios}
+    models = {s.name.split("@")[0]: s for s in report.models}
     assert not report.ok and not models["iris"].ok
     assert "scikit-learn: trained with 1.9.1, serving with 1.8.0" in models["iris"].fingerprint
     assert models["threshold"].ok and models["threshold"].fingerprint == []  # it references no scikit-learn

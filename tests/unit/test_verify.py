@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagekit import config, lock
+from imagekit.errors import PreconditionError
 from imagekit.verify import roundtrip, static
 
 EXPECTED = {"labels": [0, 1, 1], "probabilities": [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]]}
@@ -148,7 +149,7 @@ def test_every_notebook_in_the_folder_is_a_scenario(tmp_path):
     assert roundtrip.discover(tmp_path) == ("a-model", "b-model")
 
 
-def test_an_s3_endpoint_needs_a_url_and_keys(tmp_path):
+def test_an_s3_endpoint_needs_a_url_and_keys(tmp_path, monkeypatch):
     from imagekit import config, redact
     from imagekit.errors import ConfigError, UsageError
     from imagekit.testing import write_project
@@ -160,10 +161,98 @@ def test_an_s3_endpoint_needs_a_url_and_keys(tmp_path):
     assert e.value.exit_code == 2
     with pytest.raises(ConfigError, match="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
         endpoint(config.load(path, env={"AWS_ACCESS_KEY_ID": "ci"}), "http://127.0.0.1:9000")
-    found = endpoint(config.load(path, env={"AWS_ACCESS_KEY_ID": "ci", "AWS_SECRET_ACCESS_KEY": "s3cr3t-minio"}),
-                     "http://localhost:9000/")
-    assert found.inside == "http://host.docker.internal:9000" and "s3cr3t-minio" not in repr(found)
+    keys = {"AWS_ACCESS_KEY_ID": "ci", "AWS_SECRET_ACCESS_KEY": "s3cr3t-minio"}
+    found = endpoint(config.load(path, env=keys), "http://localhost:9000/")
+    assert found.url == "http://localhost:9000" and "s3cr3t-minio" not in repr(found)
     assert redact.text("key s3cr3t-minio") != "key s3cr3t-minio"  # registered as a secret
+    monkeypatch.setenv("DOCKER_HOST", "tcp://build-host.example:2376")  # its containers cannot reach our loopback
+    with pytest.raises(PreconditionError) as e:
+        endpoint(config.load(path, env=keys), "http://127.0.0.1:9000")
+    assert "http://127.0.0.1:9000 is on this machine's loopback" in str(e.value) and e.value.exit_code == 2
+    assert "kubectl port-forward --address 0.0.0.0 svc/<service> 9000" in e.value.hint
+    assert endpoint(config.load(path, env=keys), "http://minio.example:9000").url == "http://minio.example:9000"
+
+
+def test_the_relay_carries_a_loopback_service_to_the_gateway_address_and_closes_with_the_run():
+    import http.server
+    import threading
+    import urllib.request
+
+    from imagekit import forward
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello " + self.path.encode())
+
+        def log_message(self, *args):
+            pass
+    service = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=service.serve_forever, daemon=True).start()
+    url = f"http://localhost:{service.server_address[1]}"
+    assert forward.is_loopback(url) and forward.is_loopback("http://127.0.0.2:1") and not forward.is_loopback(
+        "http://minio.example:9000")
+    with forward.Forwarder(url, "127.0.0.1") as relay:  # the test's stand-in for the gateway address
+        assert relay.inside == f"http://host.docker.internal:{relay.port}"
+        for _ in range(3):
+            assert urllib.request.urlopen(f"http://127.0.0.1:{relay.port}/x").read() == b"hello /x"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{relay.port}/x", timeout=2)
+    service.shutdown()
+    with pytest.raises(PreconditionError, match="cannot listen on the engine's gateway 192.0.2.1"):
+        forward.Forwarder(url, "192.0.2.1")
+
+
+def stored_record(**fields):
+    return {"meta": "iris/20261202T000000Z/meta.json", "node": "worker-1", "reused": False, "sha256": "ab" * 32,
+            "fingerprint": [], "stage": "predict", "loaded": True, "error": "", "seconds": 0.1,
+            "expected": {"labels": [0, 1], "probabilities": None},
+            "served": {"labels": [0, 1], "probabilities": None, "warnings": []}, **fields}
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({}, ""),
+    ({"served": {"labels": [0, 2], "probabilities": None, "warnings": []}}, "labels differ at probe rows [1] (notebook vs ray)"),
+    ({"fingerprint": ["scikit-learn: trained with 1.9.1, serving with 1.8.0"]},
+     "trained and served in different environments: scikit-learn: trained with 1.9.1, serving with 1.8.0"),
+    ({"stage": "load", "loaded": False, "served": None, "error": "ModuleNotFoundError: No module named 'x'"},
+     "could not load in ray: ModuleNotFoundError: No module named 'x'"),
+    ({"error": "ValueError: bad shape", "served": None}, "ray could not predict: ValueError: bad shape"),
+    ({"stage": "meta", "loaded": False, "served": None, "expected": None, "error": "meta.json is not JSON: x"},
+     "meta.json is not JSON: x"),
+    ({"stage": "process", "loaded": False, "served": None, "error": "the process checking it died"},
+     "the process checking it died"),
+])
+def test_a_stored_outcome_is_judged_by_verify_compats_rules(fields, reason):
+    from imagekit.verify import stored
+
+    judged = stored.judge(stored_record(**fields))
+    assert judged.name == "iris@20261202T000000Z" and judged.node == "worker-1"
+    assert (judged.ok, judged.reason) == (reason == "", reason)
+
+
+def test_a_notebooks_coloured_error_reaches_reasons_and_json_without_escape_codes():
+    from imagekit import redact
+
+    coloured = "\x1b[0;31mValueError\x1b[0m: Could not connect to \x1b[1;32mhttp://s3:9000\x1b[0m"
+    assert roundtrip._last_error(f"cell 3\n{coloured}\n") == "ValueError: Could not connect to http://s3:9000"
+    assert redact.data({"reason": coloured}) == {"reason": "ValueError: Could not connect to http://s3:9000"}
+
+
+def test_what_the_parts_raise_becomes_an_engine_error_naming_the_step():
+    import botocore.exceptions
+    import docker.errors
+
+    from imagekit.errors import EngineError, infrastructure
+
+    for raised in (TimeoutError("container did not become running"), docker.errors.APIError("gone"),
+                   botocore.exceptions.EndpointConnectionError(endpoint_url="http://s3:9000")):
+        with pytest.raises(EngineError) as e, infrastructure("verify-stored"):
+            raise raised
+        assert str(e.value).startswith(f"verify-stored could not go on: {type(raised).__name__}")
+    with pytest.raises(KeyError), infrastructure("verify-stored"):  # a bug is not said to be the engine's
+        raise KeyError("x")
 
 
 def report_of(*, trips=("iris",), trip_ok=True, static_ok=True, lifecycle=True, pushed=True):

@@ -14,58 +14,13 @@ predicting are returned with the prediction.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 import os
-import pickle
-import platform
-import warnings
 
+from modelcheck import differences, load_model, predict
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-
-
-def differences(environment: dict) -> list[str]:
-    """Where this environment differs from the one the model was trained in, by name."""
-    found = []
-    if environment.get("python") and environment["python"] != platform.python_version():
-        found.append(f"python: trained with {environment['python']}, serving with {platform.python_version()}")
-    for dist, trained in sorted((environment.get("distributions") or {}).items()):
-        try:
-            serving = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            serving = "nothing (not installed)"
-        if serving != trained:
-            found.append(f"{dist}: trained with {trained or 'an unknown version'}, serving with {serving}")
-    return found
-
-
-def load_model(spec: dict):
-    import boto3
-
-    body = boto3.client("s3").get_object(Bucket=spec["bucket"], Key=spec["key"])["Body"].read()
-    digest = hashlib.sha256(body).hexdigest()
-    if digest != spec["sha256"]:
-        raise ValueError(f"sha256 mismatch: expected {spec['sha256']}, got {digest}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        return pickle.loads(body)
-
-
-def predict(model, instances: list):
-    import numpy as np
-    import pandas as pd
-
-    X = pd.DataFrame(instances) if instances and isinstance(instances[0], dict) else np.asarray(instances)
-    with warnings.catch_warnings(record=True) as caught:  # reported, not fatal: only unpickling must be clean
-        warnings.simplefilter("always")
-        labels = model.predict(X)
-        proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
-    return {"labels": np.asarray(labels).tolist(),
-            "probabilities": None if proba is None else np.asarray(proba, dtype=float).tolist(),
-            "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught})}
 
 
 @serve.deployment

@@ -46,7 +46,7 @@ def promote(ctx: typer.Context,
     environments never move a version tag to another digest. Nothing is written unless every image
     can be promoted; refusals exit 1 and name each digest and why.
 
-    Example: imagekit promote --all --to test    (or: imagekit promote ray:2.41.0-py311-sunat-v12 --to prod)
+    Example: imagekit promote --all --to test    (or: imagekit promote ray:2.41.0-py311-sunat-v13 --to prod)
     """
     cfg = load(ctx)
     with progress(ctx, f"promote to {to}") as note:

@@ -48,31 +48,48 @@ def _cases(scenarios) -> list[tuple[str, bool, str, float]]:
 def stored(ctx: typer.Context, prefix: str = typer.Argument("", help="only models under this prefix "
                                                                      "(<scenario>/ or <scenario>/<version>/)"),
            ray_image: Optional[str] = typer.Option(None, help="the candidate Ray image (default: the one just built)"),
-           s3_endpoint: Optional[str] = S3_ENDPOINT, junit: Optional[Path] = JUNIT, report_file: Optional[Path] = REPORT,
-           as_json: bool = JSON) -> None:
-    """Serve every model already published in the models bucket (each with a meta.json) in the
+           s3_endpoint: Optional[str] = S3_ENDPOINT,
+           ray_address: Optional[str] = typer.Option(None, help="check on a Ray cluster started from the candidate "
+                                                                "image (ray://HOST:10001) instead of a Ray of its own"),
+           batch_size: Optional[int] = typer.Option(None, help="models per task, the memory bound of one process "
+                                                               "(default: verify.stored_batch_size, 100)"),
+           recheck: bool = typer.Option(False, help="check every model again (outcomes kept for this image ignored)"),
+           junit: Optional[Path] = JUNIT, report_file: Optional[Path] = REPORT, as_json: bool = JSON) -> None:
+    """Check every model already published in the models bucket (each with a meta.json) in the
     candidate Ray image: per model, where its training environment differs from the image's
     (fingerprint), whether it loads, and whether it predicts what the notebook predicted.
     The regression check before a new Ray image is promoted: exit 1 names every model that breaks.
 
-    Example: imagekit verify-stored --s3-endpoint https://minio.example.org --junit stored.xml
+    Any number of models: they are checked in batches, each in a fresh process (one that kills its
+    process is named, the rest are checked). Outcomes are kept in the eval bucket per (model sha256,
+    image): a re-run with the same image checks only what is new (--recheck: everything).
+    With --ray-address the batches are Ray tasks spread over a cluster's nodes.
+
+    Example: imagekit verify-stored --s3-endpoint http://127.0.0.1:9000 --junit stored.xml
+    (after `kubectl port-forward -n mlops svc/minio 9000`)
     """
     cfg = load(ctx)
     with progress(ctx, "verify-stored") as note:
         report = verify_stored(cfg, Engine.connect(), ray=ray_image, prefix=prefix, s3_endpoint=s3_endpoint,
-                               on_line=note)
-    _artifacts(ctx, report, _cases(report.scenarios), junit, report_file)
+                               ray_address=ray_address, batch_size=batch_size, recheck=recheck, on_line=note)
+    _artifacts(ctx, report, [(m.name, m.ok, m.reason, m.seconds) for m in report.models], junit, report_file)
     if as_json:
         emit(ctx, report, True, "", ok=report.ok)
     else:
         yes = lambda ok, good, bad: f"[green]{good}[/]" if ok else f"[red]{bad}[/]"  # noqa: E731
-        table = Table("model", "fingerprint", "loads", "predictions", "detail")
-        for s in report.scenarios:
-            table.add_row(escape(s.name), yes(not s.fingerprint, "same", "differs"), yes(s.loaded, "yes", "no"),
-                          yes(s.same_predictions, "same", "differ"), escape("; ".join(s.fingerprint) or s.reason))
+        table = Table("model", "fingerprint", "loads", "predictions", "node", "detail")
+        shown = report.models if len(report.models) <= 50 else [m for m in report.models if not m.ok]
+        for m in shown:
+            table.add_row(escape(m.name), yes(not m.fingerprint, "same", "differs"), yes(m.loaded, "yes", "no"),
+                          yes(m.same_predictions, "same", "differ"), escape(m.node + (" (kept)" if m.reused else "")),
+                          escape("; ".join(m.fingerprint) or m.reason))
         out.print(table)
-        out.print(f"{len(report.scenarios)} models, S3: {escape(report.s3_server)}, Ray Serve up in "
-                  f"{report.ray_startup_seconds:.0f} s, total {report.seconds:.0f} s")
+        failing = sum(not m.ok for m in report.models)
+        if len(shown) < len(report.models):
+            out.print(f"(the {len(shown)} failing models of {len(report.models)} shown; --json or --junit for all)")
+        out.print(f"{len(report.models)} models ({report.checked} checked now, {report.reused} kept from earlier "
+                  f"runs with this image), {failing} failing; on {len(report.nodes)} node(s); S3: "
+                  f"{escape(report.s3_server)}; total {report.seconds:.0f} s")
     raise typer.Exit(0 if report.ok else 1)
 
 

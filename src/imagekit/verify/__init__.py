@@ -8,15 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagekit import attest, build, lock, redact, runtime
+from imagekit import attest, build, forward, lock, redact, runtime
 from imagekit.config import Config
 from imagekit.digests import sha256_file
 from imagekit.engine import Engine
-from imagekit.errors import ConfigError, PreconditionError, UsageError
+from imagekit.errors import ConfigError, PreconditionError, UsageError, infrastructure
 from imagekit.oci import Reference
 from imagekit.registry import Registry
 from imagekit.settings import VerifySettings
-from imagekit.verify import record, roundtrip, static
+from imagekit.verify import record, roundtrip, static, stored
 
 
 
@@ -84,6 +84,7 @@ def endpoint(cfg: Config, url: str) -> roundtrip.Endpoint:
     if not (access and secret):
         raise ConfigError(f"the S3 endpoint {url} needs keys: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     redact.register(secret)
+    forward.require_local(url, "the S3 endpoint")  # said before any work
     return roundtrip.Endpoint(url.rstrip("/"), access, secret)
 
 
@@ -129,6 +130,7 @@ def _subject(cfg: Config, engine: Engine, role: str, ref: str | None, name: str 
     return Subject(role=role, ref=ref, repository=found.repository if found else "", digest=found.digest if found else "")
 
 
+@infrastructure("verify-compat")
 def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, ray: str | None = None,
                   scenarios: tuple[str, ...] | None = None, write_record: bool = True, s3_endpoint: str | None = None,
                   on_line: Callable[[str], None] | None = None) -> VerifyReport:
@@ -223,12 +225,19 @@ def required_scenarios(cfg: Config) -> list[tuple[str, str]]:
     return found
 
 
+@infrastructure("verify-stored")
 def verify_stored(cfg: Config, engine: Engine, *, ray: str | None = None, prefix: str = "",
-                  s3_endpoint: str | None = None, on_line: Callable[[str], None] | None = None
-                  ) -> roundtrip.RoundtripReport:
-    """Every model already in the models bucket (under ``prefix``) with a meta.json, served in the
+                  s3_endpoint: str | None = None, ray_address: str | None = None, batch_size: int | None = None,
+                  recheck: bool = False, on_line: Callable[[str], None] | None = None) -> stored.StoredReport:
+    """Every model already in the models bucket (under ``prefix``) with a meta.json, checked in the
     candidate Ray image: the regression check before a new Ray image is promoted."""
     note = on_line or (lambda line: None)
+    store = _store(cfg, engine, s3_endpoint, note)
     server = _subject(cfg, engine, "ray", ray)
-    return roundtrip.stored(server.ref, _store(cfg, engine, s3_endpoint, note), prefix=prefix, buckets=buckets(cfg),
-                            on_line=note)
+    address = ray_address if ray_address is not None else cfg.verify.ray_address
+    if address and not re.fullmatch(r"ray://[^/\s:]+:\d+", address):
+        raise UsageError(f"--ray-address {address!r} is not a Ray Client address", option="--ray-address",
+                         hint="ray://HOST:10001: the head's client server (kubectl port-forward svc/<head> 10001)")
+    return stored.check(server.ref, engine.image(server.ref).id, store,
+                        prefix=prefix, buckets=buckets(cfg), batch_size=batch_size or cfg.verify.stored_batch_size,
+                        recheck=recheck, cluster=address, cluster_s3=cfg.verify.cluster_s3_endpoint, on_line=note)

@@ -17,11 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import boto3
 import requests
 from botocore.config import Config as BotoConfig
 
+from imagekit import forward, redact
+from imagekit.forward import HOST_ALIAS
 from imagekit.errors import EngineError, PreconditionError
 
 TOLERANCE = 1e-9
@@ -151,36 +154,25 @@ class Served:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """An S3 server of the user's own (--s3-endpoint): the platform's MinIO from CI."""
+    """An S3 server of the user's own (--s3-endpoint): the platform's MinIO from CI, or a
+    ``kubectl port-forward`` on this machine's loopback (relayed for the containers: forward.py)."""
     url: str
     access_key: str = field(repr=False)
     secret_key: str = field(repr=False)
-
-    @property
-    def inside(self) -> str:
-        """The URL containers use: a server on this host is reached through the engine's gateway."""
-        scheme, _, rest = self.url.partition("://")
-        host, colon, port = rest.split("/", 1)[0].partition(":")
-        if host in ("localhost", "127.0.0.1", "0.0.0.0", "::1"):
-            host = HOST_ALIAS
-        return f"{scheme}://{host}{colon}{port}"
-
-
-HOST_ALIAS = "host.docker.internal"  # mapped to the engine host's gateway in every container
 
 
 class S3(contextlib.AbstractContextManager):
     """The S3 store: a server on the run's network (alias ``s3``), or the user's endpoint; a boto3
     client from here, and what containers are given to reach it (``inside``)."""
 
-    def __init__(self, server: S3Server | Endpoint, network, keys: dict[str, str]) -> None:
+    def __init__(self, server: S3Server | Endpoint, network, keys: dict[str, str], inside: str = "") -> None:
         from testcontainers.core.container import DockerContainer
 
         self.server, self.container = server, None
         if isinstance(server, Endpoint):
             self.keys = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
                          "AWS_DEFAULT_REGION": keys["AWS_DEFAULT_REGION"]}
-            self.url, self.inside = server.url, server.inside
+            self.url, self.inside = server.url, inside or server.url
             return
         self.keys = keys
         self.container = DockerContainer(server.image).with_command(server.command).with_network(network) \
@@ -198,7 +190,8 @@ class S3(contextlib.AbstractContextManager):
                                    region_name=self.keys["AWS_DEFAULT_REGION"],
                                    aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
                                    aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"])
-        _until(lambda: self.client.list_buckets(), 60, f"the S3 server at {self.url} did not answer")
+        _until(lambda: self.client.list_buckets(), 60 if self.container else 5,  # the user's: up or not
+               f"the S3 server at {self.url} did not answer")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -331,6 +324,7 @@ def run(notebook: str, ray: str, s3: S3Server | Endpoint, notebooks: Path, *, sc
                      if len(buckets.others) >= 2 else {})}
         trainer = stack.enter_context(Trainer(notebook, network, {**inside, **(trained_in or {}),
                                                                   "IMAGEKIT_RUN": version}, notebooks))
+        reachable(trainer.container.get_wrapped_container(), store.inside, "the S3 server", store.url)
         trained = {}
         for name in scenarios:
             note(f"training {name} in the notebook image")
@@ -359,34 +353,6 @@ def run(notebook: str, ray: str, s3: S3Server | Endpoint, notebooks: Path, *, sc
         return report
 
 
-def stored(ray: str, s3: S3Server | Endpoint, *, prefix: str = "", buckets: Buckets = Buckets(),
-           on_line: Callable[[str], None] | None = None, timeout: float = 300) -> RoundtripReport:
-    """Serve every model already in the models bucket (under ``prefix``) that has a meta.json, in
-    the Ray image: each one's fingerprint difference, whether it loads, whether it predicts the same."""
-    note = on_line or (lambda line: None)
-    started = time.monotonic()
-    with _network() as (stack, network):
-        store = _store(stack, s3, network, note)
-        metas = {}
-        for key in store.metas(buckets.models, prefix):
-            meta = store.json(buckets.models, key)
-            metas[key.removesuffix("/meta.json").replace("/", "@")] = meta
-        if not metas:
-            raise PreconditionError(f"no model with a meta.json under {buckets.models}/{prefix}",
-                                    hint="publish models with verify-compat first (or check the prefix and bucket)")
-        note(f"starting Ray Serve in the ray image with {len(metas)} stored models")
-        t0 = time.monotonic()
-        server = stack.enter_context(Server(ray, network, {**store.keys, "AWS_ENDPOINT_URL": store.inside},
-                                            {n: _spec(m) for n, m in metas.items()}))
-        status = server.wait_ready(timeout)
-        ray_startup = round(time.monotonic() - t0, 1)
-        results = [_result(n, server.serve(n, m, status["models"][n]), status.get("fingerprints", {}).get(n, []), 0.0)
-                   for n, m in metas.items()]
-        server.shutdown()
-        return RoundtripReport(s3_server=_describe(s3), version="stored", scenarios=results,
-                               ray_startup_seconds=ray_startup, seconds=round(time.monotonic() - started, 1))
-
-
 @contextlib.contextmanager
 def _network():
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled everywhere
@@ -400,7 +366,34 @@ def _store(stack, s3: S3Server | Endpoint, network, note) -> S3:
     note(f"S3: {_describe(s3)}")
     keys = {"AWS_ACCESS_KEY_ID": "imagekit", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
             "AWS_DEFAULT_REGION": "us-east-1"}
-    return stack.enter_context(S3(s3, network, keys))
+    return stack.enter_context(S3(s3, network, keys, inside=relay(stack, s3.url, "the S3 endpoint", note)
+                                  if isinstance(s3, Endpoint) else ""))
+
+
+def relay(stack, url: str, what: str, note) -> str:
+    """The URL containers use for ``url``: itself, or a relay's on the engine's gateway for a loopback one."""
+    if not forward.is_loopback(url):
+        return url
+    forward.require_local(url, what)
+    import docker
+
+    relayed = stack.enter_context(forward.Forwarder(url, forward.gateway(docker.from_env())))
+    note(f"{what} {url} is on the loopback: relayed for the containers as {relayed.inside}")
+    return relayed.inside
+
+
+def reachable(container, url: str, what: str, given: str) -> None:
+    """``url`` takes a TCP connection from inside ``container`` (a docker-py one), else the run stops
+    before any work, naming the address."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    code, out = container.exec_run(["python", "-c", f"import socket; socket.create_connection(({parts.hostname!r}, "
+                                                    f"{port}), timeout=5)"])
+    if code != 0:
+        last = (out.decode(errors="replace").strip().splitlines() or ["no answer"])[-1]
+        raise PreconditionError(f"{what} {given} cannot be reached from inside a container (as {url}): {last}",
+                                hint="check the address from this machine; a server must listen where the "
+                                     "containers reach it (not a loopback of another machine)")
 
 
 def _describe(s3: S3Server | Endpoint) -> str:
@@ -431,6 +424,6 @@ def _until(probe, seconds: float, what: str, logs=None):
 
 
 def _last_error(output: str) -> str:
-    lines = [line for line in output.strip().splitlines() if line.strip()]
+    lines = [line for line in redact.plain(output).strip().splitlines() if line.strip()]
     errors = [line for line in lines if "Error" in line or "error" in line]
     return (errors or lines or ["no output"])[-1][:400]

@@ -1,0 +1,237 @@
+"""verify-stored's check of a data lake, run in the candidate Ray image: by imagekit (in a container
+of its own, or as a Ray Client driver of a cluster) or as a KubeRay RayJob's entrypoint.
+
+    python -m stored_check --list FILE --out FILE --image ID [--batch-size N] [--recheck]
+
+The list holds one meta.json key of the models bucket per line (FILE may be s3://BUCKET/KEY).
+Models are checked by Ray tasks, a batch each, every task in a fresh worker process (memory does not
+grow with the lake), spread over the nodes of the Ray that RAY_ADDRESS names (unset: a Ray of this
+container's own). A batch whose process dies (a model that calls os._exit or exhausts memory) is
+checked again model by model: the model that kills its process is named, the others are checked.
+Each outcome is kept in the eval bucket as verify-stored/<image id>/<model sha256>.json and reused
+by the next run with the same image (unless --recheck).
+
+Environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL (S3 as
+the tasks reach it), IMAGEKIT_MODELS_BUCKET, IMAGEKIT_EVAL_BUCKET.
+
+Out: one JSON object per model (see check), written as each batch ends. Progress lines on stdout
+start with "stored_check:"; a failure of the run itself (S3 unreachable, a node in another
+environment) is the line "stored_check: fatal: <reason>" and exit code 3.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import sys
+import time
+
+import boto3
+import ray
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from modelcheck import differences, load_model, predict
+
+DIED = (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
+
+
+class Fatal(Exception):
+    """The run cannot go on: no model's outcome would mean anything."""
+
+
+def s3_settings() -> dict:
+    env = os.environ
+    return {"endpoint_url": env.get("AWS_ENDPOINT_URL"), "region_name": env.get("AWS_DEFAULT_REGION", "us-east-1"),
+            "aws_access_key_id": env.get("AWS_ACCESS_KEY_ID"), "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY")}
+
+
+def client(s3: dict):
+    return boto3.client("s3", config=Config(retries={"max_attempts": 3, "mode": "standard"}), **s3)
+
+
+def environment() -> list[str]:
+    """This process's Python and every installed distribution: what a node must share with the candidate."""
+    dists = {f"{d.metadata['Name'].lower()}=={d.version}" for d in importlib.metadata.distributions()}
+    return [f"python=={platform.python_version()}", *sorted(dists)]
+
+
+def _missing(e: ClientError) -> bool:
+    return e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+def check(s3, key: str, buckets: dict, image: str, recheck: bool) -> dict:
+    """One model: {"meta", "node", "reused", "sha256", "fingerprint", "stage", "loaded", "error",
+    "expected", "served", "seconds"}; what fails in the model is its "error" at "stage" (meta, load or
+    predict), an S3 that stops answering raises."""
+    started = time.monotonic()
+    out = {"meta": key, "node": socket.gethostname(), "reused": False, "sha256": "", "fingerprint": [],
+           "stage": "meta", "loaded": False, "error": "", "expected": None, "served": None, "seconds": 0.0}
+    try:
+        meta = json.loads(s3.get_object(Bucket=buckets["models"], Key=key)["Body"].read())
+    except ValueError as e:
+        return {**out, "error": f"meta.json is not JSON: {e}"}
+    lacks = [f for f in ("bucket", "key", "sha256", "instances", "labels") if f not in meta] \
+        if isinstance(meta, dict) else ["everything (it is not an object)"]
+    if lacks:
+        return {**out, "error": f"meta.json lacks {', '.join(lacks)}"}
+    out.update(sha256=meta["sha256"], expected={"labels": meta["labels"], "probabilities": meta.get("probabilities")})
+    try:
+        etag = s3.head_object(Bucket=meta["bucket"], Key=meta["key"])["ETag"]
+    except ClientError as e:
+        if _missing(e):
+            return {**out, "error": f"meta.json names s3://{meta['bucket']}/{meta['key']}, which does not exist"}
+        raise
+    probe = hashlib.sha256(json.dumps(meta["instances"], sort_keys=True).encode()).hexdigest()
+    kept = f"verify-stored/{image.removeprefix('sha256:')}/{meta['sha256']}.json"
+    if not recheck:
+        try:
+            before = json.loads(s3.get_object(Bucket=buckets["eval"], Key=kept)["Body"].read())
+            if before.get("probe") == probe and before.get("etag") == etag:
+                return {**out, **{k: before[k] for k in ("fingerprint", "stage", "loaded", "error", "served")},
+                        "reused": True}
+        except ClientError as e:
+            if not _missing(e):
+                raise
+    outcome = {"fingerprint": differences(meta.get("environment") or {}), "stage": "load", "loaded": False,
+               "error": "", "served": None}
+    try:
+        model = load_model(meta, s3)
+        outcome.update(loaded=True, stage="predict")
+        outcome["served"] = predict(model, meta["instances"])
+    except BotoCoreError:
+        raise
+    except Exception as e:  # the model's failure, named; the others are still checked
+        outcome["error"] = f"{type(e).__name__}: {e}"[:500]
+    s3.put_object(Bucket=buckets["eval"], Key=kept, Body=json.dumps({**outcome, "probe": probe, "etag": etag}).encode())
+    return {**out, **outcome, "seconds": round(time.monotonic() - started, 3)}
+
+
+@ray.remote(num_cpus=1, max_retries=0, max_calls=1)  # a fresh process per batch: its memory goes with it
+def check_batch(keys: list[str], s3: dict, buckets: dict, image: str, recheck: bool) -> list[dict]:
+    c = client(s3)
+    try:
+        return [check(c, key, buckets, image, recheck) for key in keys]
+    except (BotoCoreError, ClientError) as e:
+        raise Fatal(f"S3 at {s3['endpoint_url']} stopped answering: {type(e).__name__}: {e}") from None
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def node_facts(s3: dict, bucket: str) -> tuple[str, list[str], str]:
+    """A node's name, environment, and whether it reaches S3 ("" or why not)."""
+    try:
+        client(s3).head_bucket(Bucket=bucket)
+        reach = ""
+    except (BotoCoreError, ClientError) as e:
+        reach = f"{type(e).__name__}: {e}"
+    return socket.gethostname(), environment(), reach
+
+
+def preflight(s3: dict, bucket: str) -> int:
+    """Every alive node runs the candidate's environment and reaches S3; the number of nodes."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    mine = set(environment())
+    for name, theirs, reach in ray.get([node_facts.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            n, soft=False)).remote(s3, bucket) for n in nodes]):
+        if set(theirs) != mine:
+            differ = sorted(set(theirs) ^ mine)
+            raise Fatal(f"node {name} runs another environment than the candidate Ray image ({len(differ)} "
+                        f"differences, e.g. {', '.join(differ[:4])}): start the cluster from the candidate image")
+        if reach:
+            raise Fatal(f"node {name} cannot reach S3 at {s3['endpoint_url']}: {reach}")
+    return len(nodes)
+
+
+def run(keys: list[str], out, *, image: str, batch_size: int, recheck: bool) -> None:
+    s3 = s3_settings()
+    buckets = {"models": os.environ.get("IMAGEKIT_MODELS_BUCKET", "cybersec-ml-models"),
+               "eval": os.environ.get("IMAGEKIT_EVAL_BUCKET", "cybersec-ml-eval")}
+    nodes = preflight(s3, buckets["models"])
+    say(f"{len(keys)} models in batches of {batch_size} on {nodes} node(s)")
+    pending = {check_batch.remote(keys[i:i + batch_size], s3, buckets, image, recheck): keys[i:i + batch_size]
+               for i in range(0, len(keys), batch_size)}
+    done = failed = 0
+    while pending:
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        batch = pending.pop(ref)
+        try:
+            results = ray.get(ref)
+        except DIED as e:
+            if len(batch) > 1:
+                say(f"a batch's process died ({type(e).__name__}): checking its {len(batch)} models one by one")
+                pending.update({check_batch.remote([k], s3, buckets, image, recheck): [k] for k in batch})
+                continue
+            results = [{"meta": batch[0], "node": "", "reused": False, "sha256": "", "fingerprint": [],
+                        "stage": "process", "loaded": False, "served": None, "expected": None, "seconds": 0.0,
+                        "error": f"the process checking it died ({type(e).__name__}): a model that exits its "
+                                 f"process or exhausts its memory"}]
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause  # Fatal comes back as the worker made it: known by name
+            raise Fatal(str(cause) if type(cause).__name__ == "Fatal" else f"{type(cause).__name__}: {cause}") from None
+        for r in results:
+            out.write(json.dumps(r) + "\n")
+        out.flush()
+        done += len(results)
+        failed += sum(bool(r["error"]) for r in results)
+        say(f"checked {done}/{len(keys)} models ({failed} failing to load or predict) on "
+            f"{', '.join(sorted({r['node'] for r in results if r['node']})) or 'no node'}")
+
+
+def say(line: str) -> None:
+    print(f"stored_check: {line}", flush=True)
+
+
+def _read(where: str) -> str:
+    if where.startswith("s3://"):
+        bucket, _, key = where[5:].partition("/")
+        return client(s3_settings()).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    with open(where) as f:
+        return f.read()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="stored_check", description=__doc__.split("\n\n")[0])
+    p.add_argument("--list", required=True, help="meta.json keys, one per line (a file or s3://BUCKET/KEY)")
+    p.add_argument("--out", required=True, help="where the outcomes go, one JSON object per line")
+    p.add_argument("--image", required=True, help="the candidate Ray image's id: the key of the kept outcomes")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--recheck", action="store_true", help="check every model again, kept outcomes ignored")
+    args = p.parse_args(argv)
+    keys = [line.strip() for line in _read(args.list).splitlines() if line.strip()]
+    try:
+        if os.environ.get("RAY_ADDRESS"):  # ray://HOST:10001 (a cluster), or a RayJob's own head
+            connect()
+        else:
+            ray.init(num_cpus=os.cpu_count(), object_store_memory=256 * 2**20, include_dashboard=False,
+                     log_to_driver=False)
+        with open(args.out, "w") as out:
+            run(keys, out, image=args.image, batch_size=args.batch_size, recheck=args.recheck)
+    except Fatal as e:
+        say("fatal: " + " ".join(str(e).split()))
+        return 3
+    except ConnectionError as e:  # Ray Client could not reach the cluster
+        say(f"fatal: cannot connect to the Ray cluster at {os.environ.get('RAY_ADDRESS')}: " + " ".join(str(e).split()))
+        return 3
+    return 0
+
+
+def connect(attempts: int = 3) -> None:
+    """Ray Client's proxier on a busy head sometimes fails to start a client's server ("Initialization
+    failure from server"): asked again, a few seconds later."""
+    for attempt in range(attempts):
+        try:
+            ray.init(log_to_driver=False)
+            return
+        except ConnectionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""verify-stored at data-lake scale: batches, kept outcomes, faults, a loopback S3, a Ray cluster."""
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import socket
+import threading
+import time
+
+import boto3
+import docker
+import pytest
+from helpers import ROOT, variant
+
+from imagekit import config, testing
+from imagekit.errors import EngineError, PreconditionError
+from imagekit.verify import roundtrip, verify_compat, verify_stored
+
+KEYS = {"AWS_ACCESS_KEY_ID": "imagekit-lake", "AWS_SECRET_ACCESS_KEY": "lake-test-secret"}
+MODELS = "cybersec-ml-models"
+
+
+def moto(ip: str = "127.0.0.1"):
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address=ip, port=port, verbose=False)
+    server.start()
+    return server, port
+
+
+def s3_client(url: str):
+    return boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
+
+
+@pytest.fixture(scope="module")
+def lake(cfg, engine, built, tmp_path_factory):
+    """An S3 server listening on this machine's loopback only, as `kubectl port-forward` gives it,
+    holding the iris model published by a real verify-compat through it."""
+    server, port = moto("127.0.0.1")
+    url = f"http://127.0.0.1:{port}"
+    folder = tmp_path_factory.mktemp("lake-scenarios")
+    shutil.copy(ROOT / "examples" / "notebooks" / "iris.ipynb", folder)
+    lcfg = config.load(cfg.source, env={"IMAGEKIT_VERIFY_NOTEBOOKS": str(folder), **KEYS})
+    report = verify_compat(lcfg, engine, s3_endpoint=url, write_record=False, scenarios=("iris",))
+    assert report.ok, report.roundtrip.scenarios  # the containers reached a loopback-only server
+    yield lcfg, url, s3_client(url)
+    server.stop()
+
+
+def test_a_lake_larger_than_a_batch_is_checked_once_and_kept_outcomes_are_reused(lake, cli, monkeypatch):
+    lcfg, url, client = lake
+    testing.copy_lake(client, MODELS, 1005, prefix="big", of="iris/")  # the lake size that once made a traceback
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    args = ("--config", lcfg.source, "verify-stored", "--s3-endpoint", url, "--json", "big/")
+    code, out, err = cli(*args)
+    report = json.loads(out)["result"]
+    assert code == 0 and report["ok"], err
+    assert len(report["models"]) == 1005 and report["checked"] == 1005 and report["reused"] == 0
+    assert report["batch_size"] == 100 and all(m["node"] for m in report["models"])
+    assert "Traceback" not in err and KEYS["AWS_SECRET_ACCESS_KEY"] not in out + err
+    code, out, _ = cli(*args)  # the same image again: nothing new to check
+    again = json.loads(out)["result"]
+    assert code == 0 and again["checked"] == 0 and again["reused"] == 1005
+    code, out, _ = cli(*args[:-1], "big/iris-7/", "--recheck")
+    assert code == 0 and [(m["name"], m["reused"]) for m in json.loads(out)["result"]["models"]] == [
+        (next(m["name"] for m in report["models"] if m["name"].startswith("big@iris-7@")), False)]
+
+
+class Exit:
+    """Unpickling it ends the process that unpickles it, as a broken or hostile pickle may."""
+
+    def __reduce__(self):
+        return (os._exit, (7,))
+
+
+def test_a_model_that_kills_its_process_and_broken_metas_are_named_the_others_checked(lake, engine):
+    lcfg, url, client = lake
+    folder = testing.copy_lake(client, MODELS, 3, prefix="faults", of="iris/")[0].rsplit("/", 1)[0]
+    meta = json.loads(client.get_object(Bucket=MODELS, Key=f"{folder}/meta.json")["Body"].read())
+    body = pickle.dumps(Exit())
+    client.put_object(Bucket=MODELS, Key="faults/exit/1/model.pkl", Body=body)
+    client.put_object(Bucket=MODELS, Key="faults/exit/1/meta.json", Body=json.dumps(
+        {**meta, "key": "faults/exit/1/model.pkl", "sha256": hashlib.sha256(body).hexdigest()}).encode())
+    client.put_object(Bucket=MODELS, Key="faults/garbled/1/meta.json", Body=b"{not json")
+    client.put_object(Bucket=MODELS, Key="faults/gone/1/meta.json", Body=json.dumps(
+        {**meta, "key": "faults/gone/1/model.pkl"}).encode())
+    report = verify_stored(lcfg, engine, prefix="faults/", s3_endpoint=url, batch_size=2)
+    models = {m.name: m for m in report.models}
+    assert not report.ok and len(models) == 6
+    assert "the process checking it died" in models["faults@exit@1"].reason
+    assert models["faults@garbled@1"].reason.startswith("meta.json is not JSON")
+    assert models["faults@gone@1"].reason == "meta.json names s3://cybersec-ml-models/faults/gone/1/model.pkl, " \
+                                            "which does not exist"
+    assert sum(m.ok for m in report.models) == 3  # the copies, checked whatever shared a batch with them
+
+
+def test_an_s3_server_stopped_during_the_check_stops_it_with_a_clear_error(cfg, engine, built, lake):
+    _, _, source = lake
+    s3 = next(i for i in built.images if i.name == "s3")  # the stand-in, on a port of this machine's loopback
+    server = docker.from_env().containers.run(s3.image_id, detach=True, ports={"9000/tcp": ("127.0.0.1", None)})
+    failure = {}
+    try:
+        server.reload()
+        url = f"http://127.0.0.1:{server.ports['9000/tcp'][0]['HostPort']}"
+        client = s3_client(url)
+        roundtrip._until(client.list_buckets, 60, "the stand-in S3 server did not start")
+        testing.transplant(source, client, MODELS, "iris/")
+        testing.copy_lake(client, MODELS, 300)
+
+        def run():
+            try:
+                failure["report"] = verify_stored(config.load(cfg.source, env=KEYS), engine, s3_endpoint=url,
+                                                  batch_size=10)
+            except EngineError as e:
+                failure["error"] = e
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not failure:
+            with contextlib.suppress(Exception):  # the eval bucket is not there yet
+                if client.list_objects_v2(Bucket="cybersec-ml-eval", Prefix="verify-stored/")["KeyCount"] >= 10:
+                    break
+            time.sleep(0.5)
+        server.kill()
+        thread.join(300)
+    finally:
+        server.remove(force=True)
+    assert "report" not in failure, "a check whose S3 went away reported a result"
+    assert "S3 at http://host.docker.internal" in str(failure["error"]) and "stopped answering" in str(failure["error"])
+    assert "outcomes kept so far are reused" in failure["error"].hint
+
+
+def test_an_endpoint_the_containers_cannot_reach_is_refused_before_any_work(engine, built):
+    ray = next(i for i in built.images if i.name == "ray")
+    c = docker.from_env().containers.run(ray.image_id, ["sleep", "infinity"], detach=True, network_mode="none")
+    try:
+        started = time.monotonic()
+        with pytest.raises(PreconditionError) as e:
+            roundtrip.reachable(c, "http://192.0.2.1:9000", "the S3 server", "http://minio.example:9000")
+        assert time.monotonic() - started < 30
+    finally:
+        c.remove(force=True)
+    assert "the S3 server http://minio.example:9000 cannot be reached from inside a container (as " \
+           "http://192.0.2.1:9000)" in str(e.value) and "Network is unreachable" in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def cluster(engine, built):
+    """A Ray head and two workers from the built Ray image on a network of their own (KubeRay's
+    commands), the head's client server published on this machine's loopback as a port-forward is."""
+    ray = next(i for i in built.images if i.name == "ray")
+    client = docker.from_env()
+    network = client.networks.create(f"imagekit-stored-{os.getpid()}")
+    nodes = []
+    try:
+        hosts = {"extra_hosts": {"host.docker.internal": "host-gateway"}, "shm_size": "512m", "detach": True,
+                 "network": network.name}
+        nodes.append(client.containers.run(ray.image_id, ["ray", "start", "--head", "--port=6379", "--num-cpus=1",
+                                                          "--ray-client-server-port=10001", "--disable-usage-stats",
+                                                          "--block"], hostname="head", name=f"{network.name}-head",
+                                           ports={"10001/tcp": ("127.0.0.1", None)}, **hosts))
+        for n in (1, 2):
+            nodes.append(client.containers.run(ray.image_id, ["ray", "start", f"--address={network.name}-head:6379",
+                                                              "--num-cpus=1", "--disable-usage-stats", "--block"],
+                                               hostname=f"worker-{n}", **hosts))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            code, out = nodes[0].exec_run(["python", "-c", "import ray; ray.init(address='auto'); "
+                                           "print(sum(n['Alive'] for n in ray.nodes()))"])
+            if code == 0 and out.decode().strip().splitlines()[-1] == "3":
+                break
+            time.sleep(2)
+        else:
+            pytest.fail("the three-node Ray cluster did not come up")
+        nodes[0].reload()
+        yield ray, f"ray://127.0.0.1:{nodes[0].ports['10001/tcp'][0]['HostPort']}"
+    finally:
+        for c in nodes:
+            c.remove(force=True)
+        network.remove()
+
+
+def test_on_a_ray_cluster_the_models_are_spread_over_its_nodes(cfg, engine, lake, cluster):
+    _, _, client = lake
+    address = cluster[1]
+    server, port = moto("0.0.0.0")  # the lake's (one moto backend per process), where the cluster reaches it
+    try:
+        mine = f"http://127.0.0.1:{port}"
+        testing.copy_lake(client, MODELS, 30, prefix="cluster", of="iris/")
+        ccfg = config.load(cfg.source, env={**KEYS, "IMAGEKIT_VERIFY_CLUSTER_S3_ENDPOINT":
+                                            f"http://host.docker.internal:{port}"})
+        lines = []
+        report = verify_stored(ccfg, engine, prefix="cluster/", s3_endpoint=mine, ray_address=address, batch_size=3,
+                               on_line=lines.append)
+        assert report.ok, [m.reason for m in report.models if not m.ok]
+        assert len(report.models) == 30 and report.cluster == address and "on 3 node(s)" in " ".join(lines)
+        assert len(report.nodes) > 1 and set(report.nodes) <= {"head", "worker-1", "worker-2"}
+        assert all(m.node in report.nodes for m in report.models)
+    finally:
+        server.stop()
+
+
+def test_a_cluster_in_another_environment_than_the_candidate_is_refused(cfg, engine, lake, cluster, tmp_path):
+    ray, address = cluster
+    other = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-no-custom-stored",
+                    "RUN pip uninstall -q -y sunat-custom-models")
+    _, url, _ = lake
+    with pytest.raises(EngineError) as e:
+        verify_stored(config.load(cfg.source, env=KEYS), engine, ray=other, s3_endpoint=url, ray_address=address,
+                      prefix="iris/")
+    assert "runs another environment than the candidate Ray image" in str(e.value)
+    assert "sunat-custom-models==1.0.0" in str(e.value)
