@@ -3,10 +3,12 @@ of one's own (TLS and auth optional), and small images made by hand in a registr
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import textwrap
+import time
 import zipfile
 from pathlib import Path
 
@@ -253,3 +255,41 @@ def transplant(source, target, bucket: str, prefix: str) -> None:
         for o in page.get("Contents", []):
             target.put_object(Bucket=bucket, Key=o["Key"], Body=source.get_object(Bucket=bucket, Key=o["Key"])[
                 "Body"].read())
+
+
+@contextlib.contextmanager
+def ray_cluster(image: str, workers: int = 2, *, name: str = "imagekit-cluster"):
+    """A Ray head and ``workers`` workers from ``image`` on a network of their own (KubeRay's
+    commands, one CPU each, host.docker.internal mapped), the head's client server published on
+    this machine's loopback as a port-forward is: yields (its ray:// address, the containers)."""
+    import docker
+
+    client = docker.from_env()
+    network = client.networks.create(f"{name}-{os.getpid()}-{time.monotonic_ns() % 10**6}")
+    common = {"extra_hosts": {"host.docker.internal": "host-gateway"}, "shm_size": "512m", "detach": True,
+              "network": network.name}
+    nodes = []
+    try:
+        nodes.append(client.containers.run(image, ["ray", "start", "--head", "--port=6379", "--num-cpus=1",
+                                                   "--ray-client-server-port=10001", "--disable-usage-stats", "--block"],
+                                           hostname="head", name=f"{network.name}-head",
+                                           ports={"10001/tcp": ("127.0.0.1", None)}, **common))
+        for n in range(1, workers + 1):
+            nodes.append(client.containers.run(image, ["ray", "start", f"--address={network.name}-head:6379",
+                                                       "--num-cpus=1", "--disable-usage-stats", "--block"],
+                                               hostname=f"worker-{n}", name=f"{network.name}-worker-{n}", **common))
+        count = "import ray; ray.init(address='auto'); print(sum(n['Alive'] for n in ray.nodes()))"
+        deadline = time.monotonic() + 120
+        while True:
+            code, out = nodes[0].exec_run(["python", "-c", count])
+            if code == 0 and out.decode().strip().splitlines()[-1] == str(workers + 1):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {workers + 1}-node Ray cluster did not come up: {out.decode()[-500:]}")
+            time.sleep(2)
+        nodes[0].reload()
+        yield f"ray://127.0.0.1:{nodes[0].ports['10001/tcp'][0]['HostPort']}", nodes
+    finally:
+        for c in nodes:
+            c.remove(force=True)
+        network.remove()

@@ -19,7 +19,8 @@ from imagekit.errors import EngineError, PreconditionError
 from imagekit.verify import roundtrip, verify_compat, verify_stored
 
 KEYS = {"AWS_ACCESS_KEY_ID": "imagekit-lake", "AWS_SECRET_ACCESS_KEY": "lake-test-secret"}
-MODELS = "cybersec-ml-models"
+MODELS, EVAL = "lake-models", "lake-eval"  # the moto servers of one process share their buckets: buckets of its own
+ENV = {**KEYS, "IMAGEKIT_VERIFY_MODELS_BUCKET": MODELS, "IMAGEKIT_VERIFY_EVAL_BUCKET": EVAL}
 
 
 def moto(ip: str = "127.0.0.1"):
@@ -46,7 +47,7 @@ def lake(cfg, engine, built, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     folder = tmp_path_factory.mktemp("lake-scenarios")
     shutil.copy(ROOT / "examples" / "notebooks" / "iris.ipynb", folder)
-    lcfg = config.load(cfg.source, env={"IMAGEKIT_VERIFY_NOTEBOOKS": str(folder), **KEYS})
+    lcfg = config.load(cfg.source, env={"IMAGEKIT_VERIFY_NOTEBOOKS": str(folder), **ENV})
     report = verify_compat(lcfg, engine, s3_endpoint=url, write_record=False, scenarios=("iris",))
     assert report.ok, report.roundtrip.scenarios  # the containers reached a loopback-only server
     yield lcfg, url, s3_client(url)
@@ -56,7 +57,7 @@ def lake(cfg, engine, built, tmp_path_factory):
 def test_a_lake_larger_than_a_batch_is_checked_once_and_kept_outcomes_are_reused(lake, cli, monkeypatch):
     lcfg, url, client = lake
     testing.copy_lake(client, MODELS, 1005, prefix="big", of="iris/")  # the lake size that once made a traceback
-    for name, value in KEYS.items():
+    for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     args = ("--config", lcfg.source, "verify-stored", "--s3-endpoint", url, "--json", "big/")
     code, out, err = cli(*args)
@@ -96,7 +97,7 @@ def test_a_model_that_kills_its_process_and_broken_metas_are_named_the_others_ch
     assert not report.ok and len(models) == 6
     assert "the process checking it died" in models["faults@exit@1"].reason
     assert models["faults@garbled@1"].reason.startswith("meta.json is not JSON")
-    assert models["faults@gone@1"].reason == "meta.json names s3://cybersec-ml-models/faults/gone/1/model.pkl, " \
+    assert models["faults@gone@1"].reason == f"meta.json names s3://{MODELS}/faults/gone/1/model.pkl, " \
                                             "which does not exist"
     assert sum(m.ok for m in report.models) == 3  # the copies, checked whatever shared a batch with them
 
@@ -110,13 +111,13 @@ def test_an_s3_server_stopped_during_the_check_stops_it_with_a_clear_error(cfg, 
         server.reload()
         url = f"http://127.0.0.1:{server.ports['9000/tcp'][0]['HostPort']}"
         client = s3_client(url)
-        roundtrip._until(client.list_buckets, 60, "the stand-in S3 server did not start")
+        roundtrip.until(client.list_buckets, 60, "the stand-in S3 server did not start")
         testing.transplant(source, client, MODELS, "iris/")
         testing.copy_lake(client, MODELS, 300)
 
         def run():
             try:
-                failure["report"] = verify_stored(config.load(cfg.source, env=KEYS), engine, s3_endpoint=url,
+                failure["report"] = verify_stored(config.load(cfg.source, env=ENV), engine, s3_endpoint=url,
                                                   batch_size=10)
             except EngineError as e:
                 failure["error"] = e
@@ -125,7 +126,7 @@ def test_an_s3_server_stopped_during_the_check_stops_it_with_a_clear_error(cfg, 
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not failure:
             with contextlib.suppress(Exception):  # the eval bucket is not there yet
-                if client.list_objects_v2(Bucket="cybersec-ml-eval", Prefix="verify-stored/")["KeyCount"] >= 10:
+                if client.list_objects_v2(Bucket=EVAL, Prefix="verify-stored/")["KeyCount"] >= 10:
                     break
             time.sleep(0.5)
         server.kill()
@@ -153,38 +154,10 @@ def test_an_endpoint_the_containers_cannot_reach_is_refused_before_any_work(engi
 
 @pytest.fixture(scope="module")
 def cluster(engine, built):
-    """A Ray head and two workers from the built Ray image on a network of their own (KubeRay's
-    commands), the head's client server published on this machine's loopback as a port-forward is."""
+    """A Ray head and two workers from the built Ray image, the client server on this machine's loopback."""
     ray = next(i for i in built.images if i.name == "ray")
-    client = docker.from_env()
-    network = client.networks.create(f"imagekit-stored-{os.getpid()}")
-    nodes = []
-    try:
-        hosts = {"extra_hosts": {"host.docker.internal": "host-gateway"}, "shm_size": "512m", "detach": True,
-                 "network": network.name}
-        nodes.append(client.containers.run(ray.image_id, ["ray", "start", "--head", "--port=6379", "--num-cpus=1",
-                                                          "--ray-client-server-port=10001", "--disable-usage-stats",
-                                                          "--block"], hostname="head", name=f"{network.name}-head",
-                                           ports={"10001/tcp": ("127.0.0.1", None)}, **hosts))
-        for n in (1, 2):
-            nodes.append(client.containers.run(ray.image_id, ["ray", "start", f"--address={network.name}-head:6379",
-                                                              "--num-cpus=1", "--disable-usage-stats", "--block"],
-                                               hostname=f"worker-{n}", **hosts))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            code, out = nodes[0].exec_run(["python", "-c", "import ray; ray.init(address='auto'); "
-                                           "print(sum(n['Alive'] for n in ray.nodes()))"])
-            if code == 0 and out.decode().strip().splitlines()[-1] == "3":
-                break
-            time.sleep(2)
-        else:
-            pytest.fail("the three-node Ray cluster did not come up")
-        nodes[0].reload()
-        yield ray, f"ray://127.0.0.1:{nodes[0].ports['10001/tcp'][0]['HostPort']}"
-    finally:
-        for c in nodes:
-            c.remove(force=True)
-        network.remove()
+    with testing.ray_cluster(ray.image_id, 2, name="imagekit-stored") as (address, nodes):
+        yield ray, address, nodes[0]
 
 
 def test_on_a_ray_cluster_the_models_are_spread_over_its_nodes(cfg, engine, lake, cluster):
@@ -194,7 +167,7 @@ def test_on_a_ray_cluster_the_models_are_spread_over_its_nodes(cfg, engine, lake
     try:
         mine = f"http://127.0.0.1:{port}"
         testing.copy_lake(client, MODELS, 30, prefix="cluster", of="iris/")
-        ccfg = config.load(cfg.source, env={**KEYS, "IMAGEKIT_VERIFY_CLUSTER_S3_ENDPOINT":
+        ccfg = config.load(cfg.source, env={**ENV, "IMAGEKIT_VERIFY_CLUSTER_S3_ENDPOINT":
                                             f"http://host.docker.internal:{port}"})
         lines = []
         report = verify_stored(ccfg, engine, prefix="cluster/", s3_endpoint=mine, ray_address=address, batch_size=3,
@@ -208,12 +181,58 @@ def test_on_a_ray_cluster_the_models_are_spread_over_its_nodes(cfg, engine, lake
 
 
 def test_a_cluster_in_another_environment_than_the_candidate_is_refused(cfg, engine, lake, cluster, tmp_path):
-    ray, address = cluster
+    ray, address, _ = cluster
     other = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-no-custom-stored",
                     "RUN pip uninstall -q -y sunat-custom-models")
     _, url, _ = lake
     with pytest.raises(EngineError) as e:
-        verify_stored(config.load(cfg.source, env=KEYS), engine, ray=other, s3_endpoint=url, ray_address=address,
+        verify_stored(config.load(cfg.source, env=ENV), engine, ray=other, s3_endpoint=url, ray_address=address,
                       prefix="iris/")
     assert "runs another environment than the candidate Ray image" in str(e.value)
     assert "sunat-custom-models==1.0.0" in str(e.value)
+
+
+def test_as_a_rayjob_the_head_lists_the_lake_itself_and_a_later_run_reuses_its_outcomes(cfg, engine, lake, cluster):
+    """The README's RayJob entrypoint, run on the head as KubeRay's job submission would."""
+    lcfg, url, client = lake
+    ray, _, head = cluster
+    testing.copy_lake(client, MODELS, 6, prefix="rayjob", of="iris/")
+    server, port = moto("0.0.0.0")  # the same backend, where the head reaches it
+    try:
+        code, out = head.exec_run(["python", "-m", "stored_check", "--prefix", "rayjob/", "--out", "/tmp/o.jsonl",
+                                   "--image", ray.image_id, "--batch-size", "2"],
+                                  environment={**ENV, "IMAGEKIT_MODELS_BUCKET": MODELS, "IMAGEKIT_EVAL_BUCKET": EVAL,
+                                               "AWS_ENDPOINT_URL": f"http://host.docker.internal:{port}",
+                                               "RAY_ADDRESS": "auto"})
+    finally:
+        server.stop()
+    assert code == 0, out.decode()[-2000:]
+    assert "stored_check: checked 6/6 models" in out.decode()
+    report = verify_stored(lcfg, engine, prefix="rayjob/", s3_endpoint=url)
+    assert report.ok and report.reused == 6 and report.checked == 0
+
+
+def test_an_s3_endpoint_that_is_down_is_a_clear_exit_2_with_the_envelope(cfg, built, cli, monkeypatch):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    with socket.socket() as s:  # a port nothing listens on: a port-forward that has stopped
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    code, out, err = cli("--config", cfg.source, "verify-stored", "--s3-endpoint", f"http://127.0.0.1:{port}", "--json")
+    envelope = json.loads(out)
+    assert code == 2 and envelope["ok"] is False and envelope["result"] is None and "Traceback" not in err
+    assert envelope["error"]["message"].startswith(f"the S3 endpoint http://127.0.0.1:{port} cannot be used: "
+                                                   "EndpointConnectionError")
+    assert "port-forward" in envelope["error"]["hint"] and time.monotonic() - started < 30
+
+
+def test_a_ray_image_without_stored_check_is_named_as_too_old(cfg, engine, built, lake, tmp_path):
+    lcfg, url, _ = lake
+    ray = next(i for i in built.images if i.name == "ray")
+    older = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-no-stored-check",
+                    "RUN rm /opt/serving/stored_check.py")
+    with pytest.raises(EngineError) as e:
+        verify_stored(lcfg, engine, ray=older, prefix="iris/", s3_endpoint=url)
+    assert str(e.value).startswith("the stored-model check stopped: ") and "No module named stored_check" in str(e.value)
+    assert "predates imagekit's stored_check" in e.value.hint and "Traceback" not in str(e.value)

@@ -1,9 +1,10 @@
 """verify-stored's check of a data lake, run in the candidate Ray image: by imagekit (in a container
 of its own, or as a Ray Client driver of a cluster) or as a KubeRay RayJob's entrypoint.
 
-    python -m stored_check --list FILE --out FILE --image ID [--batch-size N] [--recheck]
+    python -m stored_check (--list FILE | --prefix PREFIX) --out FILE --image ID [--batch-size N] [--recheck]
 
-The list holds one meta.json key of the models bucket per line (FILE may be s3://BUCKET/KEY).
+The list holds one meta.json key of the models bucket per line (FILE may be s3://BUCKET/KEY);
+with --prefix, every meta.json under it in the models bucket (a RayJob's way).
 Models are checked by Ray tasks, a batch each, every task in a fresh worker process (memory does not
 grow with the lake), spread over the nodes of the Ray that RAY_ADDRESS names (unset: a Ray of this
 container's own). A batch whose process dies (a model that calls os._exit or exhausts memory) is
@@ -186,24 +187,33 @@ def say(line: str) -> None:
     print(f"stored_check: {line}", flush=True)
 
 
-def _read(where: str) -> str:
-    if where.startswith("s3://"):
-        bucket, _, key = where[5:].partition("/")
-        return client(s3_settings()).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-    with open(where) as f:
-        return f.read()
+def _keys(args) -> list[str]:
+    if args.list is None:
+        pages = client(s3_settings()).get_paginator("list_objects_v2").paginate(
+            Bucket=os.environ.get("IMAGEKIT_MODELS_BUCKET", "cybersec-ml-models"), Prefix=args.prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith("/meta.json"))
+    if args.list.startswith("s3://"):
+        bucket, _, key = args.list[5:].partition("/")
+        text = client(s3_settings()).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    else:
+        with open(args.list) as f:
+            text = f.read()
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="stored_check", description=__doc__.split("\n\n")[0])
-    p.add_argument("--list", required=True, help="meta.json keys, one per line (a file or s3://BUCKET/KEY)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--list", help="meta.json keys, one per line (a file or s3://BUCKET/KEY)")
+    which.add_argument("--prefix", help="every meta.json under this prefix of the models bucket ('' for all)")
     p.add_argument("--out", required=True, help="where the outcomes go, one JSON object per line")
-    p.add_argument("--image", required=True, help="the candidate Ray image's id: the key of the kept outcomes")
+    p.add_argument("--image", required=True, help="the candidate Ray image's id (its config digest): the key of "
+                                                  "the kept outcomes")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--recheck", action="store_true", help="check every model again, kept outcomes ignored")
     args = p.parse_args(argv)
-    keys = [line.strip() for line in _read(args.list).splitlines() if line.strip()]
     try:
+        keys = _keys(args)
         if os.environ.get("RAY_ADDRESS"):  # ray://HOST:10001 (a cluster), or a RayJob's own head
             connect()
         else:

@@ -20,12 +20,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.exceptions
 import requests
 from botocore.config import Config as BotoConfig
 
 from imagekit import forward, redact
-from imagekit.forward import HOST_ALIAS
 from imagekit.errors import EngineError, PreconditionError
+from imagekit.forward import HOST_ALIAS
 
 TOLERANCE = 1e-9
 NOTEBOOKS = "/tmp/imagekit-scenarios"  # not the home: any notebook image, whatever its user
@@ -190,8 +191,15 @@ class S3(contextlib.AbstractContextManager):
                                    region_name=self.keys["AWS_DEFAULT_REGION"],
                                    aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
                                    aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"])
-        _until(lambda: self.client.list_buckets(), 60 if self.container else 5,  # the user's: up or not
-               f"the S3 server at {self.url} did not answer")
+        if self.container:
+            until(lambda: self.client.list_buckets(), 60, f"the S3 server at {self.url} did not answer")
+            return self
+        try:  # the user's: up or not, and these keys let in or not
+            self.client.list_buckets()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise PreconditionError(f"the S3 endpoint {self.url} cannot be used: {type(e).__name__}: {e}",
+                                    hint="check the URL and the keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); "
+                                         "for a port-forward, that it is still running") from None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -279,7 +287,7 @@ class Server(contextlib.AbstractContextManager):
     def wait_ready(self, seconds: float) -> dict:
         """/status once the server knows every model: {"models": {name: status}, "fingerprints": ...}."""
         logs = lambda: self.container.get_wrapped_container().logs()[-3000:].decode(errors="replace")  # noqa: E731
-        return _until(lambda: _status(self.url, self.models), seconds, "Ray Serve did not come up", logs=logs)
+        return until(lambda: _status(self.url, self.models), seconds, "Ray Serve did not come up", logs=logs)
 
     def serve(self, name: str, meta: dict, status: str) -> Served:
         started = time.monotonic()
@@ -295,7 +303,7 @@ class Server(contextlib.AbstractContextManager):
         self.container.exec(["serve", "shutdown", "-y"])
 
 
-def _spec(meta: dict) -> dict:
+def spec(meta: dict) -> dict:
     return {k: meta[k] for k in ("bucket", "key", "sha256", "environment") if k in meta}
 
 
@@ -315,8 +323,8 @@ def run(notebook: str, ray: str, s3: S3Server | Endpoint, notebooks: Path, *, sc
     note = on_line or (lambda line: None)
     started = time.monotonic()
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    with _network() as (stack, network):
-        store = _store(stack, s3, network, note)
+    with on_network() as (stack, network):
+        store = open_store(stack, s3, network, note)
         for bucket in (buckets.models, buckets.eval, *buckets.others):
             store.ensure(bucket)
         inside = {**store.keys, "AWS_ENDPOINT_URL": store.inside, "IMAGEKIT_MODELS_BUCKET": buckets.models,
@@ -329,7 +337,7 @@ def run(notebook: str, ray: str, s3: S3Server | Endpoint, notebooks: Path, *, sc
         for name in scenarios:
             note(f"training {name} in the notebook image")
             trained[name] = trainer.train(name, store, buckets.models, version)
-        models = {n: _spec(t.meta) for n, t in trained.items() if t.meta}
+        models = {n: spec(t.meta) for n, t in trained.items() if t.meta}
         note("starting Ray Serve in the ray image")
         t0 = time.monotonic()
         server = stack.enter_context(Server(ray, network, inside, models))
@@ -346,7 +354,7 @@ def run(notebook: str, ray: str, s3: S3Server | Endpoint, notebooks: Path, *, sc
                                    status.get("fingerprints", {}).get(name, []), t.seconds))
         note("shutting the Ray Serve deployment down")
         server.shutdown()
-        report = RoundtripReport(s3_server=_describe(s3), version=version, scenarios=results,
+        report = RoundtripReport(s3_server=describe(s3), version=version, scenarios=results,
                                  ray_startup_seconds=ray_startup, seconds=round(time.monotonic() - started, 1))
         store.client.put_object(Bucket=buckets.eval, Key=f"verify-compat/{version}/report.json",
                                 Body=json.dumps(asdict(report), indent=1).encode())
@@ -354,7 +362,7 @@ def run(notebook: str, ray: str, s3: S3Server | Endpoint, notebooks: Path, *, sc
 
 
 @contextlib.contextmanager
-def _network():
+def on_network():
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled everywhere
     from testcontainers.core.network import Network
 
@@ -362,8 +370,8 @@ def _network():
         yield stack, stack.enter_context(Network())
 
 
-def _store(stack, s3: S3Server | Endpoint, network, note) -> S3:
-    note(f"S3: {_describe(s3)}")
+def open_store(stack, s3: S3Server | Endpoint, network, note) -> S3:
+    note(f"S3: {describe(s3)}")
     keys = {"AWS_ACCESS_KEY_ID": "imagekit", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
             "AWS_DEFAULT_REGION": "us-east-1"}
     return stack.enter_context(S3(s3, network, keys, inside=relay(stack, s3.url, "the S3 endpoint", note)
@@ -396,7 +404,7 @@ def reachable(container, url: str, what: str, given: str) -> None:
                                      "containers reach it (not a loopback of another machine)")
 
 
-def _describe(s3: S3Server | Endpoint) -> str:
+def describe(s3: S3Server | Endpoint) -> str:
     return f"endpoint {s3.url}" if isinstance(s3, Endpoint) else s3.description
 
 
@@ -409,7 +417,7 @@ def _status(base_url: str, models: dict) -> dict | None:
     return found if set(found.get("models", {})) >= set(models) else None
 
 
-def _until(probe, seconds: float, what: str, logs=None):
+def until(probe, seconds: float, what: str, logs=None):
     deadline = time.monotonic() + seconds
     while True:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import secrets
 import tarfile
 import time
 from collections.abc import Callable
@@ -87,14 +88,14 @@ def check(ray: str, image_id: str, s3: roundtrip.S3Server | roundtrip.Endpoint, 
         raise UsageError("--ray-address needs --s3-endpoint: the cluster's tasks read the models from your S3",
                          option="--ray-address")
     forward.require_local(cluster, "the Ray address")
-    with roundtrip._network() as (stack, network):
-        store = roundtrip._store(stack, s3, network, note)
+    with roundtrip.on_network() as (stack, network):
+        store = roundtrip.open_store(stack, s3, network, note)
         keys = store.metas(buckets.models, prefix)
         if not keys:
             raise PreconditionError(f"no model with a meta.json under {buckets.models}/{prefix}",
                                     hint="publish models with verify-compat first (or check the prefix and bucket)")
         store.ensure(buckets.eval)
-        inside = cluster_s3 or store.url if cluster else store.inside
+        inside = (cluster_s3 or store.url) if cluster else store.inside
         env = {**store.keys, "AWS_ENDPOINT_URL": inside, "IMAGEKIT_MODELS_BUCKET": buckets.models,
                "IMAGEKIT_EVAL_BUCKET": buckets.eval, **({"RAY_ADDRESS": cluster} if cluster else {})}
         c = stack.enter_context(_checker(ray, network.name, env, host_network=bool(cluster)))
@@ -103,22 +104,23 @@ def check(ray: str, image_id: str, s3: roundtrip.S3Server | roundtrip.Endpoint, 
         note(f"checking {len(keys)} stored models in batches of {batch_size} "
              f"{'on the Ray cluster at ' + cluster if cluster else 'on a Ray of its own in the ray image'}")
         Engine.put(c, LIST, "\n".join(keys).encode())
-        code, tail = _stream(c, ["python", "-m", "stored_check", "--list", LIST, "--out", OUTCOMES, "--image", image_id, "--batch-size", str(batch_size),
-                                 *(["--recheck"] if recheck else [])], note)
+        code, tail = _stream(c, ["python", "-m", "stored_check", "--list", LIST, "--out", OUTCOMES, "--image",
+                                 image_id, "--batch-size", str(batch_size), *(["--recheck"] if recheck else [])], note)
         if code != 0:
             fatal = next((line.split("fatal: ", 1)[1] for line in reversed(tail) if "stored_check: fatal: " in line),
-                         None)
-            raise EngineError(f"the stored-model check stopped: {fatal or ' / '.join(tail[-5:])}",
-                              hint=_hint(fatal or "", cluster))
+                         (tail or [f"exit code {code}"])[-1])  # an exception's last line, never its traceback
+            raise EngineError(f"the stored-model check stopped: {fatal}", hint=_hint(fatal, cluster))
         records = [json.loads(line) for line in _read(c, OUTCOMES).splitlines() if line]
     models = sorted((judge(r) for r in records), key=lambda m: m.name)
     reused = sum(m.reused for m in models)
-    return StoredReport(s3_server=roundtrip._describe(s3), ray_image=image_id, cluster=cluster, batch_size=batch_size,
+    return StoredReport(s3_server=roundtrip.describe(s3), ray_image=image_id, cluster=cluster, batch_size=batch_size,
                         models=models, checked=len(models) - reused, reused=reused,
                         nodes=sorted({m.node for m in models if m.node}), seconds=round(time.monotonic() - started, 1))
 
 
 def _hint(fatal: str, cluster: str) -> str:
+    if "No module named stored_check" in fatal:
+        return "the Ray image predates imagekit's stored_check (release v13): pass a Ray image built by this imagekit"
     if "S3" in fatal:
         return "check the S3 server and run again: outcomes kept so far are reused"
     if "environment" in fatal or "stored_check" in fatal:
@@ -137,7 +139,7 @@ def _checker(image: str, network: str, env: dict[str, str], *, host_network: boo
         "network": network, "extra_hosts": {forward.HOST_ALIAS: "host-gateway"}}
     try:
         c = client.containers.run(image, ["sleep", "infinity"], detach=True, environment=env, shm_size="1g",
-                                  **where)
+                                  name=f"imagekit-stored-{secrets.token_hex(4)}", **where)
     except docker.errors.DockerException as e:
         raise EngineError(f"cannot start the Ray image {image} for the check: {e}") from None
     try:

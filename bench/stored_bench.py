@@ -1,0 +1,130 @@
+"""verify-stored on synthetic data lakes (copies of the example models, each with its own sha256):
+time and peak memory of every container, on a Ray of its own and on a three-node cluster, against
+today's alternative, one Serve replica holding every model (IMAGEKIT_MODELS), at 100 models.
+
+    .venv/bin/python bench/stored_bench.py [SIZE ...]      (default: 100 1000 10000)
+
+The lake is in an S3 server on this host (moto); the cluster's nodes reach it as host.docker.internal.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from imagekit import build, config, testing
+from imagekit.engine import Engine
+from imagekit.verify import roundtrip, verify_compat, verify_stored
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
+MODELS = "cybersec-ml-models"
+UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+
+@contextlib.contextmanager
+def peak_memory():
+    """Sample `docker stats` until the block ends: {container name: peak bytes}."""
+    peaks, done = {}, threading.Event()
+
+    def sample():
+        while not done.is_set():
+            out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}"],
+                                 capture_output=True, text=True).stdout
+            for name, used in re.findall(r"^(\S+) ([\d.]+\w+) /", out, re.M):
+                value, unit = re.match(r"([\d.]+)(\w+)", used).groups()
+                peaks[name] = max(peaks.get(name, 0), float(value) * UNITS.get(unit, 1))
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peaks
+    finally:
+        done.set()
+        thread.join()
+
+
+def gib(peaks: dict, cluster: bool) -> str:
+    """Peak memory of the check's container and, on the cluster, of each node."""
+    def label(name: str) -> str | None:
+        if name.startswith("imagekit-stored-"):
+            return "checker"
+        node = re.search(r"imagekit-bench-.*-(head|worker-\d+)$", name)
+        return node.group(1) if node and cluster else None
+    shown = {label(n): v for n, v in peaks.items() if label(n)}
+    return ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sorted(shown.items())) or "not sampled"
+
+
+def single_replica(ray: str, endpoint: roundtrip.Endpoint, prefix: str) -> tuple[float, int, float]:
+    """Today's alternative: every model of the lake in one Serve replica's environment and memory."""
+    with roundtrip.on_network() as (stack, network), peak_memory() as peaks:
+        started = time.monotonic()
+        store = roundtrip.open_store(stack, endpoint, network, lambda line: None)
+        metas = {k: store.json(MODELS, k) for k in store.metas(MODELS, prefix)}
+        models = {k.removesuffix("/meta.json").replace("/", "@"): m for k, m in metas.items()}
+        server = stack.enter_context(roundtrip.Server(ray, network, {**store.keys, "AWS_ENDPOINT_URL": store.inside},
+                                                      {n: roundtrip.spec(m) for n, m in models.items()}))
+        status = server.wait_ready(600)
+        ok = sum(server.serve(n, m, status["models"][n]).ok for n, m in models.items())
+        seconds, name = time.monotonic() - started, server.container.get_wrapped_container().name
+    return seconds, ok, peaks.get(name, 0.0)
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [100, 1000, 10000]
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="0.0.0.0", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
+    try:
+        cfg = config.load(ROOT / "imagekit.toml", env={**KEYS, "IMAGEKIT_VERIFY_CLUSTER_S3_ENDPOINT":
+                                                       f"http://host.docker.internal:{port}"})
+        engine = Engine.connect()
+        ray = next(i for i in build.load_result(cfg).images if i.name == "ray").image_id
+        scenarios = tuple(roundtrip.discover(cfg.path(cfg.verify.notebooks)))
+        published = verify_compat(cfg, engine, write_record=False, s3_endpoint=url, scenarios=scenarios)
+        print(f"published {len(scenarios)} example models ({published.seconds:.0f} s), ok={published.ok}")
+        timings = {}
+        with testing.ray_cluster(ray, 2, name="imagekit-bench") as (address, _):
+            for size in sizes:
+                t = time.monotonic()
+                for n, scenario in enumerate(scenarios):  # copies of every example, in turn
+                    share = size // len(scenarios) + (n < size % len(scenarios))
+                    testing.copy_lake(client, MODELS, share, prefix=f"lake{size}/{scenario}", of=f"{scenario}/")
+                batch = max(5, min(100, size // 12))  # a dozen batches at least: every node gets some
+                print(f"\n{size} models: lake written in {time.monotonic() - t:.0f} s; batches of {batch}")
+                for where, cluster in (("a Ray of its own", ""), ("the 3-node cluster", address)):
+                    for recheck in (True, False) if size < 10000 else (True,):  # kept: about 2/3 of the time
+                        with peak_memory() as peaks:
+                            t = time.monotonic()
+                            report = verify_stored(cfg, engine, prefix=f"lake{size}/", s3_endpoint=url,
+                                                   ray_address=cluster, recheck=recheck, batch_size=batch)
+                            seconds = timings[size, cluster, recheck] = time.monotonic() - t
+                        print(f"  {where:<20} {'checked' if recheck else 'kept   '} {seconds:6.1f} s "
+                              f"({1000 * seconds / size:5.1f} ms/model), ok={report.ok}, {report.checked} new, "
+                              f"{report.reused} kept, nodes {len(report.nodes)}; peak memory {gib(peaks, bool(cluster))}")
+                if size == 100:
+                    old, ok, peaks = single_replica(ray, roundtrip.Endpoint(url, *KEYS.values()), "lake100/")
+                    print(f"  one Serve replica    all     {old:6.1f} s ({1000 * old / size:5.1f} ms/model), "
+                          f"{ok}/{size} same; peak memory {peaks / 2**30:.2f} GiB")
+                    print(f"  batches of one Ray of its own vs one replica: {timings[size, '', True] / old:.2f}x "
+                          f"the time")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
