@@ -320,3 +320,19 @@ def test_the_hub_item_passes_only_a_server_that_answers_its_token_and_refuses_wi
     item = runtime.hub_item({"prefix": "/user/jovyan/", "with_token": with_token, "without_token": without_token,
                              "env": ["JUPYTERHUB_API_TOKEN"]}, 1.0)
     assert item.ok is ok and f"{with_token} with the token, {without_token} without" in item.detail
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--batch-size", "0"), "a batch size of 0: it must be at least 1"),
+    (("--ray-address", "head:10001"), "--ray-address 'head:10001' is not a Ray Client address"),
+    (("--ray-address", "http://head:8265"), "is not a Ray Client address"),
+])
+def test_verify_stored_refuses_bad_options_before_any_work(tmp_path, cli, monkeypatch, args, message):
+    import json
+
+    import imagekit.cli.verify as verify_cli
+
+    monkeypatch.setattr(verify_cli.Engine, "connect", classmethod(lambda cls: None))  # nothing reaches the engine
+    code, out, _ = cli("--config", str(write_project(tmp_path)), "verify-stored", *args, "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["kind"] == "UsageError" and message in error["message"]

@@ -53,7 +53,7 @@ def stored(ctx: typer.Context, prefix: str = typer.Argument("", help="only model
                                                                 "image (ray://HOST:10001) instead of a Ray of its own"),
            batch_size: Optional[int] = typer.Option(None, help="models per task, the memory bound of one process "
                                                                "(default: verify.stored_batch_size, 100)"),
-           recheck: bool = typer.Option(False, help="check every model again (outcomes kept for this image ignored)"),
+           recheck: bool = typer.Option(False, "--recheck", help="check every model again (outcomes kept for this image ignored)"),
            junit: Optional[Path] = JUNIT, report_file: Optional[Path] = REPORT, as_json: bool = JSON) -> None:
     """Check every model already published in the models bucket (each with a meta.json) in the
     candidate Ray image: per model, where its training environment differs from the image's

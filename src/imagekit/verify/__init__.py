@@ -232,12 +232,16 @@ def verify_stored(cfg: Config, engine: Engine, *, ray: str | None = None, prefix
     """Every model already in the models bucket (under ``prefix``) with a meta.json, checked in the
     candidate Ray image: the regression check before a new Ray image is promoted."""
     note = on_line or (lambda line: None)
-    store = _store(cfg, engine, s3_endpoint, note)
-    server = _subject(cfg, engine, "ray", ray)
+    batch_size = batch_size if batch_size is not None else cfg.verify.stored_batch_size
+    if batch_size < 1:
+        raise UsageError(f"a batch size of {batch_size}: it must be at least 1", option="--batch-size",
+                         hint="models per task; 100 keeps one process under about 1 GiB with the example models")
     address = ray_address if ray_address is not None else cfg.verify.ray_address
     if address and not re.fullmatch(r"ray://[^/\s:]+:\d+", address):
         raise UsageError(f"--ray-address {address!r} is not a Ray Client address", option="--ray-address",
                          hint="ray://HOST:10001: the head's client server (kubectl port-forward svc/<head> 10001)")
+    store = _store(cfg, engine, s3_endpoint, note)
+    server = _subject(cfg, engine, "ray", ray)
     return stored.check(server.ref, engine.image(server.ref).id, store,
-                        prefix=prefix, buckets=buckets(cfg), batch_size=batch_size or cfg.verify.stored_batch_size,
+                        prefix=prefix, buckets=buckets(cfg), batch_size=batch_size,
                         recheck=recheck, cluster=address, cluster_s3=cfg.verify.cluster_s3_endpoint, on_line=note)

@@ -82,8 +82,6 @@ def check(ray: str, image_id: str, s3: roundtrip.S3Server | roundtrip.Endpoint, 
     """Check every model under ``prefix`` of the models bucket in the Ray image ``ray``."""
     note = on_line or (lambda line: None)
     started = time.monotonic()
-    if batch_size < 1:
-        raise UsageError(f"a batch size of {batch_size}: it must be at least 1", option="--batch-size")
     if cluster and not isinstance(s3, roundtrip.Endpoint):
         raise UsageError("--ray-address needs --s3-endpoint: the cluster's tasks read the models from your S3",
                          option="--ray-address")
