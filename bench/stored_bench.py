@@ -4,14 +4,14 @@ today's alternative, one Serve replica holding every model (IMAGEKIT_MODELS), at
 
     .venv/bin/python bench/stored_bench.py [SIZE ...]      (default: 100 1000 10000)
 
-The lake is in an S3 server on this host (moto); the cluster's nodes reach it as host.docker.internal.
+The lake is in the S3 stand-in (images/s3, moto in a container of its own), published on this
+machine's loopback as a `kubectl port-forward` is (so the local check goes through imagekit's relay)
+and on the engine's gateway, where the cluster's nodes reach it as host.docker.internal.
 """
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
+import docker
 
-from imagekit import build, config, testing
+from imagekit import build, config, forward, testing
 from imagekit.engine import Engine
-from imagekit.verify import roundtrip, verify_compat, verify_stored
+from imagekit.verify import roundtrip, s3store, verify_compat, verify_stored
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
@@ -63,11 +63,11 @@ def gib(peaks: dict, cluster: bool) -> str:
     return ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sorted(shown.items())) or "not sampled"
 
 
-def single_replica(ray: str, endpoint: roundtrip.Endpoint, prefix: str) -> tuple[float, int, float]:
+def single_replica(ray: str, endpoint: s3store.Endpoint, prefix: str) -> tuple[float, int, float]:
     """Today's alternative: every model of the lake in one Serve replica's environment and memory."""
-    with roundtrip.on_network() as (stack, network), peak_memory() as peaks:
+    with s3store.on_network() as (stack, network), peak_memory() as peaks:
         started = time.monotonic()
-        store = roundtrip.open_store(stack, endpoint, network, lambda line: None)
+        store = s3store.open_store(stack, endpoint, network, lambda line: None)
         metas = {k: store.json(MODELS, k) for k in store.metas(MODELS, prefix)}
         models = {k.removesuffix("/meta.json").replace("/", "@"): m for k, m in metas.items()}
         server = stack.enter_context(roundtrip.Server(ray, network, {**store.keys, "AWS_ENDPOINT_URL": store.inside},
@@ -80,18 +80,21 @@ def single_replica(ray: str, endpoint: roundtrip.Endpoint, prefix: str) -> tuple
 
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [100, 1000, 10000]
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="0.0.0.0", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
+    client = docker.from_env()
+    cfg = config.load(ROOT / "imagekit.toml", env=KEYS)
+    s3 = next(i for i in build.load_result(cfg).images if i.name == "s3").image_id
+    gateway = forward.gateway(client)
+    server = client.containers.run(s3, detach=True, ports={"9000/tcp": [("127.0.0.1", None), (gateway, None)]})
     try:
+        server.reload()
+        ports = {b["HostIp"]: b["HostPort"] for b in server.ports["9000/tcp"]}
+        url = f"http://127.0.0.1:{ports['127.0.0.1']}"
+        s3_client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                                 aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
+                                 aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
+        s3store.until(s3_client.list_buckets, 60, "the S3 stand-in did not start")
         cfg = config.load(ROOT / "imagekit.toml", env={**KEYS, "IMAGEKIT_VERIFY_CLUSTER_S3_ENDPOINT":
-                                                       f"http://host.docker.internal:{port}"})
+                                                       f"http://host.docker.internal:{ports[gateway]}"})
         engine = Engine.connect()
         ray = next(i for i in build.load_result(cfg).images if i.name == "ray").image_id
         scenarios = tuple(roundtrip.discover(cfg.path(cfg.verify.notebooks)))
@@ -103,7 +106,7 @@ def main() -> None:
                 t = time.monotonic()
                 for n, scenario in enumerate(scenarios):  # copies of every example, in turn
                     share = size // len(scenarios) + (n < size % len(scenarios))
-                    testing.copy_lake(client, MODELS, share, prefix=f"lake{size}/{scenario}", of=f"{scenario}/")
+                    testing.copy_lake(s3_client, MODELS, share, prefix=f"lake{size}/{scenario}", of=f"{scenario}/")
                 batch = max(5, min(100, size // 12))  # a dozen batches at least: every node gets some
                 print(f"\n{size} models: lake written in {time.monotonic() - t:.0f} s; batches of {batch}")
                 for where, cluster in (("a Ray of its own", ""), ("the 3-node cluster", address)):
@@ -117,13 +120,13 @@ def main() -> None:
                               f"({1000 * seconds / size:5.1f} ms/model), ok={report.ok}, {report.checked} new, "
                               f"{report.reused} kept, nodes {len(report.nodes)}; peak memory {gib(peaks, bool(cluster))}")
                 if size == 100:
-                    old, ok, peaks = single_replica(ray, roundtrip.Endpoint(url, *KEYS.values()), "lake100/")
+                    old, ok, peaks = single_replica(ray, s3store.Endpoint(url, *KEYS.values()), "lake100/")
                     print(f"  one Serve replica    all     {old:6.1f} s ({1000 * old / size:5.1f} ms/model), "
                           f"{ok}/{size} same; peak memory {peaks / 2**30:.2f} GiB")
                     print(f"  batches of one Ray of its own vs one replica: {timings[size, '', True] / old:.2f}x "
                           f"the time")
     finally:
-        server.stop()
+        server.remove(force=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from helpers import ROOT, variant
 
 from imagekit import config, testing
 from imagekit.errors import EngineError, PreconditionError
-from imagekit.verify import roundtrip, verify_compat, verify_stored
+from imagekit.verify import s3store, verify_compat, verify_stored
 
 KEYS = {"AWS_ACCESS_KEY_ID": "imagekit-lake", "AWS_SECRET_ACCESS_KEY": "lake-test-secret"}
 MODELS, EVAL = "lake-models", "lake-eval"  # the moto servers of one process share their buckets: buckets of its own
@@ -111,7 +111,7 @@ def test_an_s3_server_stopped_during_the_check_stops_it_with_a_clear_error(cfg, 
         server.reload()
         url = f"http://127.0.0.1:{server.ports['9000/tcp'][0]['HostPort']}"
         client = s3_client(url)
-        roundtrip.until(client.list_buckets, 60, "the stand-in S3 server did not start")
+        s3store.until(client.list_buckets, 60, "the stand-in S3 server did not start")
         testing.transplant(source, client, MODELS, "iris/")
         testing.copy_lake(client, MODELS, 300)
 
@@ -144,7 +144,7 @@ def test_an_endpoint_the_containers_cannot_reach_is_refused_before_any_work(engi
     try:
         started = time.monotonic()
         with pytest.raises(PreconditionError) as e:
-            roundtrip.reachable(c, "http://192.0.2.1:9000", "the S3 server", "http://minio.example:9000")
+            s3store.reachable(c, "http://192.0.2.1:9000", "the S3 server", "http://minio.example:9000")
         assert time.monotonic() - started < 30
     finally:
         c.remove(force=True)

@@ -9,12 +9,13 @@ from hypothesis import strategies as st
 from imagekit import config, lock
 from imagekit.errors import PreconditionError
 from imagekit.verify import roundtrip, static
+from imagekit.verify.compare import TOLERANCE, compare
 
 EXPECTED = {"labels": [0, 1, 1], "probabilities": [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]]}
 
 
 def test_identical_predictions_pass():
-    assert roundtrip.compare(EXPECTED, {**EXPECTED}) == (True, "", 0.0)
+    assert compare(EXPECTED, {**EXPECTED}) == (True, "", 0.0)
 
 
 @pytest.mark.parametrize("served, reason", [
@@ -24,13 +25,13 @@ def test_identical_predictions_pass():
     ({"labels": [0, 1, 1]}, "probabilities from the notebook only"),
 ])
 def test_differences_fail_with_the_reason(served, reason):
-    ok, why, _ = roundtrip.compare(EXPECTED, served)
+    ok, why, _ = compare(EXPECTED, served)
     assert not ok and reason in why
 
 
 def test_within_tolerance_passes():
     served = {"labels": [0, 1, 1], "probabilities": [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6 + 5e-10]]}
-    ok, _, diff = roundtrip.compare(EXPECTED, served)
+    ok, _, diff = compare(EXPECTED, served)
     assert ok and 4e-10 < diff < 6e-10
 
 
@@ -80,7 +81,7 @@ def predictions(probabilities):
 
 @given(matrices)
 def test_the_same_predictions_always_pass(p):
-    assert roundtrip.compare(predictions(p), predictions(p))[0]
+    assert compare(predictions(p), predictions(p))[0]
 
 
 @given(matrices, st.data(), st.sampled_from([math.nan, math.inf, -math.inf]))
@@ -91,7 +92,7 @@ def test_a_nan_or_infinity_anywhere_fails_and_says_so(p, data, bad):
     served[row][col] = bad
     for expected, got in ((predictions(p), {"labels": predictions(p)["labels"], "probabilities": served}),
                           ({"labels": predictions(p)["labels"], "probabilities": served}, predictions(p))):
-        ok, reason, _ = roundtrip.compare(expected, got)
+        ok, reason, _ = compare(expected, got)
         assert not ok and "not a finite number" in reason and f"probe row {row}" in reason
 
 
@@ -107,7 +108,7 @@ def test_a_missing_or_extra_row_or_class_fails_as_a_shape_difference(p, data):
         served[0].pop()
     else:
         served[-1].append(0.0)
-    ok, reason, _ = roundtrip.compare(predictions(p), {"labels": predictions(p)["labels"], "probabilities": served})
+    ok, reason, _ = compare(predictions(p), {"labels": predictions(p)["labels"], "probabilities": served})
     assert not ok and "different shape" in reason
 
 
@@ -116,9 +117,9 @@ def test_a_difference_beyond_the_tolerance_fails_and_within_it_passes(p, data, d
     row = data.draw(st.integers(0, len(p) - 1))
     served = [list(r) for r in p]
     served[row][0] += delta
-    assert not roundtrip.compare(predictions(p), {**predictions(p), "probabilities": served})[0]
-    served[row][0] = p[row][0] + roundtrip.TOLERANCE / 4
-    assert roundtrip.compare(predictions(p), {**predictions(p), "probabilities": served})[0]
+    assert not compare(predictions(p), {**predictions(p), "probabilities": served})[0]
+    served[row][0] = p[row][0] + TOLERANCE / 4
+    assert compare(predictions(p), {**predictions(p), "probabilities": served})[0]
 
 
 def test_every_image_of_the_verified_set_is_held_to_its_view_and_to_the_notebook(locked):
@@ -132,12 +133,12 @@ def test_every_image_of_the_verified_set_is_held_to_its_view_and_to_the_notebook
 
 def test_regressors_compare_numbers_with_the_tolerance_and_need_no_probabilities():
     expected = {"labels": [1.5, 200000.25], "probabilities": None}
-    assert roundtrip.compare(expected, {"labels": [1.5, 200000.25], "probabilities": None}) == (True, "", 0.0)
-    ok, why, diff = roundtrip.compare(expected, {"labels": [1.5, 200000.5], "probabilities": None})
+    assert compare(expected, {"labels": [1.5, 200000.25], "probabilities": None}) == (True, "", 0.0)
+    ok, why, diff = compare(expected, {"labels": [1.5, 200000.5], "probabilities": None})
     assert not ok and why == "predictions differ by up to 0.25 (> 1e-09)" and diff == 0.25
-    ok, why, _ = roundtrip.compare(expected, {"labels": [1.5, float("nan")], "probabilities": None})
+    ok, why, _ = compare(expected, {"labels": [1.5, float("nan")], "probabilities": None})
     assert not ok and "not a finite number (nan)" in why
-    ok, why, _ = roundtrip.compare({"labels": [0, 1], "probabilities": None},
+    ok, why, _ = compare({"labels": [0, 1], "probabilities": None},
                                    {"labels": [0, 1], "probabilities": [[1.0, 0.0], [0.0, 1.0]]})
     assert not ok and why == "probabilities from ray only"
 
@@ -306,9 +307,9 @@ def test_a_round_trip_of_no_model_is_not_a_pass():
     ({"labels": ["0", "1", "1"]}, "labels differ at probe rows [0, 1, 2] (notebook vs ray)"),
 ])
 def test_labels_must_be_as_many_and_of_the_same_type(served, reason):
-    ok, why, _ = roundtrip.compare(EXPECTED, {"probabilities": EXPECTED["probabilities"], **served})
+    ok, why, _ = compare(EXPECTED, {"probabilities": EXPECTED["probabilities"], **served})
     assert not ok and why == reason
-    assert not roundtrip.compare({**EXPECTED, "labels": [True, False, True]},
+    assert not compare({**EXPECTED, "labels": [True, False, True]},
                                  {**EXPECTED, "labels": [1, 0, 1]})[0]  # and the other way round
 
 

@@ -16,7 +16,7 @@ from imagekit.errors import ConfigError, PreconditionError, UsageError, infrastr
 from imagekit.oci import Reference
 from imagekit.registry import Registry
 from imagekit.settings import VerifySettings
-from imagekit.verify import record, roundtrip, static, stored
+from imagekit.verify import record, roundtrip, s3store, static, stored
 
 
 
@@ -48,16 +48,16 @@ class VerifyReport:
         return self.static.ok and trip and (self.lifecycle is None or self.lifecycle.ok)
 
 
-def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> roundtrip.S3Server:
+def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> s3store.S3Server:
     """MinIO where its image is present or can be pulled; else the locally built stand-in."""
     minio = cfg.verify.minio_image
     if minio and (engine.image(minio) or engine.pull(minio)):
-        return roundtrip.S3Server(minio, f"MinIO ({minio})", ["server", "/data", "--address", ":9000"],
+        return s3store.S3Server(minio, f"MinIO ({minio})", ["server", "/data", "--address", ":9000"],
                                   {"MINIO_ROOT_USER": "imagekit"})
     standin = cfg.image(cfg.verify.s3_standin)
     on_line(f"{minio} cannot be had here; using the stand-in image '{standin.name}'")
     built = build.build(cfg, engine, names=[standin.name], on_line=on_line).images[-1]
-    return roundtrip.S3Server(built.image_id, f"stand-in {standin.repository}:{built.tags[0]} ({minio} unavailable)",
+    return s3store.S3Server(built.image_id, f"stand-in {standin.repository}:{built.tags[0]} ({minio} unavailable)",
                               [], {})
 
 
@@ -70,11 +70,11 @@ def scenarios_of(cfg: Config) -> tuple[str, ...]:
     return (*roundtrip.discover(folder), runtime.LIFECYCLE)
 
 
-def buckets(cfg: Config) -> roundtrip.Buckets:
-    return roundtrip.Buckets(cfg.verify.models_bucket, cfg.verify.eval_bucket, tuple(cfg.verify.buckets))
+def buckets(cfg: Config) -> s3store.Buckets:
+    return s3store.Buckets(cfg.verify.models_bucket, cfg.verify.eval_bucket, tuple(cfg.verify.buckets))
 
 
-def endpoint(cfg: Config, url: str) -> roundtrip.Endpoint:
+def endpoint(cfg: Config, url: str) -> s3store.Endpoint:
     """The user's S3 (--s3-endpoint / verify.s3_endpoint), keys from AWS_ACCESS_KEY_ID and
     AWS_SECRET_ACCESS_KEY as the platform's flows read them."""
     if "://" not in url:
@@ -85,10 +85,10 @@ def endpoint(cfg: Config, url: str) -> roundtrip.Endpoint:
         raise ConfigError(f"the S3 endpoint {url} needs keys: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     redact.register(secret)
     forward.require_local(url, "the S3 endpoint")  # said before any work
-    return roundtrip.Endpoint(url.rstrip("/"), access, secret)
+    return s3store.Endpoint(url.rstrip("/"), access, secret)
 
 
-def _store(cfg: Config, engine: Engine, s3_endpoint: str | None, note) -> roundtrip.S3Server | roundtrip.Endpoint:
+def _store(cfg: Config, engine: Engine, s3_endpoint: str | None, note) -> s3store.S3Server | s3store.Endpoint:
     url = s3_endpoint or cfg.verify.s3_endpoint
     return endpoint(cfg, url) if url else s3_server(cfg, engine, note)
 

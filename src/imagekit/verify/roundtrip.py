@@ -1,7 +1,6 @@
 """Round trip with Testcontainers: notebooks train and publish to S3, Ray Serve loads and answers.
 
-One Docker network holds an S3 server (MinIO where its image can be had, else the locally built
-stand-in; none with an endpoint of the user's own), the notebook image (executing the scenario
+One Docker network holds the S3 store (s3store.py), the notebook image (executing the scenario
 notebooks headless: every *.ipynb of verify.notebooks, named by its file stem, with the publishing
 helper imagekit_publish.py put beside them) and the Ray image (serving every published model).
 Every container and the network are removed afterwards, also on failure and on Ctrl-C.
@@ -10,25 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import boto3
-import botocore.exceptions
 import requests
-from botocore.config import Config as BotoConfig
 
-from imagekit import forward, redact
-from imagekit.errors import EngineError, PreconditionError
+from imagekit import redact
 from imagekit.forward import HOST_ALIAS
+from imagekit.verify.compare import compare
+from imagekit.verify.s3store import S3, Buckets, Endpoint, S3Server, describe, on_network, open_store, reachable, until
 
-TOLERANCE = 1e-9
 NOTEBOOKS = "/tmp/imagekit-scenarios"  # not the home: any notebook image, whatever its user
 HELPER = Path(__file__).with_name("imagekit_publish.py")
 
@@ -36,21 +28,6 @@ HELPER = Path(__file__).with_name("imagekit_publish.py")
 def discover(folder: Path) -> tuple[str, ...]:
     """The scenarios: every notebook in ``folder``, by file stem."""
     return tuple(sorted(p.stem for p in folder.glob("*.ipynb")))
-
-
-@dataclass(frozen=True)
-class Buckets:
-    models: str = "cybersec-ml-models"
-    eval: str = "cybersec-ml-eval"
-    others: tuple[str, ...] = ("cybersec-ml-raw", "cybersec-ml-silver")
-
-
-@dataclass(frozen=True)
-class S3Server:
-    image: str
-    description: str
-    command: list[str]
-    env: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -81,58 +58,6 @@ class RoundtripReport:
         return bool(self.scenarios) and all(s.ok for s in self.scenarios)
 
 
-def _finite(values: list, side: str, what: str, row: int | None = None) -> str:
-    bad = [v for v in values if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)]
-    return f"{side} gave a {what} that is not a finite number ({bad[0]})" + (
-        f" at probe row {row}" if row is not None else "") if bad else ""
-
-
-def compare(expected: dict, served: dict) -> tuple[bool, str, float | None]:
-    """Labels equal and of the same type (a regressor's numbers: within TOLERANCE) and probabilities within TOLERANCE
-    (null on both sides for a model without predict_proba), every number finite; the reason names
-    the first difference. A NaN or an infinity is never "within tolerance"."""
-    want, got = expected["labels"], served.get("labels")
-    if not isinstance(got, list) or len(got) != len(want):
-        return False, (f"ray answered {len(got) if isinstance(got, list) else 'no'} labels for "
-                       f"{len(want)} probe rows"), None
-    diff = 0.0
-    if any(isinstance(v, float) for v in want):  # a regressor: numbers, compared with the tolerance
-        why = _finite(want, "the notebook", "prediction") or _finite(got, "ray", "prediction")
-        if why:
-            return False, why, None
-        diff = max((abs(x - y) for x, y in zip(want, got)), default=0.0)
-        if diff > TOLERANCE:
-            return False, f"predictions differ by up to {diff:.3g} (> {TOLERANCE:g})", diff
-    else:  # classes: equal and of the same JSON type (1 is not 1.0 nor True: another classes_ dtype)
-        bad = [i for i, (a, b) in enumerate(zip(want, got)) if a != b]
-        if bad:
-            return False, f"labels differ at probe rows {bad[:5]} (notebook vs ray)", None
-        kind = [i for i, (a, b) in enumerate(zip(want, got)) if type(a) is not type(b)]
-        if kind:
-            i = kind[0]
-            return False, (f"labels differ in type at probe rows {kind[:5]}: the notebook gave "
-                           f"{type(want[i]).__name__} {want[i]!r}, ray {type(got[i]).__name__} {got[i]!r}"), None
-    a, b = expected.get("probabilities"), served.get("probabilities")
-    if a is None or b is None:
-        if a is None and b is None:
-            return True, "", diff
-        return False, f"probabilities from {'ray' if a is None else 'the notebook'} only", None
-    if not isinstance(b, list) or len(a) != len(b):
-        return False, (f"probabilities have a different shape: {len(a)} probe rows in the notebook, "
-                       f"{len(b) if isinstance(b, list) else 'none'} from ray"), None
-    for row, (x, y) in enumerate(zip(a, b)):
-        if not isinstance(y, list) or len(x) != len(y):
-            return False, (f"probabilities have a different shape: probe row {row} has {len(x)} classes in the "
-                           f"notebook, {len(y) if isinstance(y, list) else 'none'} from ray"), None
-        why = _finite(y, "ray", "probability", row) or _finite(x, "the notebook", "probability", row)
-        if why:
-            return False, why, None
-    diff = max((abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)), default=0.0)
-    if diff > TOLERANCE:
-        return False, f"probabilities differ by up to {diff:.3g} (> {TOLERANCE:g})", diff
-    return True, "", diff
-
-
 @dataclass(frozen=True)
 class Trained:
     """A scenario notebook executed in the notebook image."""
@@ -151,72 +76,6 @@ class Served:
     warnings: list[str]
     seconds: float
     loaded: bool = True
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """An S3 server of the user's own (--s3-endpoint): the platform's MinIO from CI, or a
-    ``kubectl port-forward`` on this machine's loopback (relayed for the containers: forward.py)."""
-    url: str
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
-
-
-class S3(contextlib.AbstractContextManager):
-    """The S3 store: a server on the run's network (alias ``s3``), or the user's endpoint; a boto3
-    client from here, and what containers are given to reach it (``inside``)."""
-
-    def __init__(self, server: S3Server | Endpoint, network, keys: dict[str, str], inside: str = "") -> None:
-        from testcontainers.core.container import DockerContainer
-
-        self.server, self.container = server, None
-        if isinstance(server, Endpoint):
-            self.keys = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
-                         "AWS_DEFAULT_REGION": keys["AWS_DEFAULT_REGION"]}
-            self.url, self.inside = server.url, inside or server.url
-            return
-        self.keys = keys
-        self.container = DockerContainer(server.image).with_command(server.command).with_network(network) \
-            .with_network_aliases("s3").with_exposed_ports(9000)
-        for k, v in {**server.env, **keys}.items():
-            self.container.with_env(k, v)
-        self.inside = "http://s3:9000"
-
-    def __enter__(self) -> "S3":
-        if self.container:
-            self.container.start()
-            c = self.container
-            self.url = f"http://{c.get_container_host_ip()}:{c.get_exposed_port(9000)}"
-        self.client = boto3.client("s3", endpoint_url=self.url, config=BotoConfig(retries={"max_attempts": 1}),
-                                   region_name=self.keys["AWS_DEFAULT_REGION"],
-                                   aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
-                                   aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"])
-        if self.container:
-            until(lambda: self.client.list_buckets(), 60, f"the S3 server at {self.url} did not answer")
-            return self
-        try:  # the user's: up or not, and these keys let in or not
-            self.client.list_buckets()
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-            raise PreconditionError(f"the S3 endpoint {self.url} cannot be used: {type(e).__name__}: {e}",
-                                    hint="check the URL and the keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); "
-                                         "for a port-forward, that it is still running") from None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.container:
-            self.container.stop()
-
-    def ensure(self, bucket: str) -> None:
-        if bucket not in {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}:
-            self.client.create_bucket(Bucket=bucket)
-
-    def json(self, bucket: str, key: str) -> dict:
-        return json.loads(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-    def metas(self, bucket: str, prefix: str = "") -> list[str]:
-        """Keys of every meta.json under ``prefix``."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        return sorted(o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith("/meta.json"))
 
 
 def _host_gateway(container) -> None:
@@ -361,53 +220,6 @@ def run(notebook: str, ray: str, s3: S3Server | Endpoint, notebooks: Path, *, sc
         return report
 
 
-@contextlib.contextmanager
-def on_network():
-    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled everywhere
-    from testcontainers.core.network import Network
-
-    with contextlib.ExitStack() as stack:
-        yield stack, stack.enter_context(Network())
-
-
-def open_store(stack, s3: S3Server | Endpoint, network, note) -> S3:
-    note(f"S3: {describe(s3)}")
-    keys = {"AWS_ACCESS_KEY_ID": "imagekit", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
-            "AWS_DEFAULT_REGION": "us-east-1"}
-    return stack.enter_context(S3(s3, network, keys, inside=relay(stack, s3.url, "the S3 endpoint", note)
-                                  if isinstance(s3, Endpoint) else ""))
-
-
-def relay(stack, url: str, what: str, note) -> str:
-    """The URL containers use for ``url``: itself, or a relay's on the engine's gateway for a loopback one."""
-    if not forward.is_loopback(url):
-        return url
-    forward.require_local(url, what)
-    import docker
-
-    relayed = stack.enter_context(forward.Forwarder(url, forward.gateway(docker.from_env())))
-    note(f"{what} {url} is on the loopback: relayed for the containers as {relayed.inside}")
-    return relayed.inside
-
-
-def reachable(container, url: str, what: str, given: str) -> None:
-    """``url`` takes a TCP connection from inside ``container`` (a docker-py one), else the run stops
-    before any work, naming the address."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    code, out = container.exec_run(["python", "-c", f"import socket; socket.create_connection(({parts.hostname!r}, "
-                                                    f"{port}), timeout=5)"])
-    if code != 0:
-        last = (out.decode(errors="replace").strip().splitlines() or ["no answer"])[-1]
-        raise PreconditionError(f"{what} {given} cannot be reached from inside a container (as {url}): {last}",
-                                hint="check the address from this machine; a server must listen where the "
-                                     "containers reach it (not a loopback of another machine)")
-
-
-def describe(s3: S3Server | Endpoint) -> str:
-    return f"endpoint {s3.url}" if isinstance(s3, Endpoint) else s3.description
-
-
 def _status(base_url: str, models: dict) -> dict | None:
     try:
         r = requests.get(f"{base_url}/status", timeout=2)
@@ -415,20 +227,6 @@ def _status(base_url: str, models: dict) -> dict | None:
         return None
     found = r.json() if r.status_code == 200 else {}
     return found if set(found.get("models", {})) >= set(models) else None
-
-
-def until(probe, seconds: float, what: str, logs=None):
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            value = probe()
-            if value is not None:
-                return value
-        except Exception:  # the server is not up yet
-            pass
-        if time.monotonic() > deadline:
-            raise EngineError(f"{what} within {seconds:.0f} s" + (f":\n{logs()}" if logs else ""))
-        time.sleep(0.5)
 
 
 def _last_error(output: str) -> str:

@@ -22,7 +22,8 @@ import docker
 from imagekit import forward
 from imagekit.engine import Engine
 from imagekit.errors import EngineError, PreconditionError, UsageError
-from imagekit.verify import roundtrip
+from imagekit.verify import s3store
+from imagekit.verify.compare import compare
 
 LIST, OUTCOMES = "/tmp/imagekit-models.txt", "/tmp/imagekit-outcomes.jsonl"  # where the ray user writes
 BATCH_SIZE = 100
@@ -66,7 +67,7 @@ def judge(record: dict) -> StoredModel:
     served, fingerprint = record.get("served") or {}, record.get("fingerprint") or []
     same, reason, diff = False, record.get("error") or "", None
     if record.get("loaded") and not reason:
-        same, reason, diff = roundtrip.compare(record["expected"], served)
+        same, reason, diff = compare(record["expected"], served)
     elif reason and record.get("stage") in ("load", "predict"):
         reason = f"{'could not load in ray' if record['stage'] == 'load' else 'ray could not predict'}: {reason}"
     if not reason and fingerprint:
@@ -76,18 +77,18 @@ def judge(record: dict) -> StoredModel:
                        record.get("seconds", 0.0))
 
 
-def check(ray: str, image_id: str, s3: roundtrip.S3Server | roundtrip.Endpoint, *, prefix: str = "",
-          buckets: roundtrip.Buckets = roundtrip.Buckets(), batch_size: int = BATCH_SIZE, recheck: bool = False,
+def check(ray: str, image_id: str, s3: s3store.S3Server | s3store.Endpoint, *, prefix: str = "",
+          buckets: s3store.Buckets = s3store.Buckets(), batch_size: int = BATCH_SIZE, recheck: bool = False,
           cluster: str = "", cluster_s3: str = "", on_line: Callable[[str], None] | None = None) -> StoredReport:
     """Check every model under ``prefix`` of the models bucket in the Ray image ``ray``."""
     note = on_line or (lambda line: None)
     started = time.monotonic()
-    if cluster and not isinstance(s3, roundtrip.Endpoint):
+    if cluster and not isinstance(s3, s3store.Endpoint):
         raise UsageError("--ray-address needs --s3-endpoint: the cluster's tasks read the models from your S3",
                          option="--ray-address")
     forward.require_local(cluster, "the Ray address")
-    with roundtrip.on_network() as (stack, network):
-        store = roundtrip.open_store(stack, s3, network, note)
+    with s3store.on_network() as (stack, network):
+        store = s3store.open_store(stack, s3, network, note)
         keys = store.metas(buckets.models, prefix)
         if not keys:
             raise PreconditionError(f"no model with a meta.json under {buckets.models}/{prefix}",
@@ -98,7 +99,7 @@ def check(ray: str, image_id: str, s3: roundtrip.S3Server | roundtrip.Endpoint, 
                "IMAGEKIT_EVAL_BUCKET": buckets.eval, **({"RAY_ADDRESS": cluster} if cluster else {})}
         c = stack.enter_context(_checker(ray, network.name, env, host_network=bool(cluster)))
         if not cluster:
-            roundtrip.reachable(c, inside, "the S3 server", store.url)
+            s3store.reachable(c, inside, "the S3 server", store.url)
         note(f"checking {len(keys)} stored models in batches of {batch_size} "
              f"{'on the Ray cluster at ' + cluster if cluster else 'on a Ray of its own in the ray image'}")
         Engine.put(c, LIST, "\n".join(keys).encode())
@@ -111,7 +112,7 @@ def check(ray: str, image_id: str, s3: roundtrip.S3Server | roundtrip.Endpoint, 
         records = [json.loads(line) for line in _read(c, OUTCOMES).splitlines() if line]
     models = sorted((judge(r) for r in records), key=lambda m: m.name)
     reused = sum(m.reused for m in models)
-    return StoredReport(s3_server=roundtrip.describe(s3), ray_image=image_id, cluster=cluster, batch_size=batch_size,
+    return StoredReport(s3_server=s3store.describe(s3), ray_image=image_id, cluster=cluster, batch_size=batch_size,
                         models=models, checked=len(models) - reused, reused=reused,
                         nodes=sorted({m.node for m in models if m.node}), seconds=round(time.monotonic() - started, 1))
 
