@@ -12,6 +12,7 @@ import ipaddress
 import os
 import socket
 import threading
+import time
 from urllib.parse import urlsplit
 
 from imagekit.errors import PreconditionError
@@ -59,7 +60,8 @@ class Forwarder(contextlib.AbstractContextManager):
             self.listener.close()
             raise refuse(url, "the endpoint", f"cannot listen on the engine's gateway {gateway} ({e.strerror})") from None
         self.listener.listen(64)
-        self.open: set[socket.socket] = set()  # closed with the relay: nothing outlives the run
+        self.open: set[socket.socket] = set()  # the live connections' sockets: closed with the relay
+        self.closed = False
         self.port = self.listener.getsockname()[1]
         self.inside = parts._replace(netloc=f"{HOST_ALIAS}:{self.port}").geturl()
 
@@ -68,6 +70,7 @@ class Forwarder(contextlib.AbstractContextManager):
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closed = True
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
@@ -76,30 +79,39 @@ class Forwarder(contextlib.AbstractContextManager):
                 s.close()
 
     def _accept(self) -> None:
-        while True:
+        while not self.closed:
             try:
                 conn, _ = self.listener.accept()
-            except OSError:  # closed
-                return
+            except OSError:  # closed, or out of descriptors for a moment: keep serving until the run ends
+                time.sleep(0.05)
+                continue
             threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
 
     def _relay(self, conn: socket.socket) -> None:
+        """One connection, both ways, until both ends are done; then both sockets are closed (an
+        HTTP/1.0 server makes a connection per request: tens of thousands in a lake's check)."""
         try:
             upstream = socket.create_connection(self.target, timeout=10)
         except OSError:
             conn.close()
             return
         upstream.settimeout(None)
-        self.open |= {conn, upstream}
-        for a, b in ((conn, upstream), (upstream, conn)):
-            threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+        pair = (conn, upstream)
+        self.open.update(pair)
+        back = threading.Thread(target=_pump, args=(upstream, conn), daemon=True)
+        back.start()
+        _pump(conn, upstream)
+        back.join()
+        for s in pair:
+            s.close()
+            self.open.discard(s)
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:
     with contextlib.suppress(OSError):
         while data := src.recv(65536):
             dst.sendall(data)
-    with contextlib.suppress(OSError):  # the other way may still be talking; each socket closes when both end
+    with contextlib.suppress(OSError):  # the other way may still be talking
         dst.shutdown(socket.SHUT_WR)
 
 

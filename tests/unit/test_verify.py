@@ -176,6 +176,8 @@ def test_an_s3_endpoint_needs_a_url_and_keys(tmp_path, monkeypatch):
 
 def test_the_relay_carries_a_loopback_service_to_the_gateway_address_and_closes_with_the_run():
     import http.server
+    import os
+    import time
     import threading
     import urllib.request
 
@@ -194,10 +196,16 @@ def test_the_relay_carries_a_loopback_service_to_the_gateway_address_and_closes_
     url = f"http://localhost:{service.server_address[1]}"
     assert forward.is_loopback(url) and forward.is_loopback("http://127.0.0.2:1") and not forward.is_loopback(
         "http://minio.example:9000")
+    descriptors = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
     with forward.Forwarder(url, "127.0.0.1") as relay:  # the test's stand-in for the gateway address
         assert relay.inside == f"http://host.docker.internal:{relay.port}"
-        for _ in range(3):
-            assert urllib.request.urlopen(f"http://127.0.0.1:{relay.port}/x").read() == b"hello /x"
+        before = descriptors()
+        for n in range(2000):  # HTTP/1.0: a connection per request, as moto's server makes them
+            assert urllib.request.urlopen(f"http://127.0.0.1:{relay.port}/{n}").read() == f"hello /{n}".encode()
+        deadline = time.monotonic() + 10
+        while relay.open and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not relay.open and descriptors() <= before + 4  # every relayed connection closed: none leaks
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{relay.port}/x", timeout=2)
     service.shutdown()
