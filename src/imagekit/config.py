@@ -176,7 +176,7 @@ def _unknown_variables(env: Mapping[str, str], environments: tuple[Environment, 
     return warnings
 
 
-TYPE_NAMES = {"str": str, "int": int, "bool": bool, "float": float, "tuple[str, ...]": tuple}
+TYPE_NAMES = {"str": str, "int": int, "bool": bool, "tuple[str, ...]": tuple}
 
 
 def _typed(value: Any, annotation: str, key: str, source: str) -> Any:
@@ -185,8 +185,6 @@ def _typed(value: Any, annotation: str, key: str, source: str) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"expected a list of strings, got {value!r}", key=key, source=source)
         return tuple(value)
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
     if typ is int and isinstance(value, bool) or not isinstance(value, typ):
         raise ConfigError(f"expected {typ.__name__}, got {type(value).__name__} {value!r}", key=key, source=source)
     return value
@@ -200,11 +198,11 @@ def _parse_env(raw: str, annotation: str, var: str) -> Any:
         if raw.lower() in ("0", "false", "no", "off", ""):
             return False
         raise ConfigError(f"expected true or false, got {raw!r}", key=var, source="environment")
-    if typ in (int, float):
+    if typ is int:
         try:
-            return typ(raw)
+            return int(raw)
         except ValueError:
-            raise ConfigError(f"expected a {'whole ' if typ is int else ''}number, got {raw!r}", key=var,
+            raise ConfigError(f"expected a whole number, got {raw!r}", key=var,
                               source="environment") from None
     if typ is tuple:
         return tuple(v.strip() for v in raw.split(",") if v.strip())

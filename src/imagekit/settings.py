@@ -62,7 +62,6 @@ class VerifySettings:
     images: tuple[str, ...] = ()  # the verified set; empty: trainer and server
     notebooks: str = "examples/notebooks"
     lifecycle: str = "examples/lifecycle"  # notebooks that deploy to a Ray head through Ray Client
-    tolerance: float = 1e-9
     minio_image: str = "minio/minio:RELEASE.2025-09-07T16-13-09Z"
     s3_standin: str = "s3"
     s3_endpoint: str = ""

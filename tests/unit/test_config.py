@@ -108,5 +108,5 @@ def test_a_misspelled_variable_is_warned_about_with_the_likely_one(project):
 def test_choices_and_lists_are_typed(project):
     with pytest.raises(ConfigError, match="lock.resolver.*must be one of uv, pip-tools"):
         config.load(project(BASE), env={"IMAGEKIT_LOCK_RESOLVER": "poetry"})
-    cfg = config.load(project(BASE), env={"IMAGEKIT_VERIFY_BUCKETS": "a, b", "IMAGEKIT_VERIFY_TOLERANCE": "1e-6"})
-    assert cfg.verify.buckets == ("a", "b") and cfg.verify.tolerance == 1e-6
+    cfg = config.load(project(BASE), env={"IMAGEKIT_VERIFY_BUCKETS": "a, b", "IMAGEKIT_VERIFY_STORED_BATCH_SIZE": "7"})
+    assert cfg.verify.buckets == ("a", "b") and cfg.verify.stored_batch_size == 7
