@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install and start what imagekit needs on a Debian/Ubuntu machine, only where it is missing:
 # the Docker engine (docker.io), the local OCI registry on 127.0.0.1:5000 (docker-registry),
-# debootstrap, skopeo and iproute2. Safe to run again: it does nothing where all is already running.
+# debootstrap, skopeo, iproute2, and chromium with its driver (runtime-check --browser). Safe to run again: it does nothing where all is already running.
 set -euo pipefail
 
 REGISTRY_ADDR="${IMAGEKIT_DEV_REGISTRY_ADDR:-127.0.0.1:5000}"
@@ -16,6 +16,8 @@ command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v ip >/dev/null || missing+=(iproute2)  # the tests' own network namespace (a remote engine)
+command -v chromium >/dev/null || missing+=(chromium)  # JupyterLab and the Ray dashboard in a real browser
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing ${missing[*]}"
   $SUDO apt-get update -qq

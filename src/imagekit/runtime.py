@@ -7,7 +7,8 @@ image: docker-stacks conventions (jovyan 1000:100, a writable home, git, tini) a
 spawner gives the single-user server the environment KubeSpawner gives it), answering its API under
 the user's prefix with a token and refusing without one. The pair: a notebook, run headless in the
 notebook image, deploys a model it trained to the head through Ray Client (ray://head:10001),
-queries it, compares and deletes it (`examples/lifecycle`).
+queries it, compares and deletes it (`examples/lifecycle`). With the browser (`browser.py`):
+JupyterLab through the hub and the Ray dashboard of the head and the worker, in headless chromium.
 
 Works on any pair of images (a vendor image, an older release): each item passes or fails alone.
 """
@@ -133,7 +134,14 @@ def probe(c, check: str, command: str) -> Item:
     return Item("ray", check, ready and code == 0, detail, t)
 
 
-def ray_items(run: _Run, ray: str, on_line: Callable[[str], None]) -> tuple[list[Item], object | None]:
+def address(run: _Run, c) -> str:
+    """The container's address on the run's network, as this machine reaches it (a local engine)."""
+    c.reload()
+    return c.attrs["NetworkSettings"]["Networks"][run.network.name]["IPAddress"]
+
+
+def ray_items(run: _Run, ray: str, on_line: Callable[[str], None],
+              look: Look | None = None) -> tuple[list[Item], object | None]:
     """The Ray image as KubeRay runs it; returns the items and the head (for the lifecycle)."""
     on_line("ray: starting a head and a worker as KubeRay starts them")
     head = run.start(ray, HEAD, "head")
@@ -147,11 +155,15 @@ def ray_items(run: _Run, ray: str, on_line: Callable[[str], None]) -> tuple[list
     count = "import ray; ray.init(address='auto', logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
     ok, out, t = until(head, f'test "$(python -c "{count}" 2>/dev/null | tail -1)" = 2', 60, every=2)
     items.append(Item("ray", "worker joined the head (2 nodes alive)", ok, "" if ok else "the head sees fewer than 2 nodes", t))
+    if look is not None:
+        from imagekit import browser
+        on_line("ray: the dashboard in a browser")
+        items.append(browser.ray_dashboard(f"http://{address(run, head)}:8265", look.screenshots))
     head.reload()
     return items, head if head.status == "running" else None
 
 
-def notebook_items(run: _Run, notebook: str, on_line: Callable[[str], None]) -> list[Item]:
+def notebook_items(run: _Run, notebook: str, on_line: Callable[[str], None], look: Look | None = None) -> list[Item]:
     on_line("notebook: docker-stacks conventions and jupyterhub-singleuser under a real hub")
     token = secrets.token_hex(16)
     c = run.start(notebook, ["sleep", "infinity"], "notebook")
@@ -174,7 +186,12 @@ def notebook_items(run: _Run, notebook: str, on_line: Callable[[str], None]) -> 
         _, log = sh(c, f"tail -5 {HUB_DIR}/hub.log")
         return items + [Item("notebook", "jupyterhub-singleuser answers under its prefix with a token", False,
                              (out or log)[-300:], round(time.monotonic() - started, 1))]
-    return items + [hub_item(result, round(time.monotonic() - started, 1))]
+    items.append(hub_item(result, round(time.monotonic() - started, 1)))
+    if look is not None:
+        from imagekit import browser
+        on_line("notebook: JupyterLab through the hub in a browser")
+        items += browser.jupyterlab(f"http://{address(run, c)}:8000", "jovyan", look.screenshots)
+    return items
 
 
 def hub_item(result: dict, seconds: float) -> Item:
@@ -238,17 +255,26 @@ def _reason(out: str) -> str:
     return (lines[-1] if lines else "the notebook failed with no output")[-400:]
 
 
+@dataclass(frozen=True)
+class Look:
+    """The browser items: headless chromium on this machine; screenshots kept in a folder, if given."""
+    screenshots: Path | None = None
+
+
 @infrastructure("runtime-check")
 def check(engine: Engine, ray: str, notebook: str, *, lifecycle_notebooks: Path,
-          on_line: Callable[[str], None] | None = None) -> ContractReport:
+          on_line: Callable[[str], None] | None = None, look: Look | None = None) -> ContractReport:
     started, note = time.monotonic(), on_line or (lambda line: None)
     for ref in (ray, notebook):
         if engine.image(ref) is None:
             raise EngineError(f"image {ref} is not in the engine", hint="build it (`imagekit build`) or load it")
+    if look is not None:
+        from imagekit import browser
+        browser.tools()  # no browser: said before any container starts
     run = _Run(engine)
     try:
-        items, head = ray_items(run, ray, note)
-        items += notebook_items(run, notebook, note)
+        items, head = ray_items(run, ray, note, look)
+        items += notebook_items(run, notebook, note, look)
         items.append(lifecycle(run, notebook, head, lifecycle_notebooks, note))
     finally:
         run.close()

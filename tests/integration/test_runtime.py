@@ -12,6 +12,8 @@ from imagekit.testing import redis_image
 from imagekit.verify import verify_compat
 
 LIFECYCLE = ROOT / "examples" / "lifecycle"
+SCREENSHOTS = ROOT / "out" / "screenshots"  # kept by CI as artifacts
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def by_check(report):
@@ -31,8 +33,12 @@ def variant(engine, parent, tmp_path, name, steps, user):
 
 
 def test_the_built_pair_meets_the_runtime_contract(engine, pair, leftovers):
+    """With the browser: JupyterLab through the hub runs the model stack and renders a slider, and
+    the Ray dashboard counts the head and the worker ALIVE; each page saved as a screenshot."""
     before = leftovers()
-    report = runtime.check(engine, pair["ray"], pair["notebook"], lifecycle_notebooks=LIFECYCLE)
+    shots = SCREENSHOTS / "built-pair"
+    report = runtime.check(engine, pair["ray"], pair["notebook"], lifecycle_notebooks=LIFECYCLE,
+                           look=runtime.Look(shots))
     assert report.ok, [i for i in report.items if not i.ok]
     items = by_check(report)
     for check in ("head: KubeRay raylet probe (52365)", "head: KubeRay GCS probe (8265)",
@@ -43,6 +49,32 @@ def test_the_built_pair_meets_the_runtime_contract(engine, pair, leftovers):
     assert "JUPYTERHUB_SERVICE_PREFIX" in hub.detail
     assert "labels equal, largest probability difference 0.0e+00" in items[
         "lifecycle: notebook deploys to Ray and gets its own predictions"].detail
+    lab = items["browser: JupyterLab through the hub runs the model stack"]
+    assert "sklearn, category_encoders, ray: 1.9.1 2.8.1 2.41.0" in lab.detail, lab.detail
+    assert "IntSlider in the DOM" in items["browser: an ipywidgets slider renders in JupyterLab"].detail
+    assert "ALIVE x 2" in items["browser: the Ray dashboard shows 2 alive nodes"].detail
+    for name in ("jupyterlab", "ipywidgets", "ray-dashboard-overview", "ray-dashboard"):
+        assert (shots / f"{name}.png").read_bytes().startswith(PNG), name
+    assert leftovers() == before
+
+
+def test_a_notebook_image_without_the_widgets_front_end_fails_the_browser_item(engine, pair, tmp_path, leftovers):
+    """jupyterlab_widgets' lab extension removed: the API and JupyterLab still pass, the slider
+    never renders and the item says so, with what the output reads instead."""
+    before = leftovers()
+    notebook = variant(engine, pair["notebook"], tmp_path, "notebook-no-widgets-front-end",
+                       "RUN rm -r /opt/venv/share/jupyter/labextensions/@jupyter-widgets", "jovyan")
+    run = runtime._Run(engine)
+    try:
+        items = {i.check: i for i in runtime.notebook_items(run, notebook, lambda line: None,
+                                                            runtime.Look(SCREENSHOTS / "no-widgets-front-end"))}
+    finally:
+        run.close()
+    assert items["jupyterhub-singleuser answers under its prefix with a token"].ok
+    assert items["browser: JupyterLab through the hub runs the model stack"].ok
+    slider = items["browser: an ipywidgets slider renders in JupyterLab"]
+    assert not slider.ok and "no slider in the page" in slider.detail
+    assert "jupyterlab_widgets, is not loaded" in slider.detail and "IntSlider" in slider.detail, slider.detail
     assert leftovers() == before
 
 
@@ -143,15 +175,19 @@ REFUSE_WORKER = (  # a `ray` that starts a head but no worker: what a broken wor
 
 
 def test_the_user_the_home_and_the_worker_fail_for_the_named_reason(engine, pair, tmp_path, leftovers):
-    """A Ray image running as root whose workers do not start, and a notebook image whose jovyan is
-    uid 1001 with a home it cannot write: each item fails alone, the others still pass."""
+    """A Ray image running as root whose workers do not start (its dashboard counts one node), and a
+    notebook image whose jovyan is uid 1001 with a home it cannot write: each item fails alone, the
+    others still pass."""
     before = leftovers()
     ray = variant(engine, pair["ray"], tmp_path, "ray-root-no-worker", REFUSE_WORKER, "root")
     notebook = variant(engine, pair["notebook"], tmp_path, "notebook-uid-1001-ro-home",
                        "RUN usermod -u 1001 jovyan && chown -R 1001 /home/jovyan && chmod 0555 /home/jovyan", "jovyan")
-    report = runtime.check(engine, ray, notebook, lifecycle_notebooks=LIFECYCLE)
+    report = runtime.check(engine, ray, notebook, lifecycle_notebooks=LIFECYCLE,
+                           look=runtime.Look(SCREENSHOTS / "no-worker"))
     items = by_check(report)
     assert not report.ok
+    dashboard = items["browser: the Ray dashboard shows 2 alive nodes"]
+    assert not dashboard.ok and "the cluster page says ALIVE x 1" in dashboard.detail, dashboard.detail
     assert not items["non-root uid 1000"].ok and items["non-root uid 1000"].detail == "uid 0"
     assert not items["worker joined the head (2 nodes alive)"].ok
     assert "sees fewer than 2 nodes" in items["worker joined the head (2 nodes alive)"].detail

@@ -74,3 +74,14 @@ def test_an_unexpected_failure_is_an_error_with_the_json_envelope_never_a_traceb
     assert envelope["ok"] is False and envelope["result"] is None and envelope["command"] == "verify-stored"
     assert envelope["error"]["kind"] == "InternalError"
     assert envelope["error"]["message"] == "imagekit failed unexpectedly: RuntimeError: container did not become running"
+
+
+def test_the_browser_checks_without_a_browser_are_a_clear_exit_2(monkeypatch):
+    """No chromium on PATH: refused before any container starts, saying what to install."""
+    from imagekit import browser
+    from imagekit.errors import PreconditionError
+
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    with pytest.raises(PreconditionError) as e:
+        browser.tools()
+    assert e.value.exit_code == 2 and "apt-get install chromium chromium-driver" in str(e.value)
