@@ -26,7 +26,8 @@ FILENAME = "imagekit.toml"
 RENAMED = {"base": "os"}
 IMAGE_KEYS = {"name": str, "repository": str, "context": str, "parent": str,
               "requirements": str, "tags": list, "shared": bool}
-ENV_KEYS = {"name": str, "project": str, "immutable": bool, "registry": str}
+ENV_KEYS = {"name": str, "project": str, "immutable": bool, "registry": str, "namespace": str, "redis": str,
+            "redis_secret": str, "manifests": str}
 OTHER_VARIABLES = ("IMAGEKIT_CONFIG",)
 
 
@@ -261,5 +262,5 @@ def _environments(items: Any, source: str) -> tuple[Environment, ...]:
     items = _table_list(items, "environments", ENV_KEYS, ("name", "project"), source)
     last = len(items) - 1
     return tuple(Environment(name=e["name"], project=e["project"], immutable=e.get("immutable", i == last),
-                             registry=e.get("registry", ""))
+                             **{k: e[k] for k in ("registry", "namespace", "redis", "redis_secret", "manifests") if k in e})
                  for i, e in enumerate(items))

@@ -32,6 +32,14 @@ class Environment:
     project: str
     immutable: bool = False
     registry: str = ""  # another registry for this environment; "" = registry.url
+    namespace: str = ""  # the Kubernetes namespace its manifests name; "" = project
+    redis: str = ""  # the Redis of its RayCluster's GCS fault tolerance; "" = redis.<namespace>.svc:6379
+    redis_secret: str = "ray-redis"  # the Secret holding that Redis's password (key `password`)
+    manifests: str = ""  # its folder in the GitOps repository: promote rewrites the image references there
+
+    @property
+    def k8s_namespace(self) -> str:
+        return self.namespace or self.project
 
     @property
     def variable_prefix(self) -> str:

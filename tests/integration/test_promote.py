@@ -116,7 +116,9 @@ def put_variant(reg, key, repo, source_manifest, tag, note, partner):
     return variant.digest
 
 
-def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_digest(pushed, keys):
+def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_digest(pushed, keys, secure, cli,
+                                                                                monkeypatch, tmp_path):
+    """... and with --manifests the rollback moves prod's GitOps folder back too."""
     scfg, reg, result = pushed
     test, prod = project(scfg, "test"), project(scfg, "prod")
     for env in ("test", "prod"):  # what this test starts from: the pair promoted up to prod
@@ -131,8 +133,17 @@ def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_diges
     newer = put_variant(reg, key, f"{test}/ray", original, "v-next", "next release", partner)
     promote.promote(scfg, ["ray:v-next"], to="prod")
     assert reg.manifest(f"{prod}/ray", "current").digest == newer != other
-    back = promote.rollback(scfg, "ray", "prod")
-    assert back.digest == original.digest == reg.manifest(f"{prod}/ray", "current").digest
+    for name, value in secure[1].items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "gitops").mkdir()
+    (tmp_path / "gitops" / "head.yaml").write_text(f"containers:\n  - {{name: ray-head, image: {prod}/ray@{newer}}}\n")
+    code, out, _ = cli("--config", str(scfg.source), "rollback", "ray", "--env", "prod", "--manifests",
+                       str(tmp_path / "gitops"), "--json")
+    assert code == 0, out
+    back = json.loads(out)["result"]["rollback"]
+    assert back["digest"] == original.digest == reg.manifest(f"{prod}/ray", "current").digest
+    assert (tmp_path / "gitops" / "head.yaml").read_text() == (
+        f"containers:\n  - {{name: ray-head, image: {reg.host}/{prod}/ray@{original.digest}}}\n")
     assert [(e.kind, e.digest) for e in promote.history(scfg, "ray", "prod")] == [
         ("promote", original.digest), ("promote", newer), ("rollback", original.digest)]
     with pytest.raises(PreconditionError, match="nothing to roll back to"):
@@ -189,3 +200,59 @@ def test_across_registries_the_blobs_are_streamed(tmp_path, registry_process, ke
         assert Registry(host=other.host, scheme="http").manifest("mlops-prod/ray", "v1").digest == digest
     finally:
         other.stop()
+
+
+def gitops_folder(root, old):
+    """An environment's folder of a GitOps repository, naming other digests than the environment's."""
+    root.mkdir()
+    (root / "kustomization.yaml").write_text(
+        f"# prod overlay\nresources: [raycluster.yaml]\nimages:\n  - name: ray\n    digest: {old}  # moved by CI\n")
+    (root / "jupyterhub-values.yaml").write_text(
+        f"singleuser:\n  image:\n    name: harbor.example.org/mlops/scipy-notebook\n    tag: \"old@{old}\"\n")
+    return {p.name: p.read_text() for p in root.iterdir()}
+
+
+def test_manifests_follow_a_promotion_and_a_refused_one_leaves_them_untouched(pushed, secure, cli, monkeypatch,
+                                                                              tmp_path):
+    """promote --manifests rewrites the folder to the promoted digests and prints the diff; a refused
+    promotion writes nothing; --check exits 1 on a stale digest; the rendered manifests are pinned by
+    `current`."""
+    tcfg, reg, result = pushed
+    for name, value in secure[1].items():
+        monkeypatch.setenv(name, value)
+    folder, old = tmp_path / "gitops-test", "sha256:" + "0" * 64
+    before = gitops_folder(folder, old)
+    base = ("--config", str(tcfg.source))
+
+    code, out, _ = cli(*base, "manifests", "--env", "test", "--check", str(folder), "--json")
+    assert code == 2 and "test runs none of the verified images yet" in json.loads(out)["error"]["message"]
+    code, out, _ = cli(*base, "promote", "--all", "--to", "prod", "--manifests", str(folder), "--json")
+    assert code != 0 and json.loads(out)["ok"] is False  # desa -> prod skips test: refused
+    assert {p.name: p.read_text() for p in folder.iterdir()} == before
+
+    code, out, _ = cli(*base, "promote", "--all", "--to", "test", "--manifests", str(folder), "--json")
+    assert code == 0, out
+    update = json.loads(out)["result"]["manifests"]
+    assert sorted(p["image"] for p in json.loads(out)["result"]["promotions"]) == ["notebook", "ray"]
+    ray, notebook = result["ray"].digest, result["notebook"].digest
+    assert {(c["file"], c["new"]) for c in update["changes"]} == {
+        ("kustomization.yaml", ray), ("jupyterhub-values.yaml", f"{reg.host}/{project(tcfg, 'test')}/scipy-notebook"),
+        ("jupyterhub-values.yaml", f"python-3.11-sunat-v13@{notebook}")}
+    assert f"-    digest: {old}  # moved by CI\n+    digest: {ray}  # moved by CI" in update["diff"]
+    assert (folder / "kustomization.yaml").read_text() == before["kustomization.yaml"].replace(old, ray)
+
+    code, out, _ = cli(*base, "manifests", "--env", "test", "--check", str(folder))
+    assert code == 0 and "2 references, all test's `current`" in out
+    code, out, _ = cli(*base, "promote", "--all", "--to", "test", "--manifests", str(folder), "--json")
+    assert code == 0 and json.loads(out)["result"]["manifests"]["changes"] == []  # idempotent
+    (folder / "kustomization.yaml").write_text(before["kustomization.yaml"])
+    code, out, _ = cli(*base, "manifests", "--env", "test", "--check", str(folder))
+    assert code == 1 and f"kustomization.yaml:5: {old} (runs: {ray})" in out
+
+    code, out, _ = cli(*base, "manifests", "--env", "test", "--out", str(tmp_path / "rendered"), "--json")
+    assert code == 0, out
+    pinned = json.loads(out)["result"]["pinned"]
+    assert pinned["ray"] == f"{reg.host}/{project(tcfg, 'test')}/ray@{ray}" and pinned["ray_version"] == "2.41.0"
+    assert pinned["ray_id"] == reg.manifest(f"{project(tcfg, 'test')}/ray", ray).data["config"]["digest"]
+    cluster = (tmp_path / "rendered" / "raycluster.yaml").read_text()
+    assert f"image: {pinned['ray']}" in cluster and "rayVersion: 2.41.0" in cluster

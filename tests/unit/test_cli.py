@@ -10,7 +10,7 @@ from imagekit.cli import app
 def test_the_cli_has_exactly_its_commands_each_with_help():
     commands = typer.main.get_command(app).commands
     assert set(commands) == {"lock", "os", "build", "push", "verify-compat", "verify-stored", "runtime-check", "promote", "history", "rollback",
-                             "diff", "status", "doctor"}
+                             "diff", "status", "manifests", "doctor"}
     for name in commands:
         result = CliRunner().invoke(app, [name, "--help"])
         assert result.exit_code == 0 and "Usage: " in result.output and "Example: " in result.output, name

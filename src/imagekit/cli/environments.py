@@ -1,17 +1,21 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from imagekit import diff as diff_core
+from imagekit import gitops, manifests as manifests_core
 from imagekit import status as status_core
-from imagekit.cli._common import JSON, emit, load
+from imagekit.cli._common import JSON, emit, escape, load
+from imagekit.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
     app.command("diff")(diff)
     app.command("status")(status)
+    app.command("manifests")(manifests)
 
 
 def _diff_lines(result: list[diff_core.ImageDiff]) -> str:
@@ -67,3 +71,36 @@ def status(ctx: typer.Context,
     """
     result = status_core.status(load(ctx), env or None)
     emit(ctx, result, as_json, _status_lines(result))
+
+
+def manifests(ctx: typer.Context, env: str = typer.Option(..., "--env", help="the environment whose `current` pins them"),
+              out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="write one file per document there"),
+              check: Optional[Path] = typer.Option(None, "--check", metavar="DIR",
+                                                   help="exit 1 if the image references in that GitOps folder are "
+                                                        "not the digests ENV runs under `current`"),
+              as_json: bool = JSON) -> None:
+    """What ENV's cluster runs, pinned by the digests `current` names there: a RayCluster with GCS
+    fault tolerance on the environment's Redis (`redis`, `redis_secret` in its environments
+    table of imagekit.toml), a RayService serving the Ray image's model server, the RayJob of the stored-model check,
+    and the Zero to JupyterHub `singleuser` values with a profile for the notebook image and
+    RAY_ADDRESS. Printed, or written with --out. With --check, a folder of the GitOps repository is
+    compared instead (plain `image:` fields, z2jh `image: {name, tag}`, kustomize `images:`).
+
+    Example: imagekit manifests --env prod --out gitops/prod/imagekit
+    Example: imagekit manifests --env prod --check gitops/prod    (CI: exit 1 on a stale digest)
+    """
+    cfg = load(ctx)
+    if out and check:
+        raise UsageError("--out and --check do different things; give one", option="--check")
+    if check:
+        result, _ = gitops.plan(check, gitops.pins(cfg, env), env)
+        ok = bool(result.found) and not result.changes
+        why = (f"{check} names none of {env}'s images" if not result.found else
+               "\n".join(f"{c.file}:{c.line}: {c.old} (runs: {c.new})" for c in result.changes))
+        emit(ctx, result, as_json, f"{check}: {result.found} references, all {env}'s `current`" if ok else why, ok=ok)
+        raise typer.Exit(0 if ok else 1)
+    pinned = manifests_core.pinned(cfg, env)
+    files = manifests_core.render(pinned)
+    written = [str(p) for p in manifests_core.write(files, out)] if out else []
+    emit(ctx, {"env": env, "pinned": pinned, "files": files, "written": written}, as_json,
+         "\n".join(f"wrote {p}" for p in written) if out else escape("---\n".join(files.values())))

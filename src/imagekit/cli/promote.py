@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from imagekit import gitops
 from imagekit import promote as core
 from imagekit.cli._common import JSON, emit, escape, load, progress
 
@@ -12,6 +14,11 @@ def register(app: typer.Typer) -> None:
     app.command("promote")(promote)
     app.command("history")(history)
     app.command("rollback")(rollback)
+
+
+MANIFESTS = typer.Option(None, "--manifests", metavar="DIR",
+                         help="ENV's folder in the GitOps repository: its image references are rewritten to the "
+                              "digests ENV runs afterwards (default: the environment's `manifests` setting)")
 
 
 def _lines(results: list[core.Promotion]) -> str:
@@ -30,7 +37,7 @@ def promote(ctx: typer.Context,
             to: str = typer.Option(..., "--to", help="the environment to promote into"),
             from_env: Optional[str] = typer.Option(None, "--from", help="source environment (default: the one before)"),
             force: bool = typer.Option(False, "--force", help="allow skipping an environment"),
-            as_json: bool = JSON) -> None:
+            manifests: Optional[Path] = MANIFESTS, as_json: bool = JSON) -> None:
     """Copy verified digests from the previous environment's project to ENV, without rebuilding.
 
     What moves: with --all (or an IMAGE without a tag), the digests named together by the newest
@@ -46,13 +53,39 @@ def promote(ctx: typer.Context,
     environments never move a version tag to another digest. Nothing is written unless every image
     can be promoted; refusals exit 1 and name each digest and why.
 
+    With --manifests DIR (or the environment's `manifests` setting), the image references of ENV's
+    GitOps folder follow: plain `image:` fields, z2jh `image: {name, tag}` and kustomize `images:`
+    entries are rewritten to the digests ENV runs afterwards, nothing else changes, the diff is
+    printed; a refused promotion writes nothing there.
+
     Example: imagekit promote --all --to test    (or: imagekit promote ray:2.41.0-py311-sunat-v13 --to prod)
+    Example: imagekit promote --all --to prod --manifests gitops/prod
     """
     cfg = load(ctx)
+    folder = _folder(cfg, to, manifests)
     with progress(ctx, f"promote to {to}") as note:
         results = core.promote(cfg, images or [], to=to, all_images=all_images, from_env=from_env, force=force,
                                on_line=note)
-    emit(ctx, results, as_json, _lines(results))
+    _emit_following(ctx, cfg, to, folder, "promotions", results, as_json, _lines(results))
+
+
+def _folder(cfg, env: str, option: Optional[Path]) -> Optional[Path]:
+    """The GitOps folder to follow, checked (present, every file YAML) before anything moves."""
+    setting = cfg.environment(env).manifests
+    folder = option or (cfg.path(setting) if setting else None)
+    if folder is not None:
+        gitops.plan(folder, {}, env)
+    return folder
+
+
+def _emit_following(ctx, cfg, env: str, folder: Optional[Path], key: str, result, as_json: bool, human: str) -> None:
+    """The result, and the folder rewritten to what ENV now runs (its diff), when there is one."""
+    if folder is None:
+        return emit(ctx, result, as_json, human)
+    update = gitops.update(folder, gitops.pins(cfg, env), env)
+    said = (escape(update.diff.rstrip()) if update.changes else
+            f"{folder}: names none of {env}'s images" if not update.found else f"{folder}: already names what {env} runs")
+    emit(ctx, {key: result, "manifests": update}, as_json, f"{human}\n{said}")
 
 
 def history(ctx: typer.Context, image: str = typer.Argument(..., help="image name in imagekit.toml"),
@@ -67,10 +100,15 @@ def history(ctx: typer.Context, image: str = typer.Argument(..., help="image nam
 
 
 def rollback(ctx: typer.Context, image: str = typer.Argument(..., help="image name in imagekit.toml"),
-             env: str = typer.Option(..., "--env", help="environment"), as_json: bool = JSON) -> None:
+             env: str = typer.Option(..., "--env", help="environment"), manifests: Optional[Path] = MANIFESTS,
+             as_json: bool = JSON) -> None:
     """Point ENV's moving tag `current` back at the digest it named before; recorded in the history.
+    With --manifests DIR (or the environment's `manifests` setting) ENV's GitOps folder follows.
 
-    Example: imagekit rollback ray --env prod
+    Example: imagekit rollback ray --env prod --manifests gitops/prod
     """
-    result = core.rollback(load(ctx), image, env)
-    emit(ctx, result, as_json, f"{result.image}: {result.target}:current -> {result.digest} (was {result.source})")
+    cfg = load(ctx)
+    folder = _folder(cfg, env, manifests)
+    result = core.rollback(cfg, image, env)
+    _emit_following(ctx, cfg, env, folder, "rollback", result, as_json,
+                    f"{result.image}: {result.target}:current -> {result.digest} (was {result.source})")

@@ -1,0 +1,187 @@
+"""Manifests follow promotion: the image references in an environment's folder of a GitOps
+repository, rewritten to the digests the environment runs, and nothing else (comments, order,
+quoting and every other byte stay). Found by the YAML parser, edited in the text at the places it
+reports: plain `image:` fields (pods, KubeRay groups, KubeSpawner overrides), Zero to JupyterHub's
+`image: {name, tag}` (the tag becomes `<version>@sha256:...`) and kustomize's `images:` entries
+(`newName`, and `digest` in place of `newTag`). An image is recognised by its repository's last
+path segment (`ray`, `scipy-notebook`), whatever registry or project the folder names now."""
+from __future__ import annotations
+
+import difflib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from imagekit.config import Config
+from imagekit.errors import ConfigError, PreconditionError
+from imagekit.promote import MOVING_TAG, registry_for, version_of
+from imagekit.verify import verified_set
+
+
+@dataclass(frozen=True)
+class Pin:
+    repository: str  # host/project/repository
+    tag: str  # the version tag naming the digest ("" when none does)
+    digest: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class Change:
+    file: str  # relative to the folder
+    line: int
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class FolderUpdate:
+    folder: str
+    env: str
+    changes: list[Change] = field(default_factory=list)
+    found: int = 0  # references to the environment's images, changed or not
+    diff: str = ""  # unified, relative paths
+    written: bool = False
+
+
+def pins(cfg: Config, env_name: str) -> dict[str, Pin]:
+    """Repository name -> what `current` names in the environment, for each image of the verified set."""
+    env = cfg.environment(env_name)
+    reg, found = registry_for(cfg, env), {}
+    for name in verified_set(cfg):
+        repo = cfg.image(name).repository
+        manifest = reg.manifest(f"{env.project}/{repo}", MOVING_TAG)
+        if manifest is not None:
+            found[repo] = Pin(f"{reg.host}/{env.project}/{repo}",
+                              version_of(reg, f"{env.project}/{repo}", manifest), manifest.digest)
+    if not found:
+        raise PreconditionError(f"{env.name} runs none of the verified images yet (nothing under {MOVING_TAG})",
+                                hint=f"promote into it first (imagekit promote --all --to {env.name})")
+    return found
+
+
+def _base(ref: str) -> str:
+    name = ref.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def _pairs(node) -> dict:
+    return {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+class _Scan:
+    """The edits one file needs: (start, end, replacement, line, old, new), and the references found."""
+
+    def __init__(self, wanted: dict[str, Pin]) -> None:
+        self.wanted, self.edits, self.found = wanted, [], 0
+
+    def pin(self, node) -> Pin | None:
+        return self.wanted.get(_base(node.value)) if isinstance(node, yaml.ScalarNode) else None
+
+    def put(self, value, new: str) -> None:
+        quote = value.style if value.style in ("'", '"') else ""
+        if value.value != new:
+            self.edits.append((value.start_mark.index, value.end_mark.index, f"{quote}{new}{quote}",
+                               value.start_mark.line + 1, value.value, new))
+
+    def walk(self, node) -> None:
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                self.walk(child)
+        if not isinstance(node, yaml.MappingNode):
+            return
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name == "image" and (pin := self.pin(value)):
+                self.found += 1
+                self.put(value, pin.ref)
+            elif name == "image" and isinstance(value, yaml.MappingNode) and self.z2jh(value):
+                continue
+            elif name == "images" and isinstance(value, yaml.SequenceNode):
+                for entry in value.value:
+                    if isinstance(entry, yaml.MappingNode):
+                        self.kustomize(entry)
+            else:
+                self.walk(value)
+
+    def z2jh(self, image) -> bool:
+        """Zero to JupyterHub's `image: {name, tag}`: the tag carries the digest (the chart joins name:tag)."""
+        fields = _pairs(image)
+        pin = self.pin(fields.get("name", (None, None))[1])
+        if pin is None or not isinstance(fields.get("tag", (None, None))[1], yaml.ScalarNode):
+            return False
+        self.found += 1
+        self.put(fields["name"][1], pin.repository)
+        self.put(fields["tag"][1], f"{pin.tag or MOVING_TAG}@{pin.digest}")
+        return True
+
+    def kustomize(self, entry) -> None:
+        """A kustomize `images:` entry: `newName` and `digest` set; a `newTag` becomes the `digest`."""
+        fields = _pairs(entry)
+        pin = self.pin((fields.get("newName") or fields.get("name") or (None, None))[1])
+        if pin is None or "name" not in fields:
+            return
+        self.found += 1
+        if "newName" in fields:
+            self.put(fields["newName"][1], pin.repository)
+        digest = f"digest: {pin.digest}"
+        if "digest" in fields:
+            self.put(fields["digest"][1], pin.digest)
+        elif "newTag" in fields:
+            key, value = fields["newTag"]
+            self.edits.append((key.start_mark.index, value.end_mark.index, digest, key.start_mark.line + 1,
+                               f"newTag: {value.value}", digest))
+        else:  # neither: the digest follows the entry's name
+            key, value = fields["name"]
+            after = f", {digest}" if entry.flow_style else f"\n{' ' * key.start_mark.column}{digest}"
+            self.edits.append((value.end_mark.index, value.end_mark.index, after, key.start_mark.line + 1, "", digest))
+
+
+def files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder", hint="name the environment's folder in the GitOps repository")
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def plan(folder: Path, wanted: dict[str, Pin], env: str) -> tuple[FolderUpdate, dict[Path, str]]:
+    """What rewriting ``folder`` to ``wanted`` changes, and each changed file's new text. A file that is
+    not YAML stops it (a Helm template does not belong in an environment's folder)."""
+    changes, new_texts, diffs, found = [], {}, [], 0
+    for path in files(folder):
+        text = path.read_text()
+        scan = _Scan(wanted)
+        try:
+            for node in yaml.compose_all(text):
+                scan.walk(node)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not YAML: {str(e).splitlines()[0]}",
+                              hint="point --manifests at plain YAML (kustomize, values files)") from None
+        found += scan.found
+        if not scan.edits:
+            continue
+        new = text
+        for start, end, replacement, *_ in sorted(scan.edits, key=lambda e: e[0], reverse=True):
+            new = new[:start] + replacement + new[end:]
+        rel = str(path.relative_to(folder))
+        changes += [Change(rel, line, old, value) for _, _, _, line, old, value in sorted(scan.edits, key=lambda e: e[0])]
+        new_texts[path] = new
+        diffs.append("".join(difflib.unified_diff(text.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}")))
+    return FolderUpdate(str(folder), env, changes, found, "".join(diffs)), new_texts
+
+
+def update(folder: Path, wanted: dict[str, Pin], env: str) -> FolderUpdate:
+    """Rewrite the folder's references (idempotent: a second run changes nothing)."""
+    result, texts = plan(folder, wanted, env)
+    for path, text in texts.items():
+        tmp = path.with_name(f".{path.name}.imagekit")
+        tmp.write_text(text)
+        shutil.copymode(path, tmp)
+        tmp.replace(path)
+    return FolderUpdate(**{**result.__dict__, "written": bool(texts)})

@@ -1,0 +1,151 @@
+"""`imagekit manifests`: what an environment's cluster runs, rendered from one place and pinned by the
+digests `current` names there: a RayCluster (GCS fault tolerance on the environment's Redis), a
+RayService serving the Ray image's model server, the RayJob of the stored-model check, and the Zero
+to JupyterHub `singleuser` values with a profile for the notebook image and RAY_ADDRESS. The
+README's snippets are these documents rendered for EXAMPLE."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from imagekit.build import PACKAGES_LABEL
+from imagekit.config import Config
+from imagekit.errors import PreconditionError
+from imagekit.promote import MOVING_TAG, registry_for, version_of
+
+API = "ray.io/v1"
+FILES = ("raycluster.yaml", "rayservice.yaml", "rayjob-verify-stored.yaml", "jupyterhub-values.yaml")
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """One environment's images as its manifests name them."""
+    env: str
+    project: str
+    namespace: str
+    redis: str  # host:port
+    redis_secret: str
+    s3_endpoint: str  # S3 as the cluster's pods reach it
+    ray: str  # host/project/repository@sha256:...
+    ray_version: str
+    ray_id: str  # its config digest: the image id the stored-model check keys its outcomes by
+    notebook: str  # host/project/repository (without tag)
+    notebook_tag: str  # its version tag
+    notebook_digest: str
+
+
+EXAMPLE = Pinned(env="prod", project="mlops-prod", namespace="mlops-prod", redis="redis.mlops-prod.svc:6379",
+                 redis_secret="ray-redis", s3_endpoint="http://minio.mlops-prod.svc:9000",
+                 ray="harbor.example.org/mlops-prod/ray@sha256:<digest>", ray_version="2.41.0",
+                 ray_id="sha256:<its config digest>",
+                 notebook="harbor.example.org/mlops-prod/scipy-notebook", notebook_tag="python-3.11-sunat-v13",
+                 notebook_digest="sha256:<digest>")
+
+
+def pinned(cfg: Config, env_name: str) -> Pinned:
+    """The environment's `current` digests, read from its registry project."""
+    env = cfg.environment(env_name)
+    reg = registry_for(cfg, env)
+    found = {}
+    for name in (cfg.verify.server, cfg.verify.trainer):
+        repo = f"{env.project}/{cfg.image(name).repository}"
+        manifest = reg.manifest(repo, MOVING_TAG)
+        if manifest is None:
+            raise PreconditionError(f"{env.name} runs no {name} image yet: nothing under {reg.host}/{repo}:{MOVING_TAG}",
+                                    hint=f"promote into it first (imagekit promote --all --to {env.name})")
+        found[name] = (f"{reg.host}/{repo}", manifest)
+    (ray_repo, ray), (nb_repo, nb) = found[cfg.verify.server], found[cfg.verify.trainer]
+    labels = reg.config(ray_repo.split("/", 1)[1], ray).get("config", {}).get("Labels") or {}
+    versions = dict(p.split("==", 1) for p in labels.get(PACKAGES_LABEL, "").split() if "==" in p)
+    namespace = env.k8s_namespace
+    return Pinned(env=env.name, project=env.project, namespace=namespace,
+                  redis=env.redis or f"redis.{namespace}.svc:6379", redis_secret=env.redis_secret,
+                  s3_endpoint=cfg.verify.cluster_s3_endpoint or f"http://minio.{namespace}.svc:9000",
+                  ray=f"{ray_repo}@{ray.digest}", ray_version=versions.get("ray", ""),
+                  ray_id=ray.data.get("config", {}).get("digest", ""), notebook=nb_repo,
+                  notebook_tag=version_of(reg, nb_repo.split("/", 1)[1], nb) or MOVING_TAG,
+                  notebook_digest=nb.digest)
+
+
+def _pod(container: str, image: str, *, ports: tuple[int, ...] = (), env: list[dict] | None = None,
+         secret: str = "") -> dict:
+    c: dict = {"name": container, "image": image}
+    if ports:
+        c["ports"] = [{"containerPort": p} for p in ports]
+    if secret:
+        c["envFrom"] = [{"secretRef": {"name": secret}}]
+    if env:
+        c["env"] = env
+    return {"spec": {"containers": [c]}}
+
+
+def _cluster_spec(p: Pinned, *, workers: int, env: list[dict] | None = None, secret: str = "",
+                  group: str = "workers") -> dict:
+    return {
+        "rayVersion": p.ray_version,
+        "headGroupSpec": {"rayStartParams": {"dashboard-host": "0.0.0.0"},
+                          "template": _pod("ray-head", p.ray, ports=(6379, 8265, 10001, 8000), env=env, secret=secret)},
+        "workerGroupSpecs": [{"groupName": group, "replicas": workers, "minReplicas": workers,
+                              "maxReplicas": workers, "rayStartParams": {},
+                              "template": _pod("ray-worker", p.ray, env=env, secret=secret)}],
+    }
+
+
+def head_address(p: Pinned) -> str:
+    """Ray Client on the RayCluster's head service (KubeRay names it <cluster>-head-svc)."""
+    return f"ray://{p.project}-head-svc.{p.namespace}.svc:10001"
+
+
+def documents(p: Pinned) -> dict[str, dict]:
+    meta = {"name": p.project, "namespace": p.namespace}
+    s3 = [{"name": "AWS_ENDPOINT_URL", "value": p.s3_endpoint}]
+    cluster = {"apiVersion": API, "kind": "RayCluster", "metadata": meta, "spec": {
+        "gcsFaultToleranceOptions": {"redisAddress": p.redis, "redisPassword": {
+            "valueFrom": {"secretKeyRef": {"name": p.redis_secret, "key": "password"}}}},
+        **_cluster_spec(p, workers=2)}}
+    serve_config = yaml.safe_dump({"applications": [{"name": "models", "route_prefix": "/",
+                                                     "import_path": "model_server:app"}]}, sort_keys=False)
+    models = [{"name": "IMAGEKIT_MODELS", "valueFrom": {"configMapKeyRef": {"name": "imagekit-models",
+                                                                            "key": "models.json"}}}, *s3]
+    service = {"apiVersion": API, "kind": "RayService", "metadata": {**meta, "name": f"{p.project}-models"},
+               "spec": {"serveConfigV2": serve_config,
+                        "rayClusterConfig": _cluster_spec(p, workers=1, env=models, secret="minio-keys")}}
+    job = {"apiVersion": API, "kind": "RayJob", "metadata": {**meta, "name": "verify-stored"}, "spec": {
+        "entrypoint": 'python -m stored_check --prefix "" --out /tmp/outcomes.jsonl --image "$CANDIDATE_IMAGE_ID"',
+        "shutdownAfterJobFinishes": True,
+        "rayClusterSpec": _cluster_spec(p, workers=3, group="checkers", secret="minio-keys", env=[
+            *s3, {"name": "CANDIDATE_IMAGE_ID", "value": p.ray_id}])}}
+    hub = {"singleuser": {
+        "image": {"name": p.notebook, "tag": f"{p.notebook_tag}@{p.notebook_digest}"},
+        "profileList": [{"display_name": f"MLOps (verified with the {p.env} Ray cluster)", "default": True,
+                         "kubespawner_override": {"image": f"{p.notebook}@{p.notebook_digest}",
+                                                  "environment": {"RAY_ADDRESS": head_address(p)}}}]}}
+    return dict(zip(FILES, (cluster, service, job, hub)))
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:  # every document spelled out: no &id001 anchors
+        return True
+
+
+_Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s,
+                                                             style="|" if "\n" in s else None))
+
+
+def dump(document: dict) -> str:
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=120)
+
+
+def render(p: Pinned) -> dict[str, str]:
+    """File name -> YAML text, each headed by what pinned it."""
+    head = f"# imagekit manifests --env {p.env}: pinned by the digests `current` names in {p.project}\n"
+    return {name: head + dump(doc) for name, doc in documents(p).items()}
+
+
+def write(files: dict[str, str], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+    return [out / name for name in files]
