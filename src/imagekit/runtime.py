@@ -36,7 +36,7 @@ WORKER = ["ray", "start", "--address=head:6379", "--num-cpus=1", "--disable-usag
 RAY_TOOLS = ("bash", "wget", "ps", "tini", "ray", "serve")
 NOTEBOOK_TOOLS = ("bash", "git", "tini", "jupyterhub-singleuser", "jupyter")
 HUB_DIR = "/tmp/imagekit-hub"
-HUB_CONFIG = Path(__file__).with_name("jupyterhub_config.py")
+HUB_CONFIG = Path(__file__).parent / "in_image" / "jupyterhub_config.py"  # runs in the notebook image
 LIFECYCLE = "lifecycle"
 # Ray Client's proxier on the head failing to start a client's server under load (it relays the
 # reason to the client), not a mismatch: the notebook runs once more

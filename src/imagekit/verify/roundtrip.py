@@ -22,7 +22,7 @@ from imagekit.verify.compare import compare
 from imagekit.verify.s3store import S3, Buckets, Endpoint, S3Server, describe, on_network, open_store, reachable, until
 
 NOTEBOOKS = "/tmp/imagekit-scenarios"  # not the home: any notebook image, whatever its user
-HELPER = Path(__file__).with_name("imagekit_publish.py")
+HELPER = Path(__file__).parents[1] / "in_image" / "imagekit_publish.py"  # runs beside the notebooks
 
 
 def discover(folder: Path) -> tuple[str, ...]:
