@@ -10,10 +10,11 @@ from pathlib import Path
 
 import yaml
 
+from imagekit import gitops
 from imagekit.build import PACKAGES_LABEL
 from imagekit.config import Config
 from imagekit.errors import PreconditionError
-from imagekit.promote import MOVING_TAG, registry_for, version_of
+from imagekit.promote import MOVING_TAG, registry_for
 
 API = "ray.io/v1"
 FILES = ("raycluster.yaml", "rayservice.yaml", "rayjob-verify-stored.yaml", "jupyterhub-values.yaml")
@@ -45,28 +46,23 @@ EXAMPLE = Pinned(env="prod", project="mlops-prod", namespace="mlops-prod", redis
 
 
 def pinned(cfg: Config, env_name: str) -> Pinned:
-    """The environment's `current` digests, read from its registry project."""
-    env = cfg.environment(env_name)
-    reg = registry_for(cfg, env)
-    found = {}
-    for name in (cfg.verify.server, cfg.verify.trainer):
-        repo = f"{env.project}/{cfg.image(name).repository}"
-        manifest = reg.manifest(repo, MOVING_TAG)
-        if manifest is None:
-            raise PreconditionError(f"{env.name} runs no {name} image yet: nothing under {reg.host}/{repo}:{MOVING_TAG}",
-                                    hint=f"promote into it first (imagekit promote --all --to {env.name})")
-        found[name] = (f"{reg.host}/{repo}", manifest)
-    (ray_repo, ray), (nb_repo, nb) = found[cfg.verify.server], found[cfg.verify.trainer]
-    labels = reg.config(ray_repo.split("/", 1)[1], ray).get("config", {}).get("Labels") or {}
+    """The environment's `current` digests (gitops.pins), the Ray image's version and id from its config."""
+    env, pins = cfg.environment(env_name), gitops.pins(cfg, env_name)
+    ray, notebook = (pins.get(cfg.image(name).repository) for name in (cfg.verify.server, cfg.verify.trainer))
+    if ray is None or notebook is None:
+        missing = cfg.verify.server if ray is None else cfg.verify.trainer
+        raise PreconditionError(f"{env.name} runs no {missing} image yet (nothing under {MOVING_TAG})",
+                                hint=f"promote into it first (imagekit promote --all --to {env.name})")
+    reg, repo = registry_for(cfg, env), ray.repository.split("/", 1)[1]
+    manifest = reg.manifest(repo, ray.digest)
+    labels = reg.config(repo, manifest).get("config", {}).get("Labels") or {}
     versions = dict(p.split("==", 1) for p in labels.get(PACKAGES_LABEL, "").split() if "==" in p)
     namespace = env.k8s_namespace
     return Pinned(env=env.name, project=env.project, namespace=namespace,
                   redis=env.redis or f"redis.{namespace}.svc:6379", redis_secret=env.redis_secret,
                   s3_endpoint=cfg.verify.cluster_s3_endpoint or f"http://minio.{namespace}.svc:9000",
-                  ray=f"{ray_repo}@{ray.digest}", ray_version=versions.get("ray", ""),
-                  ray_id=ray.data.get("config", {}).get("digest", ""), notebook=nb_repo,
-                  notebook_tag=version_of(reg, nb_repo.split("/", 1)[1], nb) or MOVING_TAG,
-                  notebook_digest=nb.digest)
+                  ray=ray.ref, ray_version=versions.get("ray", ""), ray_id=manifest.data.get("config", {}).get("digest", ""),
+                  notebook=notebook.repository, notebook_tag=notebook.tag or MOVING_TAG, notebook_digest=notebook.digest)
 
 
 def _pod(container: str, image: str, *, ports: tuple[int, ...] = (), env: list[dict] | None = None,
