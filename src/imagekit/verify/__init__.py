@@ -56,7 +56,8 @@ def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> s3
                                   {"MINIO_ROOT_USER": "imagekit"})
     standin = cfg.image(cfg.verify.s3_standin)
     on_line(f"{minio} cannot be had here; using the stand-in image '{standin.name}'")
-    built = build.build(cfg, engine, names=[standin.name], on_line=on_line).images[-1]
+    built = next(i for i in build.build(cfg, engine, names=[standin.name], on_line=on_line).images
+                 if i.name == standin.name)
     return s3store.S3Server(built.image_id, f"stand-in {standin.repository}:{built.tags[0]} ({minio} unavailable)",
                               [], {})
 
