@@ -1,16 +1,22 @@
 """MLflow's client in both images, from the lock: a model saved in the notebook image with the plain
 MLflow API (the cybersec pipeline, category-encoders' TargetEncoder, cloudpickle) loads with
 mlflow.pyfunc in the Ray image and predicts its input example as the notebook did; the skops format
-mlflow.sklearn defaults to is not what these images can save."""
+mlflow.sklearn defaults to is not what these images can save. And through a real tracking server
+(images/mlflow, SQLite, artifacts proxied to the S3 stand-in): logged and registered with an alias
+in the notebook image, loaded by `models:/NAME@ALIAS` in the Ray image."""
 import io
 import json
 import tarfile
 
 import pytest
+import requests
+
+from testcontainers.core.container import DockerContainer
 
 from imagekit import lock
 from imagekit.engine import Engine
 from imagekit.errors import EngineError
+from imagekit.verify import s3_server, s3store
 
 SAVE = r"""
 import json, sys
@@ -71,3 +77,58 @@ def test_the_default_skops_format_is_refused_in_the_notebook_image(engine, refs)
     with pytest.raises(EngineError) as e:
         save(engine, refs["notebook"])
     assert "No module named 'skops'" in str(e.value)
+
+
+TRAIN = SAVE.split("kwargs =")[0]
+LOG = TRAIN + r"""
+import mlflow
+mlflow.set_experiment("cybersec")
+with mlflow.start_run():
+    info = mlflow.sklearn.log_model(pipe, name="model", input_example=X.head(8), serialization_format="cloudpickle",
+                                    registered_model_name="cybersec")
+mlflow.MlflowClient().set_registered_model_alias("cybersec", "champion", info.registered_model_version)
+print(json.dumps({"labels": pipe.predict(X.head(8)).tolist(), "version": info.registered_model_version}))
+"""
+LOAD_URI = r"""
+import json
+import mlflow.artifacts, mlflow.pyfunc
+from mlflow.models import Model
+uri = "models:/cybersec@champion"
+model = mlflow.pyfunc.load_model(uri)
+local = mlflow.artifacts.download_artifacts(uri)
+example = Model.load(local).load_input_example(local)
+print(json.dumps({"labels": model.predict(example).tolist()}))
+"""
+
+
+def run_on(engine: Engine, image: str, code: str, network: str, env: dict) -> dict:
+    """``python -c code`` in ``image`` on ``network``; the JSON it printed last."""
+    c = engine.client.containers.create(image, ["python", "-c", code], network=network, environment=env)
+    try:
+        out = engine.wait(c, image, ["python", "-c", "..."], 300)
+    finally:
+        c.remove(force=True)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_logged_and_registered_through_a_tracking_server_it_loads_by_alias_in_ray(cfg, engine, refs, leftovers):
+    before = leftovers()
+    with s3store.on_network() as (stack, network):
+        store = s3store.open_store(stack, s3_server(cfg, engine, lambda line: None), network,
+                                   lambda line: None)
+        store.ensure("mlflow-artifacts")
+        server = DockerContainer(refs["mlflow"]).with_network(network).with_network_aliases("mlflow") \
+            .with_exposed_ports(5000).with_env("MLFLOW_S3_ENDPOINT_URL", store.inside)
+        for k, v in store.keys.items():
+            server.with_env(k, v)
+        stack.enter_context(server)
+        health = f"http://{server.get_container_host_ip()}:{server.get_exposed_port(5000)}/health"
+        s3store.until(lambda: requests.get(health, timeout=2).ok or None, 90, "the tracking server did not answer",
+                      logs=lambda: server.get_logs()[1].decode()[-2000:])
+        env = {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}  # proxied artifacts: the clients have no S3 keys
+        logged = run_on(engine, refs["notebook"], LOG, network.name, env)
+        served = run_on(engine, refs["ray"], LOAD_URI, network.name, env)
+        assert str(logged["version"]) == "1" and served["labels"] == logged["labels"]
+        keys = [o["Key"] for o in store.client.list_objects_v2(Bucket="mlflow-artifacts").get("Contents", [])]
+        assert any(k.endswith("/MLmodel") for k in keys), keys
+    assert leftovers() == before

@@ -80,8 +80,8 @@ def test_images_and_environments(project, tmp_path):
 def test_repository_config_loads():
     from helpers import ROOT
     cfg = config.load(ROOT / "imagekit.toml", env={})
-    assert [i.name for i in cfg.images] == ["base", "ray", "notebook", "s3"]
-    assert [i.name for i in cfg.images if not i.shared] == ["s3"]
+    assert [i.name for i in cfg.images] == ["base", "ray", "notebook", "s3", "mlflow"]
+    assert [i.name for i in cfg.images if not i.shared] == ["s3", "mlflow"]
     assert [e.project for e in cfg.environments] == ["mlops-desa", "mlops-test", "mlops-prod"]
 
 
