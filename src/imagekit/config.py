@@ -262,5 +262,5 @@ def _environments(items: Any, source: str) -> tuple[Environment, ...]:
     items = _table_list(items, "environments", ENV_KEYS, ("name", "project"), source)
     last = len(items) - 1
     return tuple(Environment(name=e["name"], project=e["project"], immutable=e.get("immutable", i == last),
-                             **{k: e[k] for k in ("registry", "namespace", "redis", "redis_secret", "manifests") if k in e})
+                             **{k: e[k] for k in ENV_KEYS.keys() - {"name", "project", "immutable"} if k in e})
                  for i, e in enumerate(items))

@@ -7,6 +7,7 @@ reports: plain `image:` fields (pods, KubeRay groups, KubeSpawner overrides), Ze
 path segment (`ray`, `scipy-notebook`), whatever registry or project the folder names now."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import shutil
 from dataclasses import dataclass, field
@@ -166,11 +167,11 @@ def plan(folder: Path, wanted: dict[str, Pin], env: str) -> tuple[FolderUpdate, 
         found += scan.found
         if not scan.edits:
             continue
-        new = text
-        for start, end, replacement, *_ in sorted(scan.edits, key=lambda e: e[0], reverse=True):
+        edits, new = sorted(scan.edits, key=lambda e: e[0]), text
+        for start, end, replacement, *_ in reversed(edits):  # from the end: earlier offsets stay valid
             new = new[:start] + replacement + new[end:]
         rel = str(path.relative_to(folder))
-        changes += [Change(rel, line, old, value) for _, _, _, line, old, value in sorted(scan.edits, key=lambda e: e[0])]
+        changes += [Change(rel, line, old, value) for _, _, _, line, old, value in edits]
         new_texts[path] = new
         diffs.append("".join(difflib.unified_diff(text.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}")))
     return FolderUpdate(str(folder), env, changes, found, "".join(diffs)), new_texts
@@ -184,4 +185,4 @@ def update(folder: Path, wanted: dict[str, Pin], env: str) -> FolderUpdate:
         tmp.write_text(text)
         shutil.copymode(path, tmp)
         tmp.replace(path)
-    return FolderUpdate(**{**result.__dict__, "written": bool(texts)})
+    return dataclasses.replace(result, written=bool(texts))
