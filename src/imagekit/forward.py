@@ -63,7 +63,9 @@ class Forwarder(contextlib.AbstractContextManager):
         self.open: set[socket.socket] = set()  # the live connections' sockets: closed with the relay
         self.closed = False
         self.port = self.listener.getsockname()[1]
-        self.inside = parts._replace(netloc=f"{HOST_ALIAS}:{self.port}").geturl()
+        # by its address, not HOST_ALIAS: a service that checks the Host header (MLflow 3's DNS-rebinding
+        # guard lets private addresses in, not names it was not told) takes it as a port-forward's
+        self.inside = parts._replace(netloc=f"{gateway}:{self.port}").geturl()
 
     def __enter__(self) -> "Forwarder":
         threading.Thread(target=self._accept, daemon=True).start()
