@@ -197,31 +197,61 @@ def seed_image(reg, repo: str, tag: str, layers: int, *, verified: Path | None =
 
 
 REDIS_DEBS = ("redis-server", "redis-tools", "libjemalloc2", "liblzf1", "libatomic1")
+POSTGRES_DEBS = ("postgresql-15", "postgresql-client-15", "libpq5", "libicu72", "libxml2", "libxslt1.1",
+                 "libldap-2.5-0", "libsasl2-2", "libsasl2-modules-db", "libgssapi-krb5-2", "libkrb5-3",
+                 "libk5crypto3", "libkrb5support0", "libkeyutils1", "libedit2", "libbsd0", "libmd0",
+                 "libffi8", "libtinfo6", "locales")
+PG = "/usr/lib/postgresql/15/bin"
 
 
-def redis_image(engine, os_ref: str, folder: Path) -> str:
-    """A Redis test image: Debian's redis-server .debs (downloaded on the host with apt, as the OS
-    image's packages come from Debian too) unpacked onto the OS image; built once per engine."""
+def debs_image(engine, os_ref: str, folder: Path, tag: str, debs: tuple[str, ...], steps: str,
+               files: dict[str, str] | None = None) -> str:
+    """A test image of Debian packages (downloaded on the host with apt, as the OS image's packages
+    come from Debian too) unpacked onto the OS image, then ``steps``; built once per engine."""
     import shutil
     import subprocess
 
-    tag = "imagekit-test/redis:bookworm"
     if engine.image(tag):
         return tag
-    debs, root = folder / "debs", folder / "root"
-    debs.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", "download", "-q", *REDIS_DEBS], cwd=debs, check=True, capture_output=True)
-    for deb in debs.glob("*.deb"):  # unpacked here: the OS image has no dpkg-deb
+    where, root = folder / "debs", folder / "root"
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["apt-get", "download", "-q", *sorted(set(debs))], cwd=where, check=True, capture_output=True)
+    for deb in where.glob("*.deb"):  # unpacked here: the OS image has no dpkg-deb
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, capture_output=True)
     for top in ("bin", "sbin", "lib"):  # merged /usr: those are symlinks in the OS image
         if (root / top).is_dir():
-            shutil.copytree(root / top, root / "usr" / top, dirs_exist_ok=True)
+            shutil.copytree(root / top, root / "usr" / top, dirs_exist_ok=True, symlinks=True)
             shutil.rmtree(root / top)
-    (folder / "Dockerfile").write_text(
-        "ARG PARENT\nFROM ${PARENT}\nCOPY root/ /\nRUN redis-server --version\n"
-        'CMD ["redis-server", "--protected-mode", "no", "--save", "", "--appendonly", "yes"]\n')
+    for name, text in (files or {}).items():
+        (folder / name).write_text(text)
+    (folder / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\nCOPY root/ /\n{steps}")
     engine.build(folder, tags=[tag], buildargs={"PARENT": os_ref}, labels={})
     return tag
+
+
+def redis_image(engine, os_ref: str, folder: Path) -> str:
+    """A Redis test image: Debian's redis-server."""
+    return debs_image(engine, os_ref, folder, "imagekit-test/redis:bookworm", REDIS_DEBS,
+                      "RUN redis-server --version\n"
+                      'CMD ["redis-server", "--protected-mode", "no", "--save", "", "--appendonly", "yes"]\n')
+
+
+def postgres_image(engine, os_ref: str, folder: Path) -> str:
+    """A PostgreSQL test image: Debian's postgresql-15, a cluster initialised for the user postgres
+    (password auth over TCP: POSTGRES_PASSWORD at run time sets it), listening on 5432."""
+    return debs_image(engine, os_ref, folder, "imagekit-test/postgres:bookworm", POSTGRES_DEBS, (
+        "RUN ldconfig && useradd --system --home-dir /var/lib/postgresql postgres && "
+        "mkdir -p /var/lib/postgresql/data /run/postgresql && chown -R postgres /var/lib/postgresql /run/postgresql\n"
+        "USER postgres\n"
+        f"RUN {PG}/initdb -D /var/lib/postgresql/data -U postgres --auth-local=trust --auth-host=scram-sha-256 && "
+        "echo \"host all all 0.0.0.0/0 scram-sha-256\" >> /var/lib/postgresql/data/pg_hba.conf\n"
+        "COPY --chmod=755 start.sh /usr/local/bin/start-postgres\n"
+        'CMD ["/usr/local/bin/start-postgres"]\n'), files={"start.sh": (
+        "#!/bin/sh\nset -e\n"
+        f"{PG}/pg_ctl -D /var/lib/postgresql/data -o '-c listen_addresses=localhost' -w start >/dev/null\n"
+        f"{PG}/psql -q -U postgres -c \"ALTER USER postgres PASSWORD '$POSTGRES_PASSWORD'\"\n"
+        f"{PG}/pg_ctl -D /var/lib/postgresql/data -m fast -w stop >/dev/null\n"
+        f"exec {PG}/postgres -D /var/lib/postgresql/data -c listen_addresses='*' -c jit=off\n")})
 
 
 def copy_lake(client, bucket: str, count: int, *, prefix: str = "lake", of: str = "") -> list[str]:
