@@ -1,8 +1,11 @@
 """Integration fixtures: the real engine, the repository's config and its base image."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
-from helpers import ROOT
+from helpers import ROOT, variant
 from testcontainers.core.container import DockerContainer
 
 from imagekit import build, config, lock, osimage, wheels
@@ -69,3 +72,17 @@ def leftovers(engine):
     """Containers and networks that exist now: a run must leave nothing beyond them."""
     return lambda: ({c.id for c in engine.client.containers.list(all=True)},
                     {n.id for n in engine.client.networks.list()})
+
+
+@pytest.fixture(scope="session")
+def ray_sklearn_1_8(cfg, engine, built, tmp_path_factory):
+    """The Ray image with scikit-learn 1.8.0 instead of the lock's 1.9.1 (downloads the wheel)."""
+    ray, tmp = next(i for i in built.images if i.name == "ray"), tmp_path_factory.mktemp("sklearn")
+    platforms = [arg for p in wheels.pip_platforms(cfg.lock.platform) for arg in ("--platform", p)]
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", *platforms,
+                    "-d", str(tmp / "dl"), "scikit-learn==1.8.0"], check=True)
+    wheel = next((tmp / "dl").glob("scikit_learn-1.8.0-*.whl"))
+    return variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp, "ray-sklearn-1-8",
+                   f"COPY {wheel.name} /tmp/\nRUN pip install -q --no-index --no-deps /tmp/{wheel.name} && rm /tmp/*.whl",
+                   files=[wheel])

@@ -3,9 +3,14 @@ MLflow API (the cybersec pipeline, category-encoders' TargetEncoder, cloudpickle
 mlflow.pyfunc in the Ray image and predicts its input example as the notebook did; the skops format
 mlflow.sklearn defaults to is not what these images can save. And through a real tracking server
 (images/mlflow, SQLite, artifacts proxied to the S3 stand-in): logged and registered with an alias
-in the notebook image, loaded by `models:/NAME@ALIAS` in the Ray image."""
+in the notebook image, loaded by `models:/NAME@ALIAS` in the Ray image.
+
+Then the team's own MLflow as a port-forward shows it (a tracking server on this machine's loopback,
+PostgreSQL as its backend store): an MLflow scenario of verify-compat logs into it, and verify-stored
+checks its registry in a candidate Ray image against a baseline, naming what breaks."""
 import io
 import json
+import secrets
 import tarfile
 
 import pytest
@@ -13,10 +18,11 @@ import requests
 
 from testcontainers.core.container import DockerContainer
 
-from imagekit import lock
+from imagekit import config, lock
 from imagekit.engine import Engine
-from imagekit.errors import EngineError
-from imagekit.verify import s3_server, s3store
+from imagekit.errors import EngineError, PreconditionError
+from imagekit.testing import PG, postgres_image
+from imagekit.verify import s3_server, s3store, verify_compat, verify_mlflow
 
 SAVE = r"""
 import json, sys
@@ -131,4 +137,126 @@ def test_logged_and_registered_through_a_tracking_server_it_loads_by_alias_in_ra
         assert str(logged["version"]) == "1" and served["labels"] == logged["labels"]
         keys = [o["Key"] for o in store.client.list_objects_v2(Bucket="mlflow-artifacts").get("Contents", [])]
         assert any(k.endswith("/MLmodel") for k in keys), keys
+    assert leftovers() == before
+
+
+REGISTER = TRAIN + r"""
+import mlflow
+mlflow.set_experiment("registry")
+def log(name, **kwargs):
+    with mlflow.start_run():
+        return mlflow.sklearn.log_model(pipe, name="model", serialization_format="cloudpickle",
+                                        registered_model_name=name, **kwargs).registered_model_version
+mlflow.MlflowClient().set_registered_model_alias("intrusion", "champion", log("intrusion", input_example=X.head(8)))
+log("no-example")
+log("absent", input_example=X.head(8), extra_pip_requirements=["imagekit-absent==1.0"])
+print(json.dumps({}))
+"""
+SKOPS = r"""
+import json, mlflow, mlflow.sklearn, numpy as np
+from sklearn.linear_model import LogisticRegression
+X = np.random.default_rng(0).normal(size=(40, 2))
+mlflow.set_experiment("registry")
+with mlflow.start_run():  # the default format: skops, which this (full mlflow) image has
+    mlflow.sklearn.log_model(LogisticRegression().fit(X, X[:, 0] > 0), name="model", input_example=X[:4],
+                             registered_model_name="skops-model")
+print(json.dumps({}))
+"""
+
+
+@pytest.fixture(scope="module")
+def team_mlflow(cfg, engine, refs, base_image, tmp_path_factory):
+    """The team's MLflow: a tracking server reached on this machine's loopback (as through `kubectl
+    port-forward`), PostgreSQL (Debian's) as its backend store, artifacts proxied to S3; four models
+    registered in it: intrusion (the cybersec pipeline, alias champion), no-example (no input example), absent (its
+    requirements.txt names a distribution no image has), skops-model (skops format, from a full mlflow)."""
+    password, quiet = secrets.token_hex(12), lambda line: None
+    with s3store.on_network() as (stack, network):
+        store = s3store.open_store(stack, s3_server(cfg, engine, quiet), network, quiet)
+        store.ensure("mlflow-artifacts")
+        pg = DockerContainer(postgres_image(engine, base_image, tmp_path_factory.mktemp("pg"))) \
+            .with_network(network).with_network_aliases("postgres").with_env("POSTGRES_PASSWORD", password)
+        stack.enter_context(pg)
+        s3store.until(lambda: pg.get_wrapped_container().exec_run(
+            [f"{PG}/pg_isready", "-h", "127.0.0.1", "-q"]).exit_code == 0 or None, 60, "PostgreSQL did not start")
+        server = DockerContainer(refs["mlflow"]).with_network(network).with_exposed_ports(5000) \
+            .with_network_aliases("mlflow").with_env("MLFLOW_S3_ENDPOINT_URL", store.inside) \
+            .with_env("MLFLOW_BACKEND_STORE_URI", f"postgresql+psycopg://postgres:{password}@postgres:5432/postgres")
+        for k, v in store.keys.items():
+            server.with_env(k, v)
+        stack.enter_context(server)
+        url = f"http://127.0.0.1:{server.get_exposed_port(5000)}"
+        s3store.until(lambda: requests.get(f"{url}/health", timeout=2).ok or None, 120,
+                      "the tracking server did not answer", logs=lambda: server.get_logs()[1].decode()[-2000:])
+        env = {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
+        run_on(engine, refs["notebook"], REGISTER, network.name, env)
+        run_on(engine, refs["mlflow"], SKOPS, network.name, env)
+        yield url, pg.get_wrapped_container()
+
+
+def test_the_registry_is_kept_in_postgresql(team_mlflow):
+    _, pg = team_mlflow
+    code, out = pg.exec_run([f"{PG}/psql", "-U", "postgres", "-tAc", "select name from registered_models order by 1"])
+    assert code == 0 and out.decode().split() == ["absent", "intrusion", "no-example", "skops-model"], out
+
+
+def test_verify_stored_checks_every_registered_version_against_the_baseline(cfg, cli, refs, team_mlflow, tmp_path):
+    url, _ = team_mlflow
+    code, out, err = cli("--config", cfg.source, "verify-stored", "--mlflow-uri", url, "--baseline-image",
+                         refs["ray"], "--json", "--junit", str(tmp_path / "mlflow.xml"))
+    report = json.loads(out)["result"]
+    assert code == 1 and report["ok"] is False, err
+    models = {m["candidate"]["name"]: m for m in report["models"]}
+    assert {"intrusion/1", "no-example/1", "absent/1", "skops-model/1"} <= set(models)
+    champion = models["intrusion/1"]
+    assert champion["ok"] and champion["aliases"] == ["champion"] and champion["candidate"]["same_predictions"]
+    assert champion["candidate"]["differences"] == [] and champion["baseline_error"] == ""
+    blind = models["no-example/1"]
+    assert blind["ok"] and blind["note"] == "checked for loading only: logged without an input example"
+    absent = models["absent/1"]["candidate"]
+    assert not models["absent/1"]["ok"] and absent["loaded"]
+    assert absent["differences"] == ["imagekit-absent: logged with 1.0, serving with nothing (not installed)"]
+    skops = models["skops-model/1"]["candidate"]
+    assert not skops["loaded"] and "No module named 'skops'" in skops["reason"]
+    assert any(d.startswith("skops: logged with ") and d.endswith("serving with nothing (not installed)")
+               for d in skops["differences"])
+    assert 'failures="2"' in (tmp_path / "mlflow.xml").read_text()
+
+
+@pytest.mark.network  # downloads scikit-learn 1.8.0 from the index
+def test_an_alias_in_a_ray_image_with_another_scikit_learn_names_the_requirement(cfg, engine, refs, team_mlflow,
+                                                                                 ray_sklearn_1_8):
+    url, _ = team_mlflow
+    report = verify_mlflow(cfg, engine, ray=ray_sklearn_1_8, baseline=refs["ray"], mlflow_uri=url,
+                           models=("intrusion@champion",))
+    [model] = report.models
+    assert not report.ok and model.candidate.name == "intrusion/1"
+    assert "scikit-learn: logged with 1.9.1, serving with 1.8.0" in model.candidate.differences
+    assert model.candidate.uri == "models:/intrusion/1" and model.candidate.reason
+
+
+def test_a_tracking_server_down_or_wrong_is_exit_2(cfg, cli, engine, refs, team_mlflow):
+    url, _ = team_mlflow
+    code, out, _ = cli("--config", cfg.source, "verify-stored", "--mlflow-uri", "http://127.0.0.1:9", "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and "does not answer" in error["message"] and "port-forward" in error["hint"]
+    code, out, _ = cli("--config", cfg.source, "verify-stored", "--mlflow-uri", f"{url}/health/nothing-here", "--json")
+    assert code == 2 and "does not answer as an MLflow tracking server" in json.loads(out)["error"]["message"]
+    code, out, _ = cli("--config", cfg.source, "verify-stored", "--mlflow-uri", "mlflow.example.org", "--json")
+    assert code == 2 and "is not an MLflow tracking server's URL" in json.loads(out)["error"]["message"]
+    code, out, _ = cli("--config", cfg.source, "verify-stored", "--mlflow-uri", url, "--model", "a@b@c", "--json")
+    assert code == 2 and "NAME, NAME@ALIAS or NAME/VERSION" in json.loads(out)["error"]["message"]
+    with pytest.raises(PreconditionError, match="no-such-model"):
+        verify_mlflow(cfg, engine, baseline=refs["ray"], mlflow_uri=url, models=("no-such-model",))
+
+
+def test_an_mlflow_scenario_logs_into_the_teams_server_and_serves_in_ray(cfg, engine, built, team_mlflow, leftovers):
+    url, _ = team_mlflow
+    before = leftovers()
+    report = verify_compat(cfg, engine, scenarios=("cybersec-mlflow",), mlflow_uri=url, write_record=False)
+    assert report.ok, [s.reason for s in report.roundtrip.scenarios]
+    [scenario] = report.roundtrip.scenarios
+    [model] = scenario.mlflow
+    assert model.registered == ["cybersec/1", "cybersec@champion"] and model.same_predictions
+    assert report.roundtrip.mlflow_server == f"endpoint {url}"
     assert leftovers() == before

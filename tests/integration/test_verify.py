@@ -30,9 +30,14 @@ def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, regist
     report = verify_compat(cfg, engine)
     assert report.ok, (report.static.differences, report.roundtrip.scenarios)
     assert {s.name for s in report.roundtrip.scenarios} == {"iris", "cybersec", "custom-v1", "custom-v2",
-                                                            "housing-regressor"}
+                                                            "housing-regressor", "cybersec-mlflow", "mlflow-pyfunc"}
     assert all(s.fingerprint == [] for s in report.roundtrip.scenarios)
     assert all(s.max_probability_diff <= 1e-9 for s in report.roundtrip.scenarios)
+    mlflow = {s.name: s.mlflow for s in report.roundtrip.scenarios if s.mlflow}  # found through the tracking API
+    assert {n: [(o.name, o.registered, o.same_predictions) for o in m] for n, m in mlflow.items()} == {
+        "cybersec-mlflow": [("model", ["cybersec/1", "cybersec@champion"], True)],
+        "mlflow-pyfunc": [("risk", [], True)]}
+    assert report.roundtrip.mlflow_server.startswith("started ")
     assert "stand-in" in report.roundtrip.s3_server or "MinIO" in report.roundtrip.s3_server
     reg, trusted = Registry.from_config(cfg), attest.trusted_key(cfg)
     for subject in (report.notebook, report.ray):
@@ -43,7 +48,7 @@ def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, regist
         predicate = verdict.statement["predicate"]
         assert predicate["lock"] == lock.shared_lock(cfg).digest and predicate["python"] == "3.11.2"
         assert set(predicate["scenarios"]) == {"iris", "cybersec", "custom-v1", "custom-v2", "housing-regressor",
-                                               "lifecycle"}
+                                               "cybersec-mlflow", "mlflow-pyfunc", "lifecycle"}
     assert report.lifecycle.ok and "labels equal" in report.lifecycle.detail
     assert len(report.recorded) == 2 and leftovers() == before  # containers and the network are gone
     for subject in (report.notebook, report.ray):  # what other implementations make of what was written
@@ -58,31 +63,22 @@ def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, regist
         assert forged != held[record.BUNDLE] and not sigstore_js(forged, pub, subject.digest, tmp_path)["ok"]
 
 
-@pytest.fixture(scope="module")
-def ray_sklearn_1_8(cfg, engine, built, tmp_path_factory):
-    """The Ray image with scikit-learn 1.8.0 instead of the lock's 1.9.1 (downloads the wheel)."""
-    ray, tmp = next(i for i in built.images if i.name == "ray"), tmp_path_factory.mktemp("sklearn")
-    platforms = [arg for p in wheels.pip_platforms(cfg.lock.platform) for arg in ("--platform", p)]
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", *platforms,
-                    "-d", str(tmp / "dl"), "scikit-learn==1.8.0"], check=True)
-    wheel = next((tmp / "dl").glob("scikit_learn-1.8.0-*.whl"))
-    return variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp, "ray-sklearn-1-8",
-                   f"COPY {wheel.name} /tmp/\nRUN pip install -q --no-index --no-deps /tmp/{wheel.name} && rm /tmp/*.whl",
-                   files=[wheel])
-
-
 @pytest.mark.network  # downloads scikit-learn 1.8.0 from the index
 def test_a_ray_image_with_another_scikit_learn_minor_fails_for_that_reason(cfg, engine, built, ray_sklearn_1_8,
                                                                            leftovers):
     before = leftovers()
-    report = verify_compat(cfg, engine, ray=ray_sklearn_1_8, scenarios=("iris", "cybersec", "custom-v1"))
+    report = verify_compat(cfg, engine, ray=ray_sklearn_1_8, scenarios=("iris", "cybersec", "custom-v1",
+                                                                      "cybersec-mlflow"))
     assert not report.ok and report.recorded == []
     assert "scikit-learn: notebook 1.9.1, ray 1.8.0, lock 1.9.1" in report.static.differences
     for name in ("iris", "cybersec", "custom-v1"):
         assert not by_name(report)[name].ok
         assert "InconsistentVersionWarning" in by_name(report)[name].reason
         assert "scikit-learn: trained with 1.9.1, serving with 1.8.0" in by_name(report)[name].fingerprint
+    logged = by_name(report)["cybersec-mlflow"]  # where MLflow itself would only warn
+    assert not logged.ok and logged.mlflow[0].registered == ["cybersec/1", "cybersec@champion"]
+    assert "model 'model' (models:/m-" in logged.reason
+    assert "scikit-learn: logged with 1.9.1, serving with 1.8.0" in logged.mlflow[0].differences
     assert leftovers() == before
 
 

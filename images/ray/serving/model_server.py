@@ -1,7 +1,10 @@
 """Ray Serve application serving pickled models from S3.
 
 Models come from ``IMAGEKIT_MODELS``: a JSON object {name: {"bucket", "key", "sha256",
-"environment"}}. Each model is downloaded with boto3 (``AWS_ENDPOINT_URL`` and keys from the
+"environment"}} for a pickle published by imagekit_publish, or {name: {"mlflow": "models:/..."}} for
+an MLflow model (read through MLFLOW_TRACKING_URI, its requirements compared and loaded by
+mlflowcheck; it answers MLflow's scoring protocol: {"dataframe_split": ...} -> {"predictions"}).
+A pickle is downloaded with boto3 (``AWS_ENDPOINT_URL`` and keys from the
 environment), its sha256 is checked and its training environment (meta.json's "environment": the
 Python and the distributions the pickle references) compared with this one before unpickling;
 unpickling runs with every warning turned into an error (scikit-learn's
@@ -11,12 +14,14 @@ predicting are returned with the prediction.
     GET  /status                     {"status": "ok", "models": {name: "loaded" | error},
                                       "fingerprints": {name: ["<dist>: trained with A, serving with B", ...]}}
     POST /models/<name>/predict      {"instances": [...]} -> {"labels", "probabilities", "warnings"}
+                                     (an MLflow model: MLflow's request -> {"predictions", "warnings"})
 """
 from __future__ import annotations
 
 import json
 import os
 
+import mlflowcheck
 from modelcheck import differences, load_model, predict
 from ray import serve
 from starlette.requests import Request
@@ -26,11 +31,17 @@ from starlette.responses import JSONResponse
 @serve.deployment
 class ModelServer:
     def __init__(self) -> None:
-        self.models, self.status, self.fingerprints = {}, {}, {}
+        self.models, self.status, self.fingerprints, self.mlflow = {}, {}, {}, set()
         for name, spec in json.loads(os.environ.get("IMAGEKIT_MODELS") or "{}").items():
             self.fingerprints[name] = differences(spec.get("environment") or {})  # before unpickling
             try:
-                self.models[name] = load_model(spec)
+                if "mlflow" in spec:
+                    local, loader = mlflowcheck.load(spec["mlflow"])
+                    self.fingerprints[name] = mlflowcheck.differences(local)  # before loading
+                    self.mlflow.add(name)
+                    self.models[name] = loader()
+                else:
+                    self.models[name] = load_model(spec)
                 self.status[name] = "loaded"
             except Exception as e:  # reported per model; the others still serve
                 self.status[name] = f"{type(e).__name__}: {e}"
@@ -44,6 +55,8 @@ class ModelServer:
             if name not in self.models:
                 return JSONResponse({"error": self.status.get(name, f"no model {name}")}, status_code=404)
             try:
+                if name in self.mlflow:
+                    return mlflowcheck.predict(self.models[name], await request.json())
                 return predict(self.models[name], (await request.json())["instances"])
             except Exception as e:
                 return JSONResponse({"error": f"{type(e).__name__}: {e}"}, status_code=500)

@@ -16,7 +16,7 @@ from imagekit.errors import ConfigError, PreconditionError, UsageError, infrastr
 from imagekit.oci import Reference
 from imagekit.registry import Registry
 from imagekit.settings import VerifySettings
-from imagekit.verify import record, roundtrip, s3store, static, stored
+from imagekit.verify import mlflowstore, record, roundtrip, s3store, static, stored
 
 
 
@@ -60,6 +60,21 @@ def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> s3
                  if i.name == standin.name)
     return s3store.S3Server(built.image_id, f"stand-in {standin.repository}:{built.tags[0]} ({minio} unavailable)",
                               [], {})
+
+
+def mlflow_for(cfg: Config, engine: Engine, url: str | None, scenarios: tuple[str, ...],
+               on_line: Callable[[str], None]) -> mlflowstore.Tracking | str | None:
+    """The tracking server MLflow scenarios use: the team's (--mlflow-uri / verify.mlflow_uri), else
+    the built `mlflow` image when a scenario imports mlflow (built now), else none."""
+    url = url or cfg.verify.mlflow_uri
+    if url:
+        return mlflowstore.tracking(url, cfg.env)
+    folder = cfg.path(cfg.verify.notebooks)
+    if not any(mlflowstore.uses_mlflow(folder / f"{s}.ipynb") for s in scenarios):
+        return None
+    name = cfg.image(cfg.verify.mlflow_server).name
+    built = build.build(cfg, engine, names=[name], on_line=on_line).images
+    return next(i.image_id for i in built if i.name == name)
 
 
 def scenarios_of(cfg: Config) -> tuple[str, ...]:
@@ -134,7 +149,7 @@ def _subject(cfg: Config, engine: Engine, role: str, ref: str | None, name: str 
 @infrastructure("verify-compat")
 def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, ray: str | None = None,
                   scenarios: tuple[str, ...] | None = None, write_record: bool = True, s3_endpoint: str | None = None,
-                  on_line: Callable[[str], None] | None = None) -> VerifyReport:
+                  mlflow_uri: str | None = None, on_line: Callable[[str], None] | None = None) -> VerifyReport:
     started = time.monotonic()
     note = on_line or (lambda line: None)
     every = scenarios_of(cfg)
@@ -145,6 +160,8 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
                          hint=f"the scenarios are the notebooks in {cfg.verify.notebooks} (and {runtime.LIFECYCLE}): "
                               f"{', '.join(every)}")
     store = _store(cfg, engine, s3_endpoint, note)
+    trips = tuple(s for s in scenarios if s != runtime.LIFECYCLE)
+    tracking = mlflow_for(cfg, engine, mlflow_uri, trips, note)
     key = attest.signing_key(cfg) if write_record else None  # a bad key is said before an hour of work
     members = verified_set(cfg)
     missing = [n for n in (cfg.verify.trainer, cfg.verify.server) if n not in members]
@@ -157,9 +174,8 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     note("static alignment: asking the images what they hold")
     aligned = static.compare(cfg, lk, static.inspect(engine, trainer.ref), static.inspect(engine, server.ref),
                              [static.inspect(engine, o.ref) for o in others])
-    trips = tuple(s for s in scenarios if s != runtime.LIFECYCLE)
     trip = roundtrip.run(trainer.ref, server.ref, store, cfg.path(cfg.verify.notebooks), scenarios=trips,
-                         buckets=buckets(cfg), on_line=note,
+                         buckets=buckets(cfg), mlflow=tracking, on_line=note,
                          trained_in={"IMAGEKIT_IMAGE": trainer.digest or trainer.ref, "IMAGEKIT_LOCK": lk.digest},
                          ) if trips else roundtrip.RoundtripReport("", "", [], 0.0, 0.0)
     life = (runtime.deploy_from_notebook(engine, trainer.ref, server.ref, cfg.path(cfg.verify.lifecycle), note)
@@ -246,3 +262,42 @@ def verify_stored(cfg: Config, engine: Engine, *, ray: str | None = None, prefix
     return stored.check(server.ref, engine.image(server.ref).id, store,
                         prefix=prefix, buckets=buckets(cfg), batch_size=batch_size,
                         recheck=recheck, cluster=address, cluster_s3=cfg.verify.cluster_s3_endpoint, on_line=note)
+
+
+def baseline_ray(cfg: Config) -> str:
+    """The Ray image `current` in the last environment: what prod serves today."""
+    from imagekit import promote
+
+    env = cfg.environments[-1]
+    reg = promote.registry_for(cfg, env)
+    digest = promote.currents(cfg, reg, env, [cfg.verify.server])[cfg.verify.server]
+    if not digest:
+        raise PreconditionError(f"{env.name} serves no Ray image yet (nothing under its current tag)",
+                                hint="pass --baseline-image REF: the Ray image to compare the candidate with")
+    return f"{reg.host}/{env.project}/{cfg.image(cfg.verify.server).repository}@{digest}"
+
+
+@infrastructure("verify-stored")
+def verify_mlflow(cfg: Config, engine: Engine, *, ray: str | None = None, baseline: str | None = None,
+                  mlflow_uri: str | None = None, models: tuple[str, ...] = (), s3_endpoint: str | None = None,
+                  on_line: Callable[[str], None] | None = None) -> mlflowstore.RegistryReport:
+    """Every registered MLflow model version (or those ``models`` names: NAME, NAME@ALIAS,
+    NAME/VERSION) in the candidate Ray image and in the baseline one (default: what prod serves)."""
+    url = mlflow_uri or cfg.verify.mlflow_uri
+    if not url:
+        raise UsageError("--model needs an MLflow tracking server", option="--mlflow-uri",
+                         hint="pass --mlflow-uri URL or set verify.mlflow_uri")
+    bad = [m for m in models if not re.fullmatch(r"[^@/\s]+(@[\w-]+|/\d+)?", m)]
+    if bad:
+        raise UsageError(f"{', '.join(map(repr, bad))}: name a model as NAME, NAME@ALIAS or NAME/VERSION",
+                         option="--model")
+    mlflow = mlflowstore.tracking(url, cfg.env)
+    mlflowstore.preflight(mlflow)  # before any image is pulled or started
+    s3_env = {}
+    if s3_endpoint or cfg.verify.s3_endpoint:  # for a server that does not proxy artifacts
+        ep = endpoint(cfg, s3_endpoint or cfg.verify.s3_endpoint)
+        s3_env = {"AWS_ACCESS_KEY_ID": ep.access_key, "AWS_SECRET_ACCESS_KEY": ep.secret_key,
+                  "MLFLOW_S3_ENDPOINT_URL": ep.url}
+    candidate = _subject(cfg, engine, "ray", ray)
+    base = _subject(cfg, engine, "ray", baseline or baseline_ray(cfg))
+    return mlflowstore.check_registry(candidate.ref, base.ref, mlflow, list(models), s3_env=s3_env, on_line=on_line)

@@ -97,19 +97,19 @@ def check(ray: str, image_id: str, s3: s3store.S3Server | s3store.Endpoint, *, p
         inside = (cluster_s3 or store.url) if cluster else store.inside
         env = {**store.keys, "AWS_ENDPOINT_URL": inside, "IMAGEKIT_MODELS_BUCKET": buckets.models,
                "IMAGEKIT_EVAL_BUCKET": buckets.eval, **({"RAY_ADDRESS": cluster} if cluster else {})}
-        c = stack.enter_context(_checker(ray, network.name, env, host_network=bool(cluster)))
+        c = stack.enter_context(checker(ray, network.name, env, host_network=bool(cluster)))
         if not cluster:
             s3store.reachable(c, inside, "the S3 server", store.url)
         note(f"checking {len(keys)} stored models in batches of {batch_size} "
              f"{'on the Ray cluster at ' + cluster if cluster else 'on a Ray of its own in the ray image'}")
         Engine.put(c, LIST, "\n".join(keys).encode())
-        code, tail = _stream(c, ["python", "-m", "stored_check", "--list", LIST, "--out", OUTCOMES, "--image",
+        code, tail = stream(c, ["python", "-m", "stored_check", "--list", LIST, "--out", OUTCOMES, "--image",
                                  image_id, "--batch-size", str(batch_size), *(["--recheck"] if recheck else [])], note)
         if code != 0:
             fatal = next((line.split("fatal: ", 1)[1] for line in reversed(tail) if "stored_check: fatal: " in line),
                          (tail or [f"exit code {code}"])[-1])  # an exception's last line, never its traceback
             raise EngineError(f"the stored-model check stopped: {fatal}", hint=_hint(fatal, cluster))
-        records = [json.loads(line) for line in _read(c, OUTCOMES).splitlines() if line]
+        records = [json.loads(line) for line in read_text(c, OUTCOMES).splitlines() if line]
     models = sorted((judge(r) for r in records), key=lambda m: m.name)
     reused = sum(m.reused for m in models)
     return StoredReport(s3_server=s3store.describe(s3), ray_image=image_id, cluster=cluster, batch_size=batch_size,
@@ -130,7 +130,7 @@ def _hint(fatal: str, cluster: str) -> str:
 
 
 @contextlib.contextmanager
-def _checker(image: str, network: str, env: dict[str, str], *, host_network: bool):
+def checker(image: str, network: str, env: dict[str, str], *, host_network: bool):
     """An idle container of the Ray image (on the host's network when it drives a cluster: a
     port-forward on localhost is then reached as the user's shell reaches it)."""
     client = docker.from_env()
@@ -148,22 +148,22 @@ def _checker(image: str, network: str, env: dict[str, str], *, host_network: boo
             c.remove(force=True)
 
 
-def _stream(c, cmd: list[str], note) -> tuple[int, list[str]]:
-    """Run ``cmd`` in ``c``, each progress line to ``note``: exit code, the last lines of output."""
+def stream(c, cmd: list[str], note, prefix: str = "stored_check: ") -> tuple[int, list[str]]:
+    """Run ``cmd`` in ``c``, each progress line (``prefix``) to ``note``: exit code, the last lines of output."""
     api, tail, pending = c.client.api, [], ""
     run = api.exec_create(c.id, cmd)
     for chunk in api.exec_start(run["Id"], stream=True):
         pending += chunk.decode(errors="replace")
         *lines, pending = pending.split("\n")
         for line in lines:
-            if line.startswith("stored_check: "):
-                note(line.removeprefix("stored_check: "))
+            if line.startswith(prefix):
+                note(line.removeprefix(prefix))
             tail = (tail + [line])[-40:]
     tail.append(pending)
     return api.exec_inspect(run["Id"])["ExitCode"], [t for t in tail if t.strip()]
 
 
-def _read(c, path: str) -> str:
+def read_text(c, path: str) -> str:
     stream = Engine.get(c, path)
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         return tar.extractfile(tar.getmembers()[0]).read().decode()
