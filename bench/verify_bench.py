@@ -1,10 +1,13 @@
 """Time `imagekit verify-compat` on the built images, scenario by scenario, and `verify-stored`
-model by model.
+model by model: the data lake's pickles, and MLflow's registry.
 
     .venv/bin/python bench/verify_bench.py [RUNS]
 
 The models go to an S3 server on the host (moto, --s3-endpoint), so the stored-models check then
-serves what verify-compat published, as it would the data lake's models.
+serves what verify-compat published, as it would the data lake's models. The MLflow scenarios log
+into a tracking server verify-compat starts; for `verify-stored --mlflow-uri` they are run once more
+against one started here (on a loopback port, as a port-forward), whose registry is then checked
+in the built Ray image against itself as the baseline.
 """
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ from pathlib import Path
 
 from moto.server import ThreadedMotoServer
 
-from imagekit import config
+from imagekit import build, config
 from imagekit.engine import Engine
-from imagekit.verify import verify_compat, verify_stored
+from imagekit.verify import mlflowstore, s3_server, s3store, verify_compat, verify_mlflow, verify_stored
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +51,10 @@ def main() -> None:
         for name, seconds in per.items():
             print(f"  scenario {name:<20} {statistics.median(seconds):5.1f} s (train + serve)")
         print(f"verify-compat, {len(per)} scenarios: median {statistics.median(totals):.1f} s over {runs} runs")
+        mlflow, plain = statistics.median(per["cybersec-mlflow"]), statistics.median(per["cybersec"])
+        print(f"  the cybersec pipeline logged with MLflow and found through its API: {mlflow:.1f} s, "
+              f"{mlflow / plain:.2f}x imagekit_publish's {plain:.1f} s")
+        registry(cfg, engine)
         t = time.monotonic()
         stored = verify_stored(cfg, engine, s3_endpoint=endpoint)
         total = time.monotonic() - t
@@ -56,6 +63,24 @@ def main() -> None:
               f"kept from an earlier run); {total / n:.1f} s per model in all (bench/stored_bench.py: lakes)")
     finally:
         server.stop()
+
+
+def registry(cfg, engine) -> None:
+    ray = next(i.image_id for i in build.load_result(cfg).images if i.name == "ray")
+    quiet = lambda line: None  # noqa: E731
+    with s3store.on_network() as (stack, network):
+        store = s3store.open_store(stack, s3_server(cfg, engine, quiet), network, quiet)
+        mlflow = next(i.image_id for i in build.load_result(cfg).images if i.name == "mlflow")
+        url = mlflowstore.start_server(stack, mlflow, network, store)
+        for _ in range(3):  # three versions of each registered model
+            verify_compat(cfg, engine, scenarios=("cybersec-mlflow",), mlflow_uri=url, write_record=False)
+        t = time.monotonic()
+        report = verify_mlflow(cfg, engine, ray=ray, baseline=ray, mlflow_uri=url)
+        total, n = time.monotonic() - t, len(report.models)
+        seconds = [m.candidate.seconds for m in report.models]
+        print(f"verify-stored --mlflow-uri, {n} model versions in the candidate and the baseline: {total:.1f} s, "
+              f"ok={report.ok}; per version {statistics.median(seconds):.1f} s to download, compare, load and "
+              f"predict (median), {total / n:.1f} s in all with both images' containers")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ EXAMPLE = Pinned(env="prod", project="mlops-prod", namespace="mlops-prod", redis
                  redis_secret="ray-redis", s3_endpoint="http://minio.mlops-prod.svc:9000",
                  ray="harbor.example.org/mlops-prod/ray@sha256:<digest>", ray_version="2.41.0",
                  ray_id="sha256:<its config digest>",
-                 notebook="harbor.example.org/mlops-prod/scipy-notebook", notebook_tag="python-3.11-sunat-v14",
+                 notebook="harbor.example.org/mlops-prod/scipy-notebook", notebook_tag="python-3.11-sunat-v15",
                  notebook_digest="sha256:<digest>")
 
 

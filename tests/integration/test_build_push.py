@@ -51,9 +51,10 @@ def test_push_puts_every_image_with_its_tags_and_labels_and_twice_is_a_noop(cfg,
     rev = git("rev-parse", "--short=12", "HEAD") + ("-dirty" if git("status", "--porcelain", "--", "images",
                                                                      "lockfiles") else "")
     lock_tag = "lock-" + lock.shared_lock(cfg).digest[:12]
-    assert first["ray"].tags == ["2.41.0-py311-sunat-v14", lock_tag, f"git-{rev}"]
-    assert first["notebook"].tags == ["python-3.11-sunat-v14", lock_tag, f"git-{rev}"]
-    assert first["base"].tags == ["py311-sunat-v14", lock_tag, f"git-{rev}"]
+    v = cfg.project.version  # the release: bumped in imagekit.toml
+    assert first["ray"].tags == [f"2.41.0-py311-sunat-v{v}", lock_tag, f"git-{rev}"]
+    assert first["notebook"].tags == [f"python-3.11-sunat-v{v}", lock_tag, f"git-{rev}"]
+    assert first["base"].tags == [f"py311-sunat-v{v}", lock_tag, f"git-{rev}"]
     reg = Registry.from_config(cfg)
     for img in built.images:
         if img.name not in first:

@@ -14,7 +14,6 @@ import secrets
 import tarfile
 
 import pytest
-import requests
 
 from testcontainers.core.container import DockerContainer
 
@@ -22,7 +21,7 @@ from imagekit import config, lock
 from imagekit.engine import Engine
 from imagekit.errors import EngineError, PreconditionError
 from imagekit.testing import PG, postgres_image
-from imagekit.verify import s3_server, s3store, verify_compat, verify_mlflow
+from imagekit.verify import mlflowstore, s3_server, s3store, verify_compat, verify_mlflow
 
 SAVE = r"""
 import json, sys
@@ -122,15 +121,7 @@ def test_logged_and_registered_through_a_tracking_server_it_loads_by_alias_in_ra
     with s3store.on_network() as (stack, network):
         store = s3store.open_store(stack, s3_server(cfg, engine, lambda line: None), network,
                                    lambda line: None)
-        store.ensure("mlflow-artifacts")
-        server = DockerContainer(refs["mlflow"]).with_network(network).with_network_aliases("mlflow") \
-            .with_exposed_ports(5000).with_env("MLFLOW_S3_ENDPOINT_URL", store.inside)
-        for k, v in store.keys.items():
-            server.with_env(k, v)
-        stack.enter_context(server)
-        health = f"http://{server.get_container_host_ip()}:{server.get_exposed_port(5000)}/health"
-        s3store.until(lambda: requests.get(health, timeout=2).ok or None, 90, "the tracking server did not answer",
-                      logs=lambda: server.get_logs()[1].decode()[-2000:])
+        mlflowstore.start_server(stack, refs["mlflow"], network, store)
         env = {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}  # proxied artifacts: the clients have no S3 keys
         logged = run_on(engine, refs["notebook"], LOG, network.name, env)
         served = run_on(engine, refs["ray"], LOAD_URI, network.name, env)
@@ -173,21 +164,13 @@ def team_mlflow(cfg, engine, refs, base_image, tmp_path_factory):
     password, quiet = secrets.token_hex(12), lambda line: None
     with s3store.on_network() as (stack, network):
         store = s3store.open_store(stack, s3_server(cfg, engine, quiet), network, quiet)
-        store.ensure("mlflow-artifacts")
         pg = DockerContainer(postgres_image(engine, base_image, tmp_path_factory.mktemp("pg"))) \
             .with_network(network).with_network_aliases("postgres").with_env("POSTGRES_PASSWORD", password)
         stack.enter_context(pg)
         s3store.until(lambda: pg.get_wrapped_container().exec_run(
             [f"{PG}/pg_isready", "-h", "127.0.0.1", "-q"]).exit_code == 0 or None, 60, "PostgreSQL did not start")
-        server = DockerContainer(refs["mlflow"]).with_network(network).with_exposed_ports(5000) \
-            .with_network_aliases("mlflow").with_env("MLFLOW_S3_ENDPOINT_URL", store.inside) \
-            .with_env("MLFLOW_BACKEND_STORE_URI", f"postgresql+psycopg://postgres:{password}@postgres:5432/postgres")
-        for k, v in store.keys.items():
-            server.with_env(k, v)
-        stack.enter_context(server)
-        url = f"http://127.0.0.1:{server.get_exposed_port(5000)}"
-        s3store.until(lambda: requests.get(f"{url}/health", timeout=2).ok or None, 120,
-                      "the tracking server did not answer", logs=lambda: server.get_logs()[1].decode()[-2000:])
+        url = mlflowstore.start_server(stack, refs["mlflow"], network, store, {
+            "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg://postgres:{password}@postgres:5432/postgres"})
         env = {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
         run_on(engine, refs["notebook"], REGISTER, network.name, env)
         run_on(engine, refs["mlflow"], SKOPS, network.name, env)

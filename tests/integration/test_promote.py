@@ -237,7 +237,7 @@ def test_manifests_follow_a_promotion_and_a_refused_one_leaves_them_untouched(pu
     ray, notebook = result["ray"].digest, result["notebook"].digest
     assert {(c["file"], c["new"]) for c in update["changes"]} == {
         ("kustomization.yaml", ray), ("jupyterhub-values.yaml", f"{reg.host}/{project(tcfg, 'test')}/scipy-notebook"),
-        ("jupyterhub-values.yaml", f"python-3.11-sunat-v14@{notebook}")}
+        ("jupyterhub-values.yaml", f"python-3.11-sunat-v{tcfg.project.version}@{notebook}")}
     assert f"-    digest: {old}  # moved by CI\n+    digest: {ray}  # moved by CI" in update["diff"]
     assert (folder / "kustomization.yaml").read_text() == before["kustomization.yaml"].replace(old, ray)
 

@@ -38,7 +38,7 @@ def diff(ctx: typer.Context,
     or changed, riskiest for unpickling first (Python, numpy, scikit-learn, cloudpickle,
     category-encoders, ..., the private model packages), read from the registry.
 
-    Example: imagekit diff --env desa --env prod    (or: imagekit diff desa/ray:2.41.0-py311-sunat-v14 prod/ray)
+    Example: imagekit diff --env desa --env prod    (or: imagekit diff desa/ray:2.41.0-py311-sunat-v15 prod/ray)
     """
     result = diff_core.diff(load(ctx), refs or [], env or [])
     emit(ctx, result, as_json, _diff_lines(result))

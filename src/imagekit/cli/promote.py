@@ -58,7 +58,7 @@ def promote(ctx: typer.Context,
     entries are rewritten to the digests ENV runs afterwards, nothing else changes, the diff is
     printed; a refused promotion writes nothing there.
 
-    Example: imagekit promote --all --to test    (or: imagekit promote ray:2.41.0-py311-sunat-v14 --to prod)
+    Example: imagekit promote --all --to test    (or: imagekit promote ray:2.41.0-py311-sunat-v15 --to prod)
     Example: imagekit promote --all --to prod --manifests gitops/prod
     """
     cfg = load(ctx)

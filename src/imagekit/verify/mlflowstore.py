@@ -94,20 +94,28 @@ def open_tracking(stack, mlflow: Tracking | str, network, store: s3store.S3, not
         preflight(mlflow)
         inside = s3store.relay(stack, mlflow.url, "the MLflow tracking server", note)
         return f"endpoint {mlflow.url}", {"MLFLOW_TRACKING_URI": inside, **mlflow.credentials, **CLIENT}
+    note("starting the MLflow tracking server")
+    start_server(stack, mlflow, network, store)
+    return f"started {mlflow} (SQLite, artifacts in {ARTIFACTS})", {"MLFLOW_TRACKING_URI": "http://mlflow:5000",
+                                                                   **CLIENT}
+
+
+def start_server(stack, image: str, network, store: s3store.S3, env: dict[str, str] | None = None) -> str:
+    """The tracking server ``image`` on ``network`` (as ``mlflow:5000``), its artifacts in ``store``'s
+    bucket mlflow-artifacts, ``env`` added (MLFLOW_BACKEND_STORE_URI: another backend store); its URL
+    from this machine (a published port on the loopback, as a port-forward's), once it answers."""
     from testcontainers.core.container import DockerContainer
 
     store.ensure(ARTIFACTS)
-    server = DockerContainer(mlflow).with_network(network).with_network_aliases("mlflow").with_exposed_ports(5000) \
-        .with_env("MLFLOW_S3_ENDPOINT_URL", store.inside).with_kwargs(extra_hosts={forward.HOST_ALIAS: "host-gateway"})
-    for k, v in store.keys.items():
+    server = DockerContainer(image).with_network(network).with_network_aliases("mlflow").with_exposed_ports(5000) \
+        .with_kwargs(extra_hosts={forward.HOST_ALIAS: "host-gateway"})
+    for k, v in {**store.keys, "MLFLOW_S3_ENDPOINT_URL": store.inside, **(env or {})}.items():
         server.with_env(k, v)
-    note("starting the MLflow tracking server")
     stack.enter_context(server)
-    health = f"http://{server.get_container_host_ip()}:{server.get_exposed_port(5000)}/health"
-    s3store.until(lambda: _ok(health), 120, "the MLflow tracking server did not answer",
+    url = f"http://127.0.0.1:{server.get_exposed_port(5000)}"
+    s3store.until(lambda: _ok(f"{url}/health"), 120, "the MLflow tracking server did not answer",
                   logs=lambda: server.get_wrapped_container().logs()[-2000:].decode(errors="replace"))
-    return f"started {mlflow} (SQLite, artifacts in {ARTIFACTS})", {"MLFLOW_TRACKING_URI": "http://mlflow:5000",
-                                                                   **CLIENT}
+    return url
 
 
 def _ok(url: str) -> bool | None:
