@@ -64,13 +64,17 @@ def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> s3
 
 def mlflow_for(cfg: Config, engine: Engine, url: str | None, scenarios: tuple[str, ...],
                on_line: Callable[[str], None]) -> mlflowstore.Tracking | str | None:
-    """The tracking server MLflow scenarios use: the team's (--mlflow-uri / verify.mlflow_uri), else
-    the built `mlflow` image when a scenario imports mlflow (built now), else none."""
+    """The tracking server MLflow scenarios use: the team's (--mlflow-uri / verify.mlflow_uri, asked
+    whether it answers), else the built `mlflow` image when a scenario imports mlflow (built now), else none."""
     url = url or cfg.verify.mlflow_uri
-    if url:
-        return mlflowstore.tracking(url, cfg.env)
     folder = cfg.path(cfg.verify.notebooks)
-    if not any(mlflowstore.uses_mlflow(folder / f"{s}.ipynb") for s in scenarios):
+    used = any(mlflowstore.uses_mlflow(folder / f"{s}.ipynb") for s in scenarios)
+    if url:
+        team = mlflowstore.tracking(url, cfg.env)
+        if used:
+            mlflowstore.preflight(team)  # before any container starts
+        return team
+    if not used:
         return None
     name = cfg.image(cfg.verify.mlflow_server).name
     built = build.build(cfg, engine, names=[name], on_line=on_line).images

@@ -90,8 +90,7 @@ def uses_mlflow(notebook: Path) -> bool:
 def open_tracking(stack, mlflow: Tracking | str, network, store: s3store.S3, note) -> tuple[str, dict[str, str]]:
     """(a description, what containers on ``network`` are given to reach the tracking server):
     the team's (relayed when on the loopback), or the image ``mlflow`` started with ``store``."""
-    if isinstance(mlflow, Tracking):
-        preflight(mlflow)
+    if isinstance(mlflow, Tracking):  # asked whether it answers by the caller, before any container
         inside = s3store.relay(stack, mlflow.url, "the MLflow tracking server", note)
         return f"endpoint {mlflow.url}", {"MLFLOW_TRACKING_URI": inside, **mlflow.credentials, **CLIENT}
     note("starting the MLflow tracking server")
