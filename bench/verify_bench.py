@@ -66,12 +66,11 @@ def main() -> None:
 
 
 def registry(cfg, engine) -> None:
-    ray = next(i.image_id for i in build.load_result(cfg).images if i.name == "ray")
-    quiet = lambda line: None  # noqa: E731
+    images = {i.name: i.image_id for i in build.load_result(cfg).images}
+    ray, quiet = images["ray"], lambda line: None
     with s3store.on_network() as (stack, network):
         store = s3store.open_store(stack, s3_server(cfg, engine, quiet), network, quiet)
-        mlflow = next(i.image_id for i in build.load_result(cfg).images if i.name == "mlflow")
-        url = mlflowstore.start_server(stack, mlflow, network, store)
+        url = mlflowstore.start_server(stack, images["mlflow"], network, store)
         for _ in range(3):  # three versions of each registered model
             verify_compat(cfg, engine, scenarios=("cybersec-mlflow",), mlflow_uri=url, write_record=False)
         t = time.monotonic()

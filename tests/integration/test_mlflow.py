@@ -17,7 +17,7 @@ import pytest
 
 from testcontainers.core.container import DockerContainer
 
-from imagekit import config, lock
+from imagekit import lock
 from imagekit.engine import Engine
 from imagekit.errors import EngineError, PreconditionError
 from imagekit.testing import PG, postgres_image

@@ -4,15 +4,13 @@ import hashlib
 import json
 import shutil
 import socket
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import boto3
 import pytest
 from helpers import ROOT, securesystemslib_verifies, sigstore_js, variant
 
-from imagekit import attest, config, lock, push, wheels
+from imagekit import attest, config, lock, push
 from imagekit.registry import Registry
 from imagekit.verify import record, static, verify_compat, verify_stored
 

@@ -45,6 +45,10 @@ def _artifacts(ctx: typer.Context, report, cases: list[tuple[str, bool, str, flo
         ET.ElementTree(suite).write(junit, encoding="utf-8", xml_declaration=True)
 
 
+def _yes(ok: bool, good: str, bad: str) -> str:
+    return f"[green]{good}[/]" if ok else f"[red]{bad}[/]"
+
+
 def _cases(scenarios) -> list[tuple[str, bool, str, float]]:
     return [(s.name, s.ok, s.reason, s.train_seconds + s.serve_seconds) for s in scenarios]
 
@@ -97,12 +101,11 @@ def stored(ctx: typer.Context, prefix: str = typer.Argument("", help="only model
     if as_json:
         emit(ctx, report, True, "", ok=report.ok)
     else:
-        yes = lambda ok, good, bad: f"[green]{good}[/]" if ok else f"[red]{bad}[/]"  # noqa: E731
         table = Table("model", "fingerprint", "loads", "predictions", "node", "detail")
         shown = report.models if len(report.models) <= 50 else [m for m in report.models if not m.ok]
         for m in shown:
-            table.add_row(escape(m.name), yes(not m.fingerprint, "same", "differs"), yes(m.loaded, "yes", "no"),
-                          yes(m.same_predictions, "same", "differ"), escape(m.node + (" (kept)" if m.reused else "")),
+            table.add_row(escape(m.name), _yes(not m.fingerprint, "same", "differs"), _yes(m.loaded, "yes", "no"),
+                          _yes(m.same_predictions, "same", "differ"), escape(m.node + (" (kept)" if m.reused else "")),
                           escape("; ".join(m.fingerprint) or m.reason))
         out.print(table)
         failing = sum(not m.ok for m in report.models)
@@ -124,12 +127,11 @@ def _mlflow_stored(ctx, cfg, ray_image, baseline_image, mlflow_uri, models, s3_e
     if as_json:
         emit(ctx, report, True, "", ok=report.ok)
     else:
-        yes = lambda ok, good, bad: f"[green]{good}[/]" if ok else f"[red]{bad}[/]"  # noqa: E731
         table = Table("model", "aliases", "requirements", "loads", "as baseline", "detail")
         for m in report.models:
             c = m.candidate
-            table.add_row(escape(c.name), escape(", ".join(m.aliases)), yes(not c.differences, "same", "differ"),
-                          yes(c.loaded, "yes", "no"), yes(c.same_predictions, "same", "differ") if c.example and
+            table.add_row(escape(c.name), escape(", ".join(m.aliases)), _yes(not c.differences, "same", "differ"),
+                          _yes(c.loaded, "yes", "no"), _yes(c.same_predictions, "same", "differ") if c.example and
                           not m.baseline_error else "-", escape(c.reason or m.note))
         out.print(table)
         out.print(f"{len(report.models)} model versions, {sum(not m.ok for m in report.models)} failing; candidate "

@@ -48,6 +48,12 @@ class VerifyReport:
         return self.static.ok and trip and (self.lifecycle is None or self.lifecycle.ok)
 
 
+def _built(cfg: Config, engine: Engine, name: str, on_line: Callable[[str], None]) -> build.BuiltImage:
+    """The image of imagekit.toml named ``name``, built now (from cache when unchanged)."""
+    name = cfg.image(name).name  # a ConfigError when imagekit.toml has no such image
+    return next(i for i in build.build(cfg, engine, names=[name], on_line=on_line).images if i.name == name)
+
+
 def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> s3store.S3Server:
     """MinIO where its image is present or can be pulled; else the locally built stand-in."""
     minio = cfg.verify.minio_image
@@ -56,8 +62,7 @@ def s3_server(cfg: Config, engine: Engine, on_line: Callable[[str], None]) -> s3
                                   {"MINIO_ROOT_USER": "imagekit"})
     standin = cfg.image(cfg.verify.s3_standin)
     on_line(f"{minio} cannot be had here; using the stand-in image '{standin.name}'")
-    built = next(i for i in build.build(cfg, engine, names=[standin.name], on_line=on_line).images
-                 if i.name == standin.name)
+    built = _built(cfg, engine, standin.name, on_line)
     return s3store.S3Server(built.image_id, f"stand-in {standin.repository}:{built.tags[0]} ({minio} unavailable)",
                               [], {})
 
@@ -76,9 +81,7 @@ def mlflow_for(cfg: Config, engine: Engine, url: str | None, scenarios: tuple[st
         return team
     if not used:
         return None
-    name = cfg.image(cfg.verify.mlflow_server).name
-    built = build.build(cfg, engine, names=[name], on_line=on_line).images
-    return next(i.image_id for i in built if i.name == name)
+    return _built(cfg, engine, cfg.verify.mlflow_server, on_line).image_id
 
 
 def scenarios_of(cfg: Config) -> tuple[str, ...]:
@@ -297,9 +300,9 @@ def verify_mlflow(cfg: Config, engine: Engine, *, ray: str | None = None, baseli
                          option="--model")
     mlflow = mlflowstore.tracking(url, cfg.env)
     mlflowstore.preflight(mlflow)  # before any image is pulled or started
-    s3_env = {}
-    if s3_endpoint or cfg.verify.s3_endpoint:  # for a server that does not proxy artifacts
-        ep = endpoint(cfg, s3_endpoint or cfg.verify.s3_endpoint)
+    s3_env, s3_url = {}, s3_endpoint or cfg.verify.s3_endpoint
+    if s3_url:  # for a server that does not proxy artifacts
+        ep = endpoint(cfg, s3_url)
         s3_env = {"AWS_ACCESS_KEY_ID": ep.access_key, "AWS_SECRET_ACCESS_KEY": ep.secret_key,
                   "MLFLOW_S3_ENDPOINT_URL": ep.url}
     candidate = _subject(cfg, engine, "ray", ray)

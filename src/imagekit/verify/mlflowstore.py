@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 
 from imagekit import forward, redact
-from imagekit.errors import EngineError, PreconditionError, UsageError
+from imagekit.errors import PreconditionError, UsageError
 from imagekit.verify import s3store
 from imagekit.verify.compare import compare
 
@@ -195,8 +195,7 @@ def _run(image: str, network, env: dict[str, str], models: list[str], note) -> l
         code, tail = stored.stream(c, ["python", "-m", "mlflowcheck", "--out", OUTCOMES, *models], note,
                                     prefix="mlflowcheck: ")
         if code != 0:
-            fatal = next((line.split("fatal: ", 1)[1] for line in reversed(tail) if "mlflowcheck: fatal: " in line),
-                         (tail or [f"exit code {code}"])[-1])
+            fatal = stored.fatal(code, tail, prefix="mlflowcheck: ")
             if "No module named mlflowcheck" in fatal:
                 raise PreconditionError(f"{image} has no mlflowcheck: a Ray image built before imagekit's release v15",
                                         hint="pass a Ray image built by this imagekit")
@@ -228,7 +227,7 @@ def check_registry(ray: str, baseline: str, mlflow: Tracking, models: list[str],
     for r in candidate:
         b = base.get(r["uri"], {})
         base_error = _stage(b) if b else "not checked"
-        expected = (b.get("served") or {}).get("predictions") if b.get("served") else None
+        expected = (b.get("served") or {}).get("predictions")
         outcome = judge(f"{r['name']}/{r['version']}", r["uri"], [f"{r['name']}@{a}" for a in r["aliases"]],
                         r["differences"], loaded=r["loaded"], example=r["example"], error=_stage(r),
                         expected=expected, served=r.get("served"), seconds=r.get("seconds", 0.0),

@@ -106,9 +106,8 @@ def check(ray: str, image_id: str, s3: s3store.S3Server | s3store.Endpoint, *, p
         code, tail = stream(c, ["python", "-m", "stored_check", "--list", LIST, "--out", OUTCOMES, "--image",
                                  image_id, "--batch-size", str(batch_size), *(["--recheck"] if recheck else [])], note)
         if code != 0:
-            fatal = next((line.split("fatal: ", 1)[1] for line in reversed(tail) if "stored_check: fatal: " in line),
-                         (tail or [f"exit code {code}"])[-1])  # an exception's last line, never its traceback
-            raise EngineError(f"the stored-model check stopped: {fatal}", hint=_hint(fatal, cluster))
+            why = fatal(code, tail)
+            raise EngineError(f"the stored-model check stopped: {why}", hint=_hint(why, cluster))
         records = [json.loads(line) for line in read_text(c, OUTCOMES).splitlines() if line]
     models = sorted((judge(r) for r in records), key=lambda m: m.name)
     reused = sum(m.reused for m in models)
@@ -161,6 +160,13 @@ def stream(c, cmd: list[str], note, prefix: str = "stored_check: ") -> tuple[int
             tail = (tail + [line])[-40:]
     tail.append(pending)
     return api.exec_inspect(run["Id"])["ExitCode"], [t for t in tail if t.strip()]
+
+
+def fatal(code: int, tail: list[str], prefix: str = "stored_check: ") -> str:
+    """Why a check that exited ``code`` stopped: its "<prefix>fatal: " line, else the output's last line
+    (an exception's last line, never its traceback)."""
+    return next((line.split("fatal: ", 1)[1] for line in reversed(tail) if f"{prefix}fatal: " in line),
+                (tail or [f"exit code {code}"])[-1])
 
 
 def read_text(c, path: str) -> str:
