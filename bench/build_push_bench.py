@@ -11,13 +11,16 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' support
+
 from imagekit import build, config, push
-from imagekit.testing import RegistryProcess
+from support import RegistryProcess
 from imagekit.engine import Engine
 
 

@@ -19,8 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' support
+
 from imagekit.registry import Registry
-from imagekit.testing import RegistryProcess
+from support import RegistryProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = "0dd633a"  # the lock in one pip-installed layer per image, Dockerfile install stages

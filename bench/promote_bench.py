@@ -16,14 +16,18 @@ import subprocess
 import tempfile
 import time
 import tracemalloc
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' support
+
 from imagekit import build, config, promote, push
-from imagekit.testing import RegistryProcess, make_keys, record_verified, seed_image, sign_pair
-from imagekit.verify import record, required_scenarios
+from support import RegistryProcess, make_keys, record_verified, seed_image, sign_pair
+from imagekit import record
+from imagekit.verify.policy import required_scenarios
 from imagekit.engine import Engine
 from imagekit.registry import Registry
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from imagekit import build, config, runtime
+from imagekit import build, config, containers, runtime, services
 from imagekit.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,14 +24,11 @@ def main() -> None:
     ray, notebook = built["ray"].image_id, built["notebook"].image_id
     report = runtime.check(engine, ray, notebook, lifecycle_notebooks=cfg.path(cfg.verify.lifecycle))
     assert report.ok, [i for i in report.items if not i.ok]
-    run = runtime._Run(engine)
-    try:
+    with containers.Run(engine, "bench") as run:
         started = time.monotonic()
-        head = run.start(ray, runtime.HEAD, "head")
+        head = run.start(services.RayNode(ray))
         runtime.until(head, runtime.GCS_PROBE, 120, every=0.2)
         floor = time.monotonic() - started
-    finally:
-        run.close()
     started = time.monotonic()
     life = runtime.deploy_from_notebook(engine, notebook, ray, cfg.path(cfg.verify.lifecycle))
     t_life = time.monotonic() - started

@@ -20,9 +20,12 @@ from pathlib import Path
 
 from moto.server import ThreadedMotoServer
 
-from imagekit import build, config
+from imagekit import build, config, containers
 from imagekit.engine import Engine
-from imagekit.verify import mlflowstore, s3_server, s3store, verify_compat, verify_mlflow, verify_stored
+from imagekit.verify import s3store, tracking
+from imagekit.verify.compat import verify_compat
+from imagekit.verify.mlflowstore import verify_mlflow
+from imagekit.verify.stored import verify_stored
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,9 +71,9 @@ def main() -> None:
 def registry(cfg, engine) -> None:
     images = {i.name: i.image_id for i in build.load_result(cfg).images}
     ray, quiet = images["ray"], lambda line: None
-    with s3store.on_network() as (stack, network):
-        store = s3store.open_store(stack, s3_server(cfg, engine, quiet), network, quiet)
-        url = mlflowstore.start_server(stack, images["mlflow"], network, store)
+    with containers.Run(engine, "bench") as run:
+        store = s3store.open_store(run, s3store.store_for(cfg, engine, None, quiet), quiet)
+        url = tracking.start_server(run, images["mlflow"], store).url(5000)
         for _ in range(3):  # three versions of each registered model
             verify_compat(cfg, engine, scenarios=("cybersec-mlflow",), mlflow_uri=url, write_record=False)
         t = time.monotonic()

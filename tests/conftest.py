@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import os
 
+import secrets
+
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled here
+# every container and network this test run starts (in this process and in the imagekit processes it
+# runs) carries this run's label: leftover checks count only those, whoever else uses the engine
+os.environ.setdefault("IMAGEKIT_RUN_ID", f"tests-{secrets.token_hex(6)}")
 
 import functools
 import http.server
@@ -14,7 +19,7 @@ import pytest
 from helpers import RegistryProcess, make_htpasswd, make_tls, make_wheel, run_cli, write_project
 
 from imagekit import config
-from imagekit.testing import make_keys
+from support import make_keys
 
 
 def make_test_packages(simple) -> None:
@@ -55,7 +60,7 @@ def index(tmp_path_factory) -> str:
 @pytest.fixture(autouse=True)
 def no_imagekit_settings(monkeypatch):
     """The developer's IMAGEKIT_* variables never reach a test (they would override its settings)."""
-    for var in [v for v in os.environ if v.startswith("IMAGEKIT_")]:
+    for var in [v for v in os.environ if v.startswith("IMAGEKIT_") and v != "IMAGEKIT_RUN_ID"]:
         monkeypatch.delenv(var)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagekit.testing import RegistryProcess, make_htpasswd, make_tls, make_wheel, seed_image, write_project
+from support import RegistryProcess, make_htpasswd, make_tls, make_wheel, seed_image, write_project
 
 ROOT = Path(__file__).resolve().parents[1]
 __all__ = ["ROOT", "RegistryProcess", "make_htpasswd", "make_tls", "make_wheel", "run_cli", "seed_image",
@@ -70,4 +70,7 @@ def variant(engine, base_ref, tmp_path, name, steps, files=()):
     for f in files:
         (context / f.name).write_bytes(f.read_bytes())
     (context / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\nUSER root\n{steps}\nUSER ray\n")
-    return engine.build(context, tags=[f"imagekit-test/{name}:latest"], buildargs={"PARENT": base_ref}, labels={})
+    from imagekit import buildkit
+
+    return buildkit.build(engine, context, tags=[f"imagekit-test/{name}:latest"], buildargs={"PARENT": base_ref},
+                          labels={})

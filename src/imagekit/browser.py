@@ -10,19 +10,25 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from imagekit import wait
 from imagekit.errors import PreconditionError
-from imagekit.runtime import Item
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 DRIVER = "chromedriver"
 STACK = "import sklearn, category_encoders, ray; print('imagekit-stack', sklearn.__version__, " \
         "category_encoders.__version__, ray.__version__)"
 SLIDER = "import ipywidgets; ipywidgets.IntSlider(value=7, description='imagekit')"
-LAB, WIDGET, DASHBOARD = ("browser: JupyterLab through the hub runs the model stack",
-                          "browser: an ipywidgets slider renders in JupyterLab",
-                          "browser: the Ray dashboard shows 2 alive nodes")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the browser saw of one thing it checked (runtime.py names the checks)."""
+    ok: bool
+    detail: str
+    seconds: float
 
 
 def tools() -> tuple[str, str]:
@@ -56,18 +62,13 @@ class Page:
             return ""
         return ("; console: " + " | ".join(m[:200] for m in logs[-3:])) if logs else "; the console said nothing"
 
-    def until(self, what: str, found: Callable[[], object], timeout: float) -> object:
-        """Poll ``found`` until it returns something true; TimeoutError names ``what``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                value = found()
-            except Exception:  # noqa: BLE001 - an element not there yet, a page still loading
-                value = None
-            if value:
-                return value
-            time.sleep(0.5)
-        raise TimeoutError(f"{what} did not appear in {timeout:.0f} s (at {self.driver.current_url})")
+    def until(self, what: str, found: Callable[[], object], timeout: float, gone=None) -> object:
+        """``found()``'s first true answer (an element not there yet, a page still loading: not yet);
+        wait.NotReady names ``what`` and the page it was waited for on."""
+        from selenium.common.exceptions import WebDriverException
+
+        return wait.until(f"{what} (at {self.driver.current_url})", found, timeout, retry=(WebDriverException,),
+                          gone=gone)
 
     def text(self) -> str:
         return self.driver.find_element("tag name", "body").text
@@ -95,9 +96,9 @@ def page(screenshots: Path | None) -> Iterator[Page]:
         chrome.quit()
 
 
-def jupyterlab(base: str, user: str, screenshots: Path | None) -> list[Item]:
+def jupyterlab(base: str, user: str, screenshots: Path | None) -> tuple[Seen, Seen]:
     """Log in to the hub at ``base``, land in JupyterLab on the user's server, open a new notebook,
-    run the model stack's imports, then render a slider: two items."""
+    run the model stack's imports, then render a slider: (the stack, the slider)."""
     from selenium.webdriver.common.keys import Keys
 
     with page(screenshots) as p:
@@ -113,23 +114,24 @@ def jupyterlab(base: str, user: str, screenshots: Path | None) -> list[Item]:
             run_cell(p, Keys, STACK)
             out = p.until("the cell's output", lambda: next((t for t in outputs(p) if "imagekit-stack" in t
                                                              or "Error" in t), None), 180)
-        except TimeoutError as e:
-            detail = f"{e}{p.shot('jupyterlab')}{p.errors()}"
-            return [Item("notebook", LAB, False, detail, _since(started)),
-                    Item("notebook", WIDGET, False, "JupyterLab did not come up", 0.0)]
+        except wait.NotReady as e:
+            return Seen(False, f"{e.message}{p.shot('jupyterlab')}{p.errors()}", _since(started)), \
+                Seen(False, "JupyterLab did not come up", 0.0)
         ok = out.startswith("imagekit-stack")
-        lab = Item("notebook", LAB, ok, (f"sklearn, category_encoders, ray: {out.split(' ', 1)[1]}" if ok else
-                                         f"the cell said: {out[-300:]}") + p.shot("jupyterlab"), _since(started))
+        lab = Seen(ok, (f"sklearn, category_encoders, ray: {out.split(' ', 1)[1]}" if ok else
+                        f"the cell said: {out[-300:]}") + p.shot("jupyterlab"), _since(started))
         started = time.monotonic()
-        try:
+        try:  # until the cell answers: a slider, or the text a notebook without the widgets' front-end shows
             run_cell(p, Keys, SLIDER)
-            p.until("the slider", lambda: p.css(".jp-OutputArea-output .widget-slider"), 30)
-            detail, ok = "IntSlider in the DOM (.widget-slider)", True
-        except TimeoutError:
-            detail = (f"no slider in the page; the output reads {' '.join(outputs(p)[1:])[-200:]!r} (the widgets' front-end, "
-                      f"jupyterlab_widgets, is not loaded){p.errors()}")
-            ok = False
-        return [lab, Item("notebook", WIDGET, ok, detail + p.shot("ipywidgets"), _since(started))]
+            p.until("the slider's output", lambda: p.css(".jp-OutputArea-output .widget-slider") or any(
+                "IntSlider" in t for t in outputs(p)[1:]), 60)
+        except wait.NotReady as e:
+            return lab, Seen(False, f"{e.message}{p.errors()}{p.shot('ipywidgets')}", _since(started))
+        if p.css(".jp-OutputArea-output .widget-slider"):
+            return lab, Seen(True, "IntSlider in the DOM (.widget-slider)" + p.shot("ipywidgets"), _since(started))
+        return lab, Seen(False, f"no slider in the page; the output reads {' '.join(outputs(p)[1:])[-200:]!r} (the "
+                                f"widgets' front-end, jupyterlab_widgets, is not loaded){p.errors()}{p.shot('ipywidgets')}",
+                         _since(started))
 
 
 def run_cell(p: Page, keys, code: str) -> None:
@@ -144,9 +146,10 @@ def outputs(p: Page) -> list[str]:
     return [o.text.strip() for o in p.css(".jp-NotebookPanel .jp-OutputArea-output")]
 
 
-def ray_dashboard(base: str, screenshots: Path | None, nodes: int = 2) -> Item:
+def ray_dashboard(base: str, screenshots: Path | None, nodes: int = 2, gone: Callable[[], str] | None = None) -> Seen:
     """The dashboard's overview loads; its cluster page counts ``nodes`` nodes ALIVE (the overview
-    itself shows nodes only with the autoscaler's status, which a static cluster has not)."""
+    itself shows nodes only with the autoscaler's status, which a static cluster has not). ``gone``
+    says a node will never come (a worker that exited): then the count is taken as it is."""
     def alive() -> int:
         found = re.search(r"ALIVE\s*x\s*(\d+)", p.text())
         return int(found.group(1)) if found else 0
@@ -159,12 +162,11 @@ def ray_dashboard(base: str, screenshots: Path | None, nodes: int = 2) -> Item:
             shot = p.shot("ray-dashboard-overview")
             d.get(f"{base}/#/cluster")
             p.until("the cluster page's count of ALIVE nodes", alive, 60)
-            p.until(f"ALIVE x {nodes}", lambda: alive() == nodes, 10)
-        except TimeoutError as e:
+            p.until(f"ALIVE x {nodes}", lambda: alive() == nodes, 30, gone=gone)
+        except wait.NotReady as e:
             counted = f" (the cluster page says ALIVE x {alive()})" if alive() else ""
-            return Item("ray", DASHBOARD, False, f"{e}{counted}{p.shot('ray-dashboard')}{p.errors()}", _since(started))
-        return Item("ray", DASHBOARD, True, f"the cluster page says ALIVE x {nodes}{shot}{p.shot('ray-dashboard')}",
-                    _since(started))
+            return Seen(False, f"{e.message}{counted}{p.shot('ray-dashboard')}{p.errors()}", _since(started))
+        return Seen(True, f"the cluster page says ALIVE x {nodes}{shot}{p.shot('ray-dashboard')}", _since(started))
 
 
 def _since(started: float) -> float:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagekit import layers, lock, osimage, proc, wheels
+from imagekit import buildkit, files, layers, lock, osimage, proc, wheels
 from imagekit.config import Config
 from imagekit.digests import sha256_file, sha256_hex
 from imagekit.engine import Engine
@@ -198,7 +198,7 @@ class _Builder:
             python_ref = INTERNAL.format(name=f"{img.name}-python", key=content[:12])
             layers.assemble(engine, parent_ref, py_layers, python_ref, labels={IMAGE_LABEL: img.name})
             self.note(f"{img.name}: building {img.dockerfile.name if img.dockerfile else 'labels'}")
-            image_id = engine.build(context, tags=[internal, *local], buildargs={"PARENT": python_ref},
+            image_id = buildkit.build(engine, context, tags=[internal, *local], buildargs={"PARENT": python_ref},
                                     labels=labels, builder=self.builder, on_line=self.note)
             layers.check(engine, image_id, uv_binary(), what=img.name)
         sbom_path = self.out / f"{img.name}.cdx.json"
@@ -213,12 +213,7 @@ class _Builder:
 
 
 def _write_json(path: Path, data) -> None:
-    """Replace ``path`` whole: written aside under a name of its own, then renamed (builds may overlap)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(data, indent=1))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    files.write(path, json.dumps(data, indent=1))  # whole: builds may overlap
 
 
 def adopt(cfg: Config, engine: Engine, name: str, image_id: str) -> None:

@@ -28,7 +28,7 @@ IMAGE_KEYS = {"name": str, "repository": str, "context": str, "parent": str,
               "requirements": str, "tags": list, "shared": bool}
 ENV_KEYS = {"name": str, "project": str, "immutable": bool, "registry": str, "namespace": str, "redis": str,
             "redis_secret": str, "manifests": str}
-OTHER_VARIABLES = ("IMAGEKIT_CONFIG",)
+OTHER_VARIABLES = ("IMAGEKIT_CONFIG", "IMAGEKIT_RUN_ID")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Config:
     images: tuple[ImageSpec, ...]
     environments: tuple[Environment, ...]
     origins: Mapping[str, str] = field(default_factory=dict)  # "section.key" -> where it came from
+    committed: Mapping[str, Any] = field(default_factory=dict)  # "section.key" -> the file's own value
     warnings: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # the variables it was read with
 
@@ -59,18 +60,17 @@ class Config:
         return self.path(self.cache.dir)
 
     def image(self, name: str) -> ImageSpec:
-        for img in self.images:
-            if img.name == name:
-                return img
-        raise ConfigError(f"no image named '{name}'", source=self.source,
-                          hint=f"known images: {', '.join(i.name for i in self.images)}")
+        return self._named(self.images, name, "image")
 
     def environment(self, name: str) -> Environment:
-        for env in self.environments:
-            if env.name == name:
-                return env
-        raise ConfigError(f"no environment named '{name}'", source=self.source,
-                          hint=f"known environments: {', '.join(e.name for e in self.environments)}")
+        return self._named(self.environments, name, "environment")
+
+    def _named(self, items, name: str, what: str):
+        found = next((i for i in items if i.name == name), None)
+        if found is None:
+            raise ConfigError(f"no {what} named '{name}'", source=self.source,
+                              hint=f"known {what}s: {', '.join(i.name for i in items)}")
+        return found
 
     @property
     def first_project(self) -> str:
@@ -120,6 +120,7 @@ def load(path: Path | str | None = None, *, env: Mapping[str, str] | None = None
     origins: dict[str, str] = {}
     sections = {name: _section(name, cls, data.get(name, {}), env, overrides or {}, source, origins)
                 for name, cls in SECTIONS.items()}
+    committed = {f"{name}.{k}": v for name in SECTIONS for k, v in (data.get(name) or {}).items()}
     root = path.resolve().parent
     images = _images(data.get("images", []), root, source)
     environments = _environments(data.get("environments", []), source)
@@ -127,6 +128,7 @@ def load(path: Path | str | None = None, *, env: Mapping[str, str] | None = None
         redact.register(secret)
     redact.register_url(sections["lock"].index_url)
     return Config(root=root, source=source, images=images, environments=environments, origins=origins,
+                  committed=committed,
                   warnings=tuple(_unknown_variables(env, environments)), env=env, **sections)
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from imagekit import attest, build, osimage
+from imagekit import attest, build, inventory, osimage
 from imagekit.config import Config
 from imagekit.errors import PreconditionError, UsageError
 from imagekit.images import Environment
+from imagekit.inventory import MOVING_TAG
 from imagekit.oci import Reference
-from imagekit.promote import MOVING_TAG, newest_set
 from imagekit.registry import Registry
-from imagekit.verify import verified_set
+from imagekit.verify.policy import verified_set
 
 # What a pickle is made of, most telling first: the interpreter, then the libraries whose classes
 # and array layouts models carry; the team's private model packages come right after.
@@ -60,7 +60,7 @@ def _side(cfg: Config, text: str) -> tuple[str, Side]:
     if img is None:
         raise UsageError(f"{text!r}: no image {image_name!r} in imagekit.toml",
                          hint=f"write [ENV/]IMAGE[:TAG|@DIGEST] with IMAGE one of {', '.join(i.name for i in cfg.images)}")
-    return img.name, facts(Registry.from_config(cfg, env), f"{env.project}/{img.repository}",
+    return img.name, facts(inventory.registry_for(cfg, env), inventory.repo(cfg, env, img.name),
                            ref.digest or ref.tag or MOVING_TAG)
 
 
@@ -76,27 +76,25 @@ def facts(reg: Registry, repo: str, ref: str) -> Side:
     manifest = reg.manifest(repo, ref)
     if manifest is None:
         raise PreconditionError(f"{reg.host}/{repo}:{ref} does not exist", hint="push or promote it first")
-    labels = reg.config(repo, manifest).get("config", {}).get("Labels") or {}
-    if build.PACKAGES_LABEL not in labels:
-        raise PreconditionError(f"{reg.host}/{repo}@{manifest.digest} has no {build.PACKAGES_LABEL} label",
+    labels = inventory.labels(reg, repo, manifest)
+    if inventory.PACKAGES_LABEL not in labels:
+        raise PreconditionError(f"{reg.host}/{repo}@{manifest.digest} has no {inventory.PACKAGES_LABEL} label",
                                 hint="it was not built by this imagekit (or by an older one); rebuild it to diff it")
-    packages = dict(p.split("==", 1) for p in labels[build.PACKAGES_LABEL].split())
     return Side(ref=f"{reg.host}/{repo}@{manifest.digest}", python=labels.get(osimage.PYTHON_LABEL, ""),
-                lock=labels.get(build.LOCK_LABEL, ""), packages=packages)
+                lock=labels.get(build.LOCK_LABEL, ""), packages=inventory.packages(labels))
 
 
 def _runs(cfg: Config, env: Environment) -> dict[str, Side]:
     """What ``env`` runs of each verified image: `current`, or where nothing was promoted (the first
     environment) what `promote --all` would move from it: its newest verified set."""
-    reg, members = Registry.from_config(cfg, env), verified_set(cfg)
-    repos = {n: f"{env.project}/{cfg.image(n).repository}" for n in members}
-    chosen = None
-    if not all(reg.manifest(repo, MOVING_TAG) for repo in repos.values()):
-        chosen = newest_set(cfg, reg, env, members, attest.trusted_key(cfg))
-        if chosen is None:
-            raise PreconditionError(f"{env.name} runs nothing under {MOVING_TAG} and holds no verified set",
-                                    hint="push and verify the images (`imagekit verify-compat`), or diff two images")
-    return {n: facts(reg, repo, chosen.images[n] if chosen else MOVING_TAG) for n, repo in repos.items()}
+    reg = inventory.registry_for(cfg, env)
+    members = verified_set(cfg)
+    held = inventory.runs(cfg, env, members, attest.trusted_key(cfg))
+    if set(held) != set(members):
+        raise PreconditionError(f"{env.name} runs no {', '.join(sorted(set(members) - set(held)))} under {MOVING_TAG} "
+                                f"and holds no set verified together",
+                                hint="push and verify the images (`imagekit verify-compat`), or diff two images")
+    return {n: facts(reg, h.path, h.digest) for n, h in held.items()}
 
 
 def private_packages(cfg: Config) -> set[str]:

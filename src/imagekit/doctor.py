@@ -5,9 +5,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from imagekit import lock, registry
+from imagekit import inventory, lock
 from imagekit.config import Config
-from imagekit.engine import Engine, buildkit_cli
+from imagekit.buildkit import cli_invocation
+from imagekit.engine import Engine
 from imagekit.errors import ImagekitError, PreconditionError
 
 
@@ -40,14 +41,14 @@ def diagnose(cfg: Config) -> Report:
     try:
         engine = Engine.connect()
         info = engine.info()
-        cli = buildkit_cli()
+        cli = cli_invocation()
         builder = f"BuildKit through {' '.join(cli[0])}" if cli else "the classic builder (no docker CLI offers BuildKit)"
         checks.append(Check("docker engine", True, f"Docker {info.version} (API {info.api_version}, "
                                                    f"{info.storage_driver}) at {info.endpoint}; builds with {builder}"))
     except ImagekitError as e:
         engine = None
         checks.append(Check("docker engine", False, e.message.splitlines()[0], e.hint or ""))
-    checks.append(_try("registry", lambda: registry.Registry.from_config(cfg).ping(),
+    checks.append(_try("registry", lambda: inventory.registry_for(cfg, cfg.environments[0] if cfg.environments else None).ping(),
                        "run `make dev-up` for the local registry, or check registry.url"))
     if engine:
         tag, upstream = cfg.os.tag, cfg.os.image
@@ -66,11 +67,12 @@ def diagnose(cfg: Config) -> Report:
 
 
 def _s3_server(cfg: Config, engine: Engine) -> str:
-    minio = cfg.verify.minio_image
-    if minio and engine.image(minio):
-        return f"MinIO ({minio})"
-    standin = cfg.image(cfg.verify.s3_standin)  # ConfigError when the config names no such image
-    return f"{minio} not present: the stand-in image '{standin.name}' ({standin.repository}) will be used"
+    """What verify-compat would start as its S3 server (s3store.choose: the one choice)."""
+    from imagekit.verify.s3store import choose
+
+    image, minio = choose(cfg, engine)
+    return f"MinIO ({image})" if minio else (f"{cfg.verify.minio_image} cannot be had here: the stand-in image "
+                                             f"'{image}' ({cfg.image(image).repository}) will be used")
 
 
 def _cache(cfg: Config) -> str:

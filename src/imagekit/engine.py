@@ -1,25 +1,18 @@
-"""The one wrapper around the Docker engine: docker-py for the API, the docker CLI for BuildKit builds.
-
-Files go in and out of containers through the API (``put_archive``/``get_archive``), never bind
-mounts, so everything here also works with a remote engine (``DOCKER_HOST=tcp://...``).
-"""
+"""The one wrapper around the Docker engine: docker-py's one client (one timeout policy, DOCKER_HOST
+honoured) for images, builds, pulls and pushes. Containers are started by containers.py through it;
+the BuildKit CLI builder is buildkit.py."""
 from __future__ import annotations
 
 import datetime
-import io
-import os
-import shutil
-import tarfile
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 import docker.errors
 
-from imagekit import proc, progress
-from imagekit.errors import EngineError, ToolError
+from imagekit import progress
+from imagekit.errors import EngineError
 from imagekit.oci import Reference
 
 HINT = "start the engine with `make dev-up` (installs docker.io and starts dockerd), or set DOCKER_HOST"
@@ -124,106 +117,11 @@ class Engine:
         except docker.errors.APIError as e:
             raise EngineError(f"docker load failed: {e.explanation}") from None
 
-    def run(self, image: str, cmd: list[str], *, network: bool = False, user: str | None = None,
-            env: Mapping[str, str] | None = None, inputs: Mapping[str, Path | bytes] | None = None,
-            timeout: float = 600) -> str:
-        """Run ``cmd`` in a throwaway container, host files or folders (or bytes) copied in at the
-        given paths first; return its output or raise EngineError with it."""
-        with self.container(image, cmd, network="bridge" if network else "none", user=user, env=env) as c:
-            for dest, src in (inputs or {}).items():
-                self.put(c, dest, src)
-            return self.wait(c, image, cmd, timeout)
-
-    def run_with_files(self, image: str, cmd: list[str], *, inputs: Mapping[str, Path], outputs: list[str],
-                       env: Mapping[str, str] | None = None, network: str = "none", user: str = "root",
-                       timeout: float = 600) -> dict[str, bytes]:
-        """Run ``cmd`` with host files or folders copied in at the given paths; return each output
-        file's bytes. ToolError (with the output) when the command fails."""
-        with self.container(image, cmd, network=network, user=user, env=env) as c:
-            for dest, src in inputs.items():
-                self.put(c, dest, src)
-            try:
-                self.wait(c, image, cmd, timeout)
-            except EngineError as e:
-                raise ToolError(e.message, cmd=cmd, output=e.message) from None
-            result = {}
-            for path in outputs:
-                with tarfile.open(fileobj=io.BytesIO(b"".join(self.get(c, path))), mode="r|") as tar:
-                    member = tar.next()
-                    result[path] = tar.extractfile(member).read() if member and member.isfile() else b""
-            return result
-
-    def wait(self, c, image: str, cmd: list[str], timeout: float) -> str:
-        """Start a created container and wait for it; its output, or EngineError with the output's tail."""
-        c.start()
-        try:
-            status = c.wait(timeout=timeout)
-        except Exception:  # requests' ReadTimeout and friends: the command ran too long
-            raise EngineError(f"{' '.join(cmd)[:120]} did not finish within {timeout:.0f} s in {image}") from None
-        output = c.logs().decode(errors="replace")
-        if status.get("StatusCode") != 0:
-            tail = "\n".join(output.strip().splitlines()[-30:])
-            raise EngineError(f"{' '.join(cmd)[:120]} failed in {image} (exit {status.get('StatusCode')}):\n{tail}")
-        return output
-
-    def container(self, image: str, cmd: list[str], *, network: str = "none", user: str | None = None,
-                  env: Mapping[str, str] | None = None) -> "_Container":
-        """A created (not started) container that is removed on leaving the ``with`` block."""
-        try:
-            c = self.client.containers.create(image, cmd, user=user, network_mode=network, detach=True,
-                                              environment=dict(env or {}))
-        except docker.errors.ImageNotFound:
-            raise EngineError(f"image {image} is not in the engine") from None
-        except docker.errors.APIError as e:
-            raise EngineError(f"cannot create a container from {image}: {e.explanation}") from None
-        return _Container(c)
-
-    @staticmethod
-    def put(c, dest: str, src: Path | bytes) -> None:
-        """Copy a host file or folder (or bytes) into a created container as ``dest``."""
-        with tempfile.TemporaryFile() as buf:
-            with tarfile.open(fileobj=buf, mode="w") as tar:
-                if isinstance(src, bytes):
-                    info = tarfile.TarInfo(dest.lstrip("/"))
-                    info.size, info.mode = len(src), 0o644
-                    tar.addfile(info, io.BytesIO(src))
-                else:
-                    tar.add(str(src), arcname=dest.lstrip("/"), filter=_readable)
-            buf.seek(0)
-            if not c.put_archive("/", buf):
-                raise EngineError(f"could not copy {src} into the container at {dest}")
-
-    @staticmethod
-    def get(c, path: str) -> Iterator[bytes]:
-        """A file or folder of a container as a tar stream (the folder's name first)."""
-        try:
-            stream, _ = c.get_archive(path)
-        except docker.errors.NotFound:
-            raise EngineError(f"{path} does not exist in the container") from None
-        return stream
-
     def build(self, context: Path, *, tags: list[str], buildargs: dict[str, str], labels: dict[str, str],
-              builder: str = "auto", on_line: Callable[[str], None] | None = None) -> str:
-        """Build ``context`` with no network; return the image id. BuildKit through the docker CLI
-        where the CLI offers it, else the classic builder through the API."""
-        note = progress.output(on_line)
-        cli = buildkit_cli() if builder in ("auto", "buildkit") else None
-        if builder == "buildkit" and cli is None:
-            raise EngineError("BuildKit was asked for but no docker CLI here offers it",
-                              hint="install docker.io (its 20.10 client has BuildKit built in) or the buildx plugin")
-        if cli is not None:
-            argv, env = cli
-            with tempfile.TemporaryDirectory(prefix="imagekit-build-") as tmp:
-                iid = Path(tmp) / "iid"
-                cmd = [*argv, "--progress=plain", "--network=none", "--iidfile", str(iid),
-                       *(f"--build-arg={k}={v}" for k, v in buildargs.items()),
-                       *(f"--label={k}={v}" for k, v in labels.items()), *(f"--tag={t}" for t in tags), str(context)]
-                try:
-                    proc.run(cmd, env=env, on_line=note)
-                except ToolError as e:
-                    raise EngineError(f"build of {context.name} failed:\n{e.output.strip()[-3000:]}") from None
-                return iid.read_text().strip()
-        image_id = ""
+              on_line: Callable[[str], None] | None = None) -> str:
+        """Build ``context`` with the classic builder through the API, no network; return the image id
+        (buildkit.py chooses between this and BuildKit)."""
+        note, image_id = progress.output(on_line), ""
         try:
             for chunk in self.client.api.build(path=str(context), tag=tags[0], buildargs=buildargs, labels=labels,
                                                network_mode="none", rm=True, forcerm=True, decode=True):
@@ -268,46 +166,3 @@ class Engine:
         if len(digests) != 1:
             raise EngineError(f"push of {repository} reported digests {sorted(digests)}, expected one")
         return digests.pop()
-
-
-class _Container:
-    """A docker-py container that is force-removed when the ``with`` block ends."""
-
-    def __init__(self, c) -> None:
-        self.c = c
-
-    def __enter__(self):
-        return self.c
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self.c.remove(force=True)
-        except docker.errors.APIError:
-            pass
-
-
-def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    info.mode |= 0o555 if info.isdir() else 0o444  # readable (folders: enterable) by the image's user
-    return info
-
-
-def buildkit_cli() -> tuple[list[str], dict[str, str]] | None:
-    """The docker CLI invocation that builds with BuildKit here: buildx, or a pre-23 client with
-    DOCKER_BUILDKIT=1 (newer clients without buildx refuse that). None: use the classic builder."""
-    for docker_bin in dict.fromkeys(filter(None, [shutil.which("docker"), "/usr/bin/docker"])):
-        if not os.access(docker_bin, os.X_OK):
-            continue
-        try:
-            proc.run([docker_bin, "buildx", "version"])
-            return [docker_bin, "buildx", "build", "--load"], {}
-        except ToolError:
-            pass
-        try:
-            version = proc.run([docker_bin, "version", "--format", "{{.Client.Version}}"]).strip()
-        except ToolError as e:
-            version = e.output.strip().splitlines()[0] if e.output.strip() else ""
-        if version and version.split(".")[0].isdigit() and int(version.split(".")[0]) < 23:
-            return [docker_bin, "build"], {"DOCKER_BUILDKIT": "1"}
-    return None

@@ -3,33 +3,25 @@ repository, rewritten to the digests the environment runs, and nothing else (com
 quoting and every other byte stay). Found by the YAML parser, edited in the text at the places it
 reports: plain `image:` fields (pods, KubeRay groups, KubeSpawner overrides), Zero to JupyterHub's
 `image: {name, tag}` (the tag becomes `<version>@sha256:...`) and kustomize's `images:` entries
-(`newName`, and `digest` in place of `newTag`). An image is recognised by its repository's last
-path segment (`ray`, `scipy-notebook`), whatever registry or project the folder names now."""
+(`newName`, and `digest` in place of `newTag`), and Helm values' `image: {repository, tag}` (KubeRay's
+ray-cluster chart; with Bitnami's `registry` split off; the tag becomes `<version>@sha256:...`, or
+`digest` is set where the mapping has it), wherever they sit. An image is recognised by its
+repository's last path segment (`ray`, `scipy-notebook`), whatever registry or project the folder
+names now; any tag it has is replaced by the pinned one, a release imagekit does not know included."""
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from imagekit import files
 from imagekit.config import Config
-from imagekit.errors import ConfigError, PreconditionError
-from imagekit.promote import MOVING_TAG, registry_for, version_of
-from imagekit.verify import verified_set
-
-
-@dataclass(frozen=True)
-class Pin:
-    repository: str  # host/project/repository
-    tag: str  # the version tag naming the digest ("" when none does)
-    digest: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.repository}@{self.digest}"
+from imagekit.errors import ConfigError
+from imagekit.inventory import MOVING_TAG, Held, runs
+from imagekit.verify.policy import verified_set
 
 
 @dataclass(frozen=True)
@@ -50,20 +42,10 @@ class FolderUpdate:
     written: bool = False
 
 
-def pins(cfg: Config, env_name: str) -> dict[str, Pin]:
+def pins(cfg: Config, env_name: str) -> dict[str, Held]:
     """Repository name -> what `current` names in the environment, for each image of the verified set."""
     env = cfg.environment(env_name)
-    reg, found = registry_for(cfg, env), {}
-    for name in verified_set(cfg):
-        repo = cfg.image(name).repository
-        manifest = reg.manifest(f"{env.project}/{repo}", MOVING_TAG)
-        if manifest is not None:
-            found[repo] = Pin(f"{reg.host}/{env.project}/{repo}",
-                              version_of(reg, f"{env.project}/{repo}", manifest), manifest.digest)
-    if not found:
-        raise PreconditionError(f"{env.name} runs none of the verified images yet (nothing under {MOVING_TAG})",
-                                hint=f"promote into it first (imagekit promote --all --to {env.name})")
-    return found
+    return {cfg.image(n).repository: h for n, h in runs(cfg, env, verified_set(cfg)).items()}
 
 
 def _base(ref: str) -> str:
@@ -79,10 +61,10 @@ def _pairs(node) -> dict:
 class _Scan:
     """The edits one file needs: (start, end, replacement, line, old, new), and the references found."""
 
-    def __init__(self, wanted: dict[str, Pin]) -> None:
+    def __init__(self, wanted: dict[str, Held]) -> None:
         self.wanted, self.edits, self.found = wanted, [], 0
 
-    def pin(self, node) -> Pin | None:
+    def pin(self, node) -> Held | None:
         return self.wanted.get(_base(node.value)) if isinstance(node, yaml.ScalarNode) else None
 
     def put(self, value, new: str) -> None:
@@ -102,7 +84,7 @@ class _Scan:
             if name == "image" and (pin := self.pin(value)):
                 self.found += 1
                 self.put(value, pin.ref)
-            elif name == "image" and isinstance(value, yaml.MappingNode) and self.z2jh(value):
+            elif name == "image" and isinstance(value, yaml.MappingNode) and (self.z2jh(value) or self.helm(value)):
                 continue
             elif name == "images" and isinstance(value, yaml.SequenceNode):
                 for entry in value.value:
@@ -120,6 +102,33 @@ class _Scan:
         self.found += 1
         self.put(fields["name"][1], pin.repository)
         self.put(fields["tag"][1], f"{pin.tag or MOVING_TAG}@{pin.digest}")
+        return True
+
+    def helm(self, image) -> bool:
+        """A Helm chart's `image: {repository, tag}` (KubeRay's ray-cluster chart, most charts; Bitnami's
+        split `registry` from `repository`): the tag carries the digest (charts join repository:tag), or
+        the `digest` key holds it where the mapping has one."""
+        fields = _pairs(image)
+        pin = self.pin(fields.get("repository", (None, None))[1])
+        if pin is None:
+            return False
+        self.found += 1
+        if "registry" in fields:
+            host, _, path = pin.repository.partition("/")
+            self.put(fields["registry"][1], host)
+            self.put(fields["repository"][1], path)
+        else:
+            self.put(fields["repository"][1], pin.repository)
+        if "digest" in fields:
+            self.put(fields["digest"][1], pin.digest)
+        elif "tag" in fields:
+            self.put(fields["tag"][1], f"{pin.tag or MOVING_TAG}@{pin.digest}")
+        else:  # no tag: the pinned one follows the repository
+            key, value = fields["repository"]
+            self.edits.append((value.end_mark.index, value.end_mark.index,
+                               f", tag: {pin.tag or MOVING_TAG}@{pin.digest}" if image.flow_style else
+                               f"\n{' ' * key.start_mark.column}tag: {pin.tag or MOVING_TAG}@{pin.digest}",
+                               key.start_mark.line + 1, "", f"tag: {pin.tag or MOVING_TAG}@{pin.digest}"))
         return True
 
     def kustomize(self, entry) -> None:
@@ -144,18 +153,18 @@ class _Scan:
             self.edits.append((value.end_mark.index, value.end_mark.index, after, key.start_mark.line + 1, "", digest))
 
 
-def files(folder: Path) -> list[Path]:
+def yaml_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder", hint="name the environment's folder in the GitOps repository")
     return sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def plan(folder: Path, wanted: dict[str, Pin], env: str) -> tuple[FolderUpdate, dict[Path, str]]:
+def plan(folder: Path, wanted: dict[str, Held], env: str) -> tuple[FolderUpdate, dict[Path, str]]:
     """What rewriting ``folder`` to ``wanted`` changes, and each changed file's new text. A file that is
     not YAML stops it (a Helm template does not belong in an environment's folder)."""
     changes, new_texts, diffs, found = [], {}, [], 0
-    for path in files(folder):
+    for path in yaml_files(folder):
         text = path.read_text()
         scan = _Scan(wanted)
         try:
@@ -177,12 +186,9 @@ def plan(folder: Path, wanted: dict[str, Pin], env: str) -> tuple[FolderUpdate, 
     return FolderUpdate(str(folder), env, changes, found, "".join(diffs)), new_texts
 
 
-def update(folder: Path, wanted: dict[str, Pin], env: str) -> FolderUpdate:
+def update(folder: Path, wanted: dict[str, Held], env: str) -> FolderUpdate:
     """Rewrite the folder's references (idempotent: a second run changes nothing)."""
     result, texts = plan(folder, wanted, env)
     for path, text in texts.items():
-        tmp = path.with_name(f".{path.name}.imagekit")
-        tmp.write_text(text)
-        shutil.copymode(path, tmp)
-        tmp.replace(path)
+        files.write(path, text)
     return dataclasses.replace(result, written=bool(texts))

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit import digests
+from imagekit import containers, digests, files
 from imagekit.digests import sha256_hex
 from imagekit.engine import Engine, ImageInfo
 from imagekit.errors import CheckFailed, EngineError, ToolError
@@ -161,14 +161,14 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
                 link(wheels[p.name], stage / "wheels" / wheels[p.name].name)
         link(uv_bin, stage / "uv")
         (stage / "install.sh").write_text(_script(groups))
-        cmd = ["bash", "/imagekit/install.sh"]
-        with engine.container(parent, cmd, user="root") as c:
-            engine.put(c, "/imagekit", stage)
-            engine.wait(c, parent, cmd, timeout=1800)  # EngineError with the output's tail on failure
+        with containers.Run(engine, "install", network=False) as run:
+            c = run.start(containers.Container(parent, ["bash", "/imagekit/install.sh"], user="root",
+                                               network_mode="none"), inputs={"/imagekit": stage})
+            c.wait(1800)  # ToolError with the output's tail on failure
             shutil.rmtree(stage)
             out = Path(tmp) / "out"
             with tempfile.TemporaryFile(dir=tmp) as archive:
-                for chunk in engine.get(c, "/imagekit/out"):
+                for chunk in c.archive("/imagekit/out"):
                     archive.write(chunk)
                 archive.seek(0)
                 with tarfile.open(fileobj=archive, mode="r|") as tar:
@@ -178,20 +178,13 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
 
 def _write(folder: Path, group: Group, key: str, tree: Path) -> Layer:
     """Write ``tree`` as the layer tar of ``group`` (rooted at /opt/venv), then record it."""
-    fd, name = tempfile.mkstemp(prefix=f"{key}.", suffix=".tmp", dir=folder)  # builds may run at once
-    tmp = Path(name)
-    with os.fdopen(fd, "wb") as f:
-        write_tar(f, tree, VENV.strip("/"))
-    diff_id = digests.oci_file(tmp)
     path = folder / f"{key}.tar"
-    os.replace(tmp, path)
-    meta = {"diff_id": diff_id, "size": path.stat().st_size, "group": group.name,
+    with files.writing(path) as f:  # builds may run at once
+        write_tar(f, tree, VENV.strip("/"))
+    meta = {"diff_id": digests.oci_file(path), "size": path.stat().st_size, "group": group.name,
             "packages": [f"{p.name}=={p.version}" for p in group.pins]}
-    fd, name = tempfile.mkstemp(prefix=f"{key}.", suffix=".json.tmp", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(meta))
-    os.replace(name, folder / f"{key}.json")
-    return Layer(group=group.name, diff_id=diff_id, size=meta["size"], packages=tuple(meta["packages"]),
+    files.write(folder / f"{key}.json", json.dumps(meta))
+    return Layer(group=group.name, diff_id=meta["diff_id"], size=meta["size"], packages=tuple(meta["packages"]),
                  path=path, cached=False)
 
 
@@ -265,8 +258,8 @@ def check(engine: Engine, image: str, uv_bin: Path, *, what: str) -> None:
     """Every installed distribution's requirements, Requires-Python included, are met by the image
     (``uv pip check`` with its interpreter, network off). CheckFailed names each problem."""
     try:
-        engine.run_with_files(image, ["/tmp/imagekit-uv", "pip", "check", "--python", f"{VENV}/bin/python"],
-                              inputs={"/tmp/imagekit-uv": uv_bin}, outputs=[])
+        containers.run(engine, image, ["/tmp/imagekit-uv", "pip", "check", "--python", f"{VENV}/bin/python"],
+                       inputs={"/tmp/imagekit-uv": uv_bin}, user="root")
     except ToolError as e:
         problems = [line.strip() for line in e.output.splitlines() if line.strip().startswith("The package")]
         raise CheckFailed(f"{what}: the installed packages do not fit together (uv pip check)",

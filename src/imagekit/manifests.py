@@ -1,8 +1,10 @@
 """`imagekit manifests`: what an environment's cluster runs, rendered from one place and pinned by the
 digests `current` names there: a RayCluster (GCS fault tolerance on the environment's Redis), a
-RayService serving the Ray image's model server, the RayJob of the stored-model check, and the Zero
-to JupyterHub `singleuser` values with a profile for the notebook image and RAY_ADDRESS. The
-README's snippets are these documents rendered for EXAMPLE."""
+RayService serving the Ray image's model server, the RayJob of the stored-model check, the Zero
+to JupyterHub `singleuser` values with a profile for the notebook image and RAY_ADDRESS, and the
+values of KubeRay's ray-cluster Helm chart (the RayCluster for teams that install it with Helm; the
+chart joins `repository:tag`, so the tag carries the digest). The README's snippets are these
+documents rendered for EXAMPLE."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,14 +12,14 @@ from pathlib import Path
 
 import yaml
 
-from imagekit import gitops
-from imagekit.build import PACKAGES_LABEL
+from imagekit import files, gitops, inventory
 from imagekit.config import Config
 from imagekit.errors import PreconditionError
-from imagekit.promote import MOVING_TAG, registry_for
+from imagekit.inventory import MOVING_TAG
 
 API = "ray.io/v1"
-FILES = ("raycluster.yaml", "rayservice.yaml", "rayjob-verify-stored.yaml", "jupyterhub-values.yaml")
+FILES = ("raycluster.yaml", "rayservice.yaml", "rayjob-verify-stored.yaml", "jupyterhub-values.yaml",
+         "values-ray-cluster.yaml")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Pinned:
     redis_secret: str
     s3_endpoint: str  # S3 as the cluster's pods reach it
     ray: str  # host/project/repository@sha256:...
+    ray_tag: str  # its version tag
     ray_version: str
     ray_id: str  # its config digest: the image id the stored-model check keys its outcomes by
     notebook: str  # host/project/repository (without tag)
@@ -39,7 +42,8 @@ class Pinned:
 
 EXAMPLE = Pinned(env="prod", project="mlops-prod", namespace="mlops-prod", redis="redis.mlops-prod.svc:6379",
                  redis_secret="ray-redis", s3_endpoint="http://minio.mlops-prod.svc:9000",
-                 ray="harbor.example.org/mlops-prod/ray@sha256:<digest>", ray_version="2.41.0",
+                 ray="harbor.example.org/mlops-prod/ray@sha256:<digest>", ray_tag="2.41.0-py311-sunat-v15",
+                 ray_version="2.41.0",
                  ray_id="sha256:<its config digest>",
                  notebook="harbor.example.org/mlops-prod/scipy-notebook", notebook_tag="python-3.11-sunat-v15",
                  notebook_digest="sha256:<digest>")
@@ -53,15 +57,14 @@ def pinned(cfg: Config, env_name: str) -> Pinned:
         missing = cfg.verify.server if ray is None else cfg.verify.trainer
         raise PreconditionError(f"{env.name} runs no {missing} image yet (nothing under {MOVING_TAG})",
                                 hint=f"promote into it first (imagekit promote --all --to {env.name})")
-    reg, repo = registry_for(cfg, env), ray.repository.split("/", 1)[1]
-    manifest = reg.manifest(repo, ray.digest)
-    labels = reg.config(repo, manifest).get("config", {}).get("Labels") or {}
-    versions = dict(p.split("==", 1) for p in labels.get(PACKAGES_LABEL, "").split() if "==" in p)
+    reg = inventory.registry_for(cfg, env)
+    manifest = reg.manifest(ray.path, ray.digest)
+    versions = inventory.packages(inventory.labels(reg, ray.path, manifest))
     namespace = env.k8s_namespace
     return Pinned(env=env.name, project=env.project, namespace=namespace,
                   redis=env.redis or f"redis.{namespace}.svc:6379", redis_secret=env.redis_secret,
                   s3_endpoint=cfg.verify.cluster_s3_endpoint or f"http://minio.{namespace}.svc:9000",
-                  ray=ray.ref, ray_version=versions.get("ray", ""), ray_id=manifest.data.get("config", {}).get("digest", ""),
+                  ray=ray.ref, ray_tag=ray.tag or MOVING_TAG, ray_version=versions.get("ray", ""), ray_id=manifest.data.get("config", {}).get("digest", ""),
                   notebook=notebook.repository, notebook_tag=notebook.tag or MOVING_TAG, notebook_digest=notebook.digest)
 
 
@@ -118,7 +121,13 @@ def documents(p: Pinned) -> dict[str, dict]:
         "profileList": [{"display_name": f"MLOps (verified with the {p.env} Ray cluster)", "default": True,
                          "kubespawner_override": {"image": f"{p.notebook}@{p.notebook_digest}",
                                                   "environment": {"RAY_ADDRESS": head_address(p)}}}]}}
-    return dict(zip(FILES, (cluster, service, job, hub)))
+    repository, _, digest = p.ray.partition("@")
+    chart = {"image": {"repository": repository, "tag": f"{p.ray_tag}@{digest}", "pullPolicy": "IfNotPresent"},
+             "gcsFaultTolerance": {"enabled": True, "redisAddress": p.redis, "redisPassword": {
+                 "valueFrom": {"secretKeyRef": {"name": p.redis_secret, "key": "password"}}}},
+             "head": {"rayVersion": p.ray_version, "rayStartParams": {"dashboard-host": "0.0.0.0"}},
+             "worker": {"groupName": "workers", "replicas": 2, "minReplicas": 2, "maxReplicas": 2}}
+    return dict(zip(FILES, (cluster, service, job, hub, chart)))
 
 
 class _Dumper(yaml.SafeDumper):
@@ -140,8 +149,5 @@ def render(p: Pinned) -> dict[str, str]:
     return {name: head + dump(doc) for name, doc in documents(p).items()}
 
 
-def write(files: dict[str, str], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (out / name).write_text(text)
-    return [out / name for name in files]
+def write(texts: dict[str, str], out: Path) -> list[Path]:
+    return [files.write(out / name, text) for name, text in texts.items()]

@@ -1,6 +1,7 @@
 """OCI names and documents: image references, manifests, artifacts. Data only, no I/O."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -100,3 +101,18 @@ def referrer(artifact_type: str, payload: bytes, subject: Manifest, *,
     if annotations:
         data["annotations"] = dict(annotations)
     return Manifest.of(data)
+
+
+def fallback_tag(digest: str) -> str:
+    """The OCI 1.1 referrers tag schema: the index of what refers to ``digest`` (sha256-<hex>)."""
+    return digest.replace(":", "-")
+
+
+def is_local(host: str) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

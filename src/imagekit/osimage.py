@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from imagekit import proc, progress
+from imagekit import containers, proc, progress
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import ConfigError, PreconditionError
@@ -39,7 +39,7 @@ def packages(cfg: Config) -> list[str]:
 
 def python_version(engine: Engine, ref: str) -> str:
     info = engine.image(ref)
-    return (info.labels.get(PYTHON_LABEL) if info else None) or engine.run(ref, PY_VERSION).strip()
+    return (info.labels.get(PYTHON_LABEL) if info else None) or containers.run(engine, ref, PY_VERSION).strip()
 
 
 def ensure(cfg: Config, engine: Engine, *, rebuild: bool = False,
@@ -73,7 +73,7 @@ def ensure(cfg: Config, engine: Engine, *, rebuild: bool = False,
                           key="lock.python", source=cfg.origins.get("lock.python"),
                           hint=f"set lock.python = \"{python}\" in imagekit.toml and run `imagekit lock`")
     if how == "upstream":
-        missing = engine.run(tag, ["sh", "-c", " ".join(f"command -v {t} >/dev/null || echo {t};" for t in TOOLS)])
+        missing = containers.run(engine, tag, ["sh", "-c", " ".join(f"command -v {t} >/dev/null || echo {t};" for t in TOOLS)])
         if missing.split():
             raise PreconditionError(f"the OS image {upstream} lacks {', '.join(missing.split())}, which the "
                                     "platform runs the images with (KubeRay probes, JupyterHub)",

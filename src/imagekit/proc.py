@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from imagekit.errors import ToolError
+from imagekit.redact import plain
 
 
 def run(cmd: Sequence[str | os.PathLike], *, cwd: Path | None = None,
@@ -50,3 +51,22 @@ def _stream(argv: list[str], cwd, env, on_line, timeout) -> tuple[str, int]:
             on_line(line.rstrip("\n"))
         code = p.wait(timeout=timeout)
     return "".join(lines), code
+
+
+ERRORS = ("Error", "error")  # what a line naming the failure carries
+
+
+def reason(output: str, *, prefix: str = "", markers: tuple[str, ...] = ERRORS, follow: int = 0) -> str:
+    """The telling line of a tool's output, never its traceback: its ``<prefix>fatal: <why>`` line,
+    else the last line carrying the first of ``markers`` found (with the ``follow`` lines after it:
+    Ray lists both sides of a mismatch below its first line), else its last line; without terminal
+    codes, at most 400 characters."""
+    lines = [line.strip() for line in plain(output).splitlines() if line.strip()]
+    fatal = [line.split("fatal: ", 1)[1] for line in lines if f"{prefix}fatal: " in line]
+    if fatal:
+        return fatal[-1][:400]
+    for marker in markers:
+        found = [i for i, line in enumerate(lines) if marker in line]
+        if found:
+            return " ".join(lines[found[-1]:found[-1] + 1 + follow])[:400]
+    return lines[-1][-400:] if lines else ""

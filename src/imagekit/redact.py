@@ -1,5 +1,8 @@
 """Secrets never leave the process: every value registered here is masked wherever imagekit
 writes or prints text (lock headers, errors, --json, logs), and credentials in URLs are stripped.
+A secret is masked where it stands as itself (a URL's or a header's credential, a word of its own, a
+tool echoing it), never inside another word: a password `test` leaves `mlops-test` alone, and an
+all-hex one leaves the sha256 it happens to sit in (the lock's hashes never go through here).
 Terminal escape codes that tools' output carries (a notebook's coloured traceback) are dropped too."""
 from __future__ import annotations
 
@@ -41,11 +44,17 @@ def plain(value: str) -> str:
     return _ESCAPES.sub("", value)
 
 
+def _standing(secret: str) -> re.Pattern:
+    """``secret`` where it is a word of its own: not next to a letter, digit, ``_`` or ``-``, nor to a
+    dot that continues a word (``host.test.example``)."""
+    return re.compile(r"(?<![\w.-])" + re.escape(secret) + r"(?![\w-])(?!\.\w)")
+
+
 def text(value: str) -> str:
     """``value`` with every registered secret masked, URL credentials and terminal codes removed."""
     value = plain(value)
     for secret in sorted(_secrets, key=len, reverse=True):
-        value = value.replace(secret, MASK)
+        value = _standing(secret).sub(MASK, value)
     return _USERINFO.sub(lambda m: m.group("scheme") + MASK + "@", value)
 
 

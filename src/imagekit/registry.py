@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import requests
@@ -16,26 +15,11 @@ from imagekit import digests, redact
 from imagekit.config import Config
 from imagekit.errors import ConfigError, RegistryError
 from imagekit.images import Environment
-from imagekit.oci import MANIFEST_TYPES, OCI_INDEX, Manifest, artifact
+from imagekit.oci import MANIFEST_TYPES, OCI_INDEX, Manifest, artifact, fallback_tag, is_local
 
 TIMEOUT = 30
 CHUNK = 8 << 20  # bytes per request when a blob is copied between registries
 RETRY_WAITS = (0.1, 0.3, 1.0)  # a read answered 5xx is tried again after these seconds
-
-
-def fallback_tag(digest: str) -> str:
-    """The OCI 1.1 referrers tag schema: the index of what refers to ``digest`` (sha256-<hex>)."""
-    return digest.replace(":", "-")
-
-
-def is_local(host: str) -> bool:
-    name = host.rsplit(":", 1)[0].strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
@@ -43,18 +27,15 @@ class Registry:
     host: str  # host[:port], no scheme
     scheme: str = "https"
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     ca_bundle: str = ""
     _session: requests.Session = field(default_factory=requests.Session, repr=False, compare=False)
     _tokens: dict[str, dict[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, cfg: Config, env: Environment | None = None) -> "Registry":
-        """The registry of ``env`` (default: the one every environment uses, registry.url).
-
-        Credentials: the environment's own (IMAGEKIT_ENV_<NAME>_USERNAME/_PASSWORD), else
-        registry.username/password, else the Docker config entry for the registry's host.
-        """
+        """The registry of ``env`` (default: registry.url); credentials: the environment's own
+        (IMAGEKIT_ENV_<NAME>_USERNAME/_PASSWORD), else registry.username/password, else the Docker config's."""
         s = cfg.registry
         url = ((env.registry if env else "") or s.url).rstrip("/")
         scheme, _, host = url.rpartition("://")
@@ -97,7 +78,6 @@ class Registry:
             raise RegistryError(f"{self.base}/v2/ answered {r.status_code}; not an OCI registry?", status=r.status_code)
         return f"{self.base} answers the OCI distribution API ({'auth required' if r.status_code == 401 else 'open'})"
 
-    # --- credentials and the auth challenge -------------------------------------------------
     def credentials(self) -> tuple[str, str] | None:
         """Explicit settings (IMAGEKIT_REGISTRY_USERNAME/_PASSWORD), else the user's Docker config
         (~/.docker/config.json, credential helpers included). Robot names like robot$p+ci are fine:
@@ -152,7 +132,6 @@ class Registry:
         body = r.json()
         return {"Authorization": f"Bearer {body.get('token') or body.get('access_token')}"}
 
-    # --- manifests, blobs, tags ---------------------------------------------------------------
     def manifest(self, repo: str, ref: str) -> Manifest | None:
         """The manifest ``repo:ref`` (tag or digest) as stored, or None when there is none."""
         r = self._request("GET", f"{self.base}/v2/{repo}/manifests/{ref}", scope=f"repository:{repo}:pull",
@@ -172,7 +151,6 @@ class Registry:
         _ok(r, f"PUT manifest {repo}:{ref}")
         return r
 
-    # --- referrers (OCI 1.1), with the spec's tag-schema fallback ------------------------------
     def attach(self, repo: str, manifest: Manifest) -> None:
         """Store a manifest that has a ``subject`` (its blobs already there). A registry that indexes
         referrers says so with an OCI-Subject header; for one that does not (Debian's docker-registry),
@@ -210,9 +188,7 @@ class Registry:
         return [d for d in listed if d.get("artifactType") == artifact_type]
 
     def blob(self, repo: str, digest: str) -> bytes:
-        r = self._request("GET", f"{self.base}/v2/{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")
-        _ok(r, f"GET blob {repo}@{digest[:19]}")
-        return r.content
+        return b"".join(self.blob_chunks(repo, digest))
 
     def blob_chunks(self, repo: str, digest: str) -> Iterator[bytes]:
         """The blob as it streams in, CHUNK bytes at a time: constant memory whatever its size."""
@@ -297,3 +273,28 @@ def _ok(r: requests.Response, what: str) -> None:
     if r.status_code >= 300:
         raise RegistryError(f"{what}: registry answered {r.status_code} {r.text[:300]}", status=r.status_code,
                             codes=_codes(r))
+
+
+def copy_blobs(src: Registry, src_repo: str, dst: Registry, dst_repo: str, manifest: Manifest,
+               on_line: Callable[[str], None]) -> dict[str, int]:
+    """Make every blob (and child manifest) of ``manifest`` exist in ``dst_repo`` (go-containerregistry's
+    remote.Write, without the tag): mounted across repositories of one registry (no bytes through the
+    client), streamed across registries. Writes no tag; counts what was mounted, copied, present."""
+    counts = {"mounted": 0, "copied": 0, "present": 0}
+    for child in manifest.data.get("manifests", []):  # an index: its platform manifests go first, by digest
+        sub = src.manifest(src_repo, child["digest"])
+        for k, n in copy_blobs(src, src_repo, dst, dst_repo, sub, on_line).items():
+            counts[k] += n
+        dst.put_manifest(dst_repo, child["digest"], sub)
+    same = (src.host, src.scheme) == (dst.host, dst.scheme)
+    for blob in manifest.blobs():
+        if dst.has_blob(dst_repo, blob):
+            counts["present"] += 1
+        elif same and dst.mount_blob(dst_repo, blob, src_repo):
+            counts["mounted"] += 1
+            on_line(f"mounted {blob[:19]} into {dst_repo}")
+        else:
+            on_line(f"copying {blob[:19]} into {dst_repo}")
+            dst.upload_blob_chunks(dst_repo, blob, src.blob_chunks(src_repo, blob))
+            counts["copied"] += 1
+    return counts

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from imagekit import attest
+from imagekit import attest, record
 from imagekit.config import Config
-from imagekit.promote import currents, names_set, newest_set, registry_for
-from imagekit.verify import record, verified_set
+from imagekit.inventory import currents, names_set, newest_set, registry_for, repo
+from imagekit.verify.policy import verified_set
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,21 @@ def status(cfg: Config, envs: list[str] | None = None) -> list[EnvironmentStatus
         reg, found = registry_for(cfg, env), {}
         now = currents(cfg, reg, env, members)
         for name in members:
-            repo = f"{env.project}/{cfg.image(name).repository}"
+            where = repo(cfg, env, name)
             good, why, layouts = [], "nothing under current", {}
             if now[name]:
-                verdicts = record.verdicts(reg, repo, now[name], public)
+                verdicts = record.verdicts(reg, where, now[name], public)
                 good = [v.images for f, v in verdicts if v.statement and f.layout == record.CANONICAL]
                 layouts = {layout: any(v.statement and f.layout == layout for f, v in verdicts)
                            for layout in record.LAYOUTS}
                 why = "" if good else "; ".join(f"{f.layout}: {v.why}" for f, v in verdicts) or "no signed attestation"
-            found[name] = (repo, reg.manifest(repo, tags[name]) if tags[name] else None, good, why, layouts)
+            found[name] = (where, reg.manifest(where, tags[name]) if tags[name] else None, good, why, layouts)
         # one signed statement that names every image `current` names
         together = next((s for (_, _, good, _, _) in found.values() for s in good if names_set(s, now)), None)
-        images = [ImageStatus(image=name, repository=f"{reg.host}/{repo}", version_tag=tags[name],
+        images = [ImageStatus(image=name, repository=f"{reg.host}/{where}", version_tag=tags[name],
                               version_digest=version.digest if version else "", current=now[name],
                               verified=bool(good), partners=together or (good or [{}])[0], why=why, layouts=layouts)
-                  for name, (repo, version, good, why, layouts) in found.items()]
+                  for name, (where, version, good, why, layouts) in found.items()]
         result.append(EnvironmentStatus(name=env.name, project=env.project, pair_verified=bool(together),
                                         images=images))
     return result

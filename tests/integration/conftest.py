@@ -6,9 +6,8 @@ import sys
 
 import pytest
 from helpers import ROOT, variant
-from testcontainers.core.container import DockerContainer
 
-from imagekit import build, config, lock, osimage, wheels
+from imagekit import build, config, containers, lock, osimage, wheels
 from imagekit.engine import Engine
 
 
@@ -50,28 +49,20 @@ def built(cfg, engine) -> build.BuildResult:
 
 
 @pytest.fixture
-def container():
-    """Start containers that are always removed, also when the test fails (docker-stacks' TrackedContainer)."""
-    started = []
-
-    def run(c: DockerContainer, ready_log: str | None = None, timeout: float = 120) -> DockerContainer:
-        c.start()
-        started.append(c)
-        if ready_log:
-            from testcontainers.core.waiting_utils import wait_for_logs
-            wait_for_logs(c, ready_log, timeout=timeout)
-        return c
-
-    yield run
-    for c in started:
-        c.stop()
+def run(engine):
+    """A run of the test's own: its containers (labelled with this test run) are always removed, also
+    when the test fails (docker-stacks' TrackedContainer)."""
+    with containers.Run(engine, "test") as r:
+        yield r
 
 
 @pytest.fixture(scope="session")
 def leftovers(engine):
-    """Containers and networks that exist now: a run must leave nothing beyond them."""
-    return lambda: ({c.id for c in engine.client.containers.list(all=True)},
-                    {n.id for n in engine.client.networks.list()})
+    """This test run's containers and networks that exist now (those labelled with IMAGEKIT_RUN_ID: other
+    users of the engine do not count): a run must leave nothing beyond them."""
+    label = {"label": f"{containers.RUN_LABEL}={containers.run_id()}"}
+    return lambda: ({c.id for c in engine.client.containers.list(all=True, filters=label)},
+                    {n.id for n in engine.client.networks.list(filters=label)})
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ import threading
 import pytest
 from helpers import ROOT, write_project
 
-from imagekit import build, config, lock, push
-from imagekit.errors import CheckFailed, EngineError, RegistryError
+from imagekit import build, config, containers, lock, push
+from imagekit.errors import CheckFailed, EngineError, RegistryError, ToolError
 from imagekit.registry import Registry
 
 TINY = """
@@ -113,7 +113,7 @@ def test_a_version_tag_is_never_reused_for_other_content(tiny, engine):
 
 def test_the_classic_builder_builds_the_same_dockerfile(tiny, engine):
     result = build.build(tiny(), engine, builder="classic")
-    out = engine.run(result.images[0].image_id, ["bash", "-c", "python -c \"import importlib.metadata as m; "
+    out = containers.run(engine, result.images[0].image_id, ["bash", "-c", "python -c \"import importlib.metadata as m; "
                                                  "print('soupy==' + m.version('soupy'))\"; ls /wheels 2>&1; true"])
     assert "soupy==1.0" in out and "No such file" in out
 
@@ -126,8 +126,8 @@ def test_the_build_has_no_network(tiny, engine, base_image):
     dockerfile.write_text(dockerfile.read_text() + f"RUN {ONLY_LOOPBACK}\n")
     for builder in ("buildkit", "classic"):
         build.build(tiny(), engine, builder=builder)  # the step sees no interface but lo
-    with pytest.raises(EngineError, match="network interfaces: eth0"):  # and the check can fail
-        engine.run(base_image, ["bash", "-c", ONLY_LOOPBACK], network=True)
+    with pytest.raises(ToolError, match="network interfaces: eth0"):  # and the check can fail
+        containers.run(engine, base_image, ["bash", "-c", ONLY_LOOPBACK], network="bridge")
 
 
 def test_a_version_bump_relabels_without_rebuilding_layers(tiny, engine):

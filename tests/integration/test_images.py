@@ -1,13 +1,10 @@
 """The built Ray and notebook images: interpreter, packages, users, Ray Serve, headless notebooks."""
 import hashlib
 import json
-import time
 
 import pytest
-import requests
-from testcontainers.core.container import DockerContainer
 
-from imagekit import build, lock
+from imagekit import build, containers, lock, services
 
 NOTEBOOK = {"cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {}, "outputs": [],
                        "source": "import sklearn, category_encoders, ray\n"
@@ -17,7 +14,7 @@ NOTEBOOK = {"cells": [{"cell_type": "code", "execution_count": None, "id": "c1",
 
 
 def installed(engine, ref):
-    out = engine.run(ref, ["python", "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"])
+    out = containers.run(engine, ref, ["python", "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"])
     return {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(out)}
 
 
@@ -28,10 +25,10 @@ def test_python_packages_and_user_are_the_locked_ones(cfg, engine, built, shared
     got = installed(engine, image.image_id)
     got.pop("setuptools", None)  # a venv's own where one was made with pip (the images' venv has none)
     assert got == expected  # every locked package of the image at its locked version, nothing else
-    assert engine.run(image.image_id, ["python", "-c", "import platform; print(platform.python_version())"]).strip() \
+    assert containers.run(engine, image.image_id, ["python", "-c", "import platform; print(platform.python_version())"]).strip() \
         == cfg.lock.python
-    assert engine.run(image.image_id, ["id", "-u"]).strip() == "1000"
-    found = engine.run(image.image_id, ["bash", "-c", "find / -xdev -name '*.whl' 2>/dev/null; ls -d /wheels 2>&1; true"])
+    assert containers.run(engine, image.image_id, ["id", "-u"]).strip() == "1000"
+    found = containers.run(engine, image.image_id, ["bash", "-c", "find / -xdev -name '*.whl' 2>/dev/null; ls -d /wheels 2>&1; true"])
     assert "No such file" in found.splitlines()[-1]  # the build's wheelhouse is gone ...
     strays = {line.rsplit("/", 1)[-1] for line in found.splitlines()  # (virtualenv ships pip's wheel as data)
               if not line.startswith("/opt/venv/lib/python3.11/site-packages/virtualenv/")}
@@ -52,26 +49,16 @@ def test_ray_and_notebook_share_the_model_layers(engine, built):
     assert built.shared_bytes["ray+notebook"] > 500e6
 
 
-def test_ray_image_serves_http(built, container):
+def test_ray_image_serves_http(built, run):
     ray = next(i for i in built.images if i.name == "ray")
-    c = container(DockerContainer(ray.image_id).with_exposed_ports(8000).with_kwargs(shm_size="1g"))
-    url = f"http://127.0.0.1:{c.get_exposed_port(8000)}/status"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            r = requests.get(url, timeout=2)
-            if r.status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline, c.get_wrapped_container().logs()[-2000:]
-        time.sleep(1)
-    assert r.json() == {"status": "ok", "models": {}, "fingerprints": {}}
+    server = run.start(services.ModelServer(ray.image_id, {}, {}))
+    assert server.ready(90) == {"status": "ok", "models": {}, "fingerprints": {}}
 
 
 def test_notebook_executes_headless(engine, built, tmp_path):
     nb = next(i for i in built.images if i.name == "notebook")
     (tmp_path / "check.ipynb").write_text(json.dumps(NOTEBOOK))
-    out = engine.run(nb.image_id, ["jupyter", "nbconvert", "--to", "notebook", "--execute", "--stdout",
-                                   "/tmp/check/check.ipynb"], inputs={"/tmp/check/check.ipynb": tmp_path / "check.ipynb"})
+    out = containers.run(engine, nb.image_id, ["jupyter", "nbconvert", "--to", "notebook", "--execute", "--stdout",
+                                               "/tmp/check/check.ipynb"],
+                         inputs={"/tmp/check/check.ipynb": tmp_path / "check.ipynb"})
     assert "versions 1." in out and " 2.8.1 2.41.0" in out

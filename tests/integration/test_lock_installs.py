@@ -3,7 +3,7 @@ OS image's interpreter: the whole lock installs and checks; what does not fit th
 import pytest
 from helpers import make_wheel
 
-from imagekit import build, layers, lock
+from imagekit import build, containers, layers, lock
 from imagekit.digests import sha256_file
 from imagekit.errors import CheckFailed, EngineError, ToolError
 
@@ -11,10 +11,10 @@ from imagekit.errors import CheckFailed, EngineError, ToolError
 @pytest.mark.parametrize("name", ["base", "ray", "notebook"])
 def test_every_image_passes_uv_pip_check_on_the_os_python(engine, built, name):
     image = built.image(name)
-    out = engine.run(image.image_id, ["/tmp/uv", "pip", "check", "--python", "/opt/venv/bin/python"],
+    out = containers.run(engine, image.image_id, ["/tmp/uv", "pip", "check", "--python", "/opt/venv/bin/python"],
                      user="root", inputs={"/tmp/uv": build.uv_binary()})
     assert "All installed packages are compatible" in out
-    assert engine.run(image.image_id, ["/opt/venv/bin/python", "-c", "import platform; "
+    assert containers.run(engine, image.image_id, ["/opt/venv/bin/python", "-c", "import platform; "
                                        "print(platform.python_version())"]).strip() == "3.11.2"
 
 

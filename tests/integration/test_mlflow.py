@@ -15,13 +15,14 @@ import tarfile
 
 import pytest
 
-from testcontainers.core.container import DockerContainer
+from support import PG, postgres_image
 
-from imagekit import lock
+from imagekit import containers, lock, wait
 from imagekit.engine import Engine
-from imagekit.errors import EngineError, PreconditionError
-from imagekit.testing import PG, postgres_image
-from imagekit.verify import mlflowstore, s3_server, s3store, verify_compat, verify_mlflow
+from imagekit.errors import PreconditionError, ToolError
+from imagekit.verify import s3store, tracking
+from imagekit.verify.compat import verify_compat
+from imagekit.verify.mlflowstore import verify_mlflow
 
 SAVE = r"""
 import json, sys
@@ -54,15 +55,17 @@ def refs(built):
 
 def save(engine: Engine, notebook: str, *args: str) -> tuple[dict, bytes]:
     """Run SAVE in the notebook image; its printed result and the saved model folder as a tar stream."""
-    with engine.container(notebook, ["python", "-c", SAVE, *args]) as c:
-        out = engine.wait(c, notebook, ["python", "-c", "SAVE"], 300)
-        return json.loads(out.strip().splitlines()[-1]), b"".join(Engine.get(c, "/tmp/model"))
+    with containers.Run(engine, "test", network=False) as run:
+        c = run.start(containers.Container(notebook, ["python", "-c", SAVE, *args], network_mode="none"))
+        out = c.wait(300)
+        return json.loads(out.strip().splitlines()[-1]), b"".join(c.archive("/tmp/model"))
 
 
 def test_both_images_have_the_locked_mlflow_client(cfg, shared_lock, refs, engine):
     pinned = lock.load_views(cfg, shared_lock).versions("base")["mlflow-skinny"]
     for name in ("notebook", "ray"):
-        assert engine.run(refs[name], ["python", "-c", "import mlflow; print(mlflow.__version__)"]).strip() == pinned
+        assert containers.run(engine, refs[name], ["python", "-c", "import mlflow; print(mlflow.__version__)"]).strip() \
+            == pinned
 
 
 def test_a_model_saved_in_the_notebook_loads_with_pyfunc_in_ray_and_predicts_the_same(engine, refs, tmp_path):
@@ -72,14 +75,14 @@ def test_a_model_saved_in_the_notebook_loads_with_pyfunc_in_ray_and_predicts_the
     saved = tmp_path / "model"
     assert {"MLmodel", "requirements.txt", "python_env.yaml", "input_example.json"} <= {p.name for p in saved.iterdir()}
     assert "serialization_format: cloudpickle" in (saved / "MLmodel").read_text()
-    served = json.loads(engine.run(refs["ray"], ["python", "-c", LOAD], inputs={"/tmp/model": saved}).strip()
-                        .splitlines()[-1])
+    served = json.loads(containers.run(engine, refs["ray"], ["python", "-c", LOAD], inputs={"/tmp/model": saved})
+                        .strip().splitlines()[-1])
     assert served == trained and len(trained["labels"]) == 8 and set(trained["labels"]) == {0, 1}
 
 
 def test_the_default_skops_format_is_refused_in_the_notebook_image(engine, refs):
     """mlflow.sklearn defaults to skops since MLflow 3.14; the images have no skops (mlflow-skinny)."""
-    with pytest.raises(EngineError) as e:
+    with pytest.raises(ToolError) as e:
         save(engine, refs["notebook"])
     assert "No module named 'skops'" in str(e.value)
 
@@ -106,25 +109,26 @@ print(json.dumps({"labels": model.predict(example).tolist()}))
 """
 
 
-def run_on(engine: Engine, image: str, code: str, network: str, env: dict) -> dict:
-    """``python -c code`` in ``image`` on ``network``; the JSON it printed last."""
-    c = engine.client.containers.create(image, ["python", "-c", code], network=network, environment=env)
-    try:
-        out = engine.wait(c, image, ["python", "-c", "..."], 300)
-    finally:
-        c.remove(force=True)
+def run_on(run: containers.Run, image: str, code: str, env: dict) -> dict:
+    """``python -c code`` in ``image`` in the run (on its network); the JSON it printed last."""
+    out = run.start(containers.Container(image, ["python", "-c", code], env=env)).wait(300)
     return json.loads(out.strip().splitlines()[-1])
+
+
+def s3_of(run: containers.Run, cfg, engine) -> s3store.Store:
+    """The S3 server verify-compat would start, started in ``run``."""
+    quiet = lambda line: None  # noqa: E731
+    return s3store.open_store(run, s3store.store_for(cfg, engine, None, quiet), quiet)
 
 
 def test_logged_and_registered_through_a_tracking_server_it_loads_by_alias_in_ray(cfg, engine, refs, leftovers):
     before = leftovers()
-    with s3store.on_network() as (stack, network):
-        store = s3store.open_store(stack, s3_server(cfg, engine, lambda line: None), network,
-                                   lambda line: None)
-        mlflowstore.start_server(stack, refs["mlflow"], network, store)
+    with containers.Run(engine, "test") as run:
+        store = s3_of(run, cfg, engine)
+        tracking.start_server(run, refs["mlflow"], store)
         env = {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}  # proxied artifacts: the clients have no S3 keys
-        logged = run_on(engine, refs["notebook"], LOG, network.name, env)
-        served = run_on(engine, refs["ray"], LOAD_URI, network.name, env)
+        logged = run_on(run, refs["notebook"], LOG, env)
+        served = run_on(run, refs["ray"], LOAD_URI, env)
         assert str(logged["version"]) == "1" and served["labels"] == logged["labels"]
         keys = [o["Key"] for o in store.client.list_objects_v2(Bucket="mlflow-artifacts").get("Contents", [])]
         assert any(k.endswith("/MLmodel") for k in keys), keys
@@ -161,26 +165,25 @@ def team_mlflow(cfg, engine, refs, base_image, tmp_path_factory):
     port-forward`), PostgreSQL (Debian's) as its backend store, artifacts proxied to S3; four models
     registered in it: intrusion (the cybersec pipeline, alias champion), no-example (no input example), absent (its
     requirements.txt names a distribution no image has), skops-model (skops format, from a full mlflow)."""
-    password, quiet = secrets.token_hex(12), lambda line: None
-    with s3store.on_network() as (stack, network):
-        store = s3store.open_store(stack, s3_server(cfg, engine, quiet), network, quiet)
-        pg = DockerContainer(postgres_image(engine, base_image, tmp_path_factory.mktemp("pg"))) \
-            .with_network(network).with_network_aliases("postgres").with_env("POSTGRES_PASSWORD", password)
-        stack.enter_context(pg)
-        s3store.until(lambda: pg.get_wrapped_container().exec_run(
-            [f"{PG}/pg_isready", "-h", "127.0.0.1", "-q"]).exit_code == 0 or None, 60, "PostgreSQL did not start")
-        url = mlflowstore.start_server(stack, refs["mlflow"], network, store, {
+    password = secrets.token_hex(12)
+    with containers.Run(engine, "test-mlflow") as run:
+        store = s3_of(run, cfg, engine)
+        pg = run.start(containers.Container(postgres_image(engine, base_image, tmp_path_factory.mktemp("pg")),
+                                            alias="postgres", env={"POSTGRES_PASSWORD": password}))
+        wait.until("PostgreSQL", lambda: pg.exec([f"{PG}/pg_isready", "-h", "127.0.0.1", "-q"])[0] == 0, 60,
+                   gone=pg.exited)
+        server = tracking.start_server(run, refs["mlflow"], store, {
             "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg://postgres:{password}@postgres:5432/postgres"})
         env = {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
-        run_on(engine, refs["notebook"], REGISTER, network.name, env)
-        run_on(engine, refs["mlflow"], SKOPS, network.name, env)
-        yield url, pg.get_wrapped_container()
+        run_on(run, refs["notebook"], REGISTER, env)
+        run_on(run, refs["mlflow"], SKOPS, env)
+        yield server.url(5000), pg
 
 
 def test_the_registry_is_kept_in_postgresql(team_mlflow):
     _, pg = team_mlflow
-    code, out = pg.exec_run([f"{PG}/psql", "-U", "postgres", "-tAc", "select name from registered_models order by 1"])
-    assert code == 0 and {"absent", "intrusion", "no-example", "skops-model"} <= set(out.decode().split()), out
+    code, out = pg.exec([f"{PG}/psql", "-U", "postgres", "-tAc", "select name from registered_models order by 1"])
+    assert code == 0 and {"absent", "intrusion", "no-example", "skops-model"} <= set(out.split()), out
 
 
 def test_verify_stored_checks_every_registered_version_against_the_baseline(cfg, cli, refs, team_mlflow, tmp_path):

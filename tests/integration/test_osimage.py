@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from imagekit import config, osimage
+from imagekit import buildkit, config, osimage
 from imagekit.errors import ConfigError, PreconditionError
 
 TAG = "imagekit-test/os-from-upstream:1"
@@ -18,7 +18,7 @@ def upstream(cfg, engine, base_image, tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\n{steps}\n")
         ref = f"imagekit-test/upstream-{name}:1"
-        engine.build(tmp_path / name, tags=[ref], buildargs={"PARENT": base_image}, labels={})
+        buildkit.build(engine, tmp_path / name, tags=[ref], buildargs={"PARENT": base_image}, labels={})
         made.append(ref)
         return config.load(cfg.source, env={"IMAGEKIT_OS_IMAGE": ref, "IMAGEKIT_OS_TAG": TAG})
     yield make

@@ -5,12 +5,12 @@ import json
 import pytest
 from helpers import ROOT, RegistryProcess, make_htpasswd, make_tls, seed_image
 
-from imagekit.testing import record_verified
+from support import record_verified
 
-from imagekit import attest, config, promote, push
+from imagekit import attest, config, history, promote, push, record
 from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
 from imagekit.registry import Manifest, Registry
-from imagekit.verify import record, required_scenarios
+from imagekit.verify.policy import required_scenarios
 
 ROBOT, SECRET = "robot$mlops+promote", "int3gration-Pa55w0rd"  # no other test's
 SCENARIOS = tuple(name for name, _ in required_scenarios(config.load(ROOT / "imagekit.toml", env={})))  # the gate's
@@ -101,7 +101,7 @@ def test_promotion_moves_the_same_digest_by_mount_through_every_environment(push
             assert {f.layout for f, v in verdicts if v.images == pair} == {record.BUNDLE, record.ATT}  # both layouts
     again = promote.promote(scfg, ["ray"], to="prod")[0]
     assert again.already and again.mounted == again.copied == 0
-    assert [e.digest for e in promote.history(scfg, "ray", "prod")] == [result["ray"].digest]
+    assert [e.digest for e in history.history(scfg, "ray", "prod")] == [result["ray"].digest]
 
 
 def put_variant(reg, key, repo, source_manifest, tag, note, partner):
@@ -144,10 +144,10 @@ def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_diges
     assert back["digest"] == original.digest == reg.manifest(f"{prod}/ray", "current").digest
     assert (tmp_path / "gitops" / "head.yaml").read_text() == (
         f"containers:\n  - {{name: ray-head, image: {reg.host}/{prod}/ray@{original.digest}}}\n")
-    assert [(e.kind, e.digest) for e in promote.history(scfg, "ray", "prod")] == [
+    assert [(e.kind, e.digest) for e in history.history(scfg, "ray", "prod")] == [
         ("promote", original.digest), ("promote", newer), ("rollback", original.digest)]
     with pytest.raises(PreconditionError, match="nothing to roll back to"):
-        promote.rollback(scfg, "ray", "prod")
+        history.rollback(scfg, "ray", "prod")
 
 
 SMALL = """

@@ -6,10 +6,9 @@ import json
 import pytest
 from helpers import ROOT
 
-from imagekit import runtime
-from imagekit.engine import Engine
-from imagekit.testing import redis_image
-from imagekit.verify import verify_compat
+from imagekit import buildkit, containers, runtime, services
+from support import redis_image
+from imagekit.verify.compat import verify_compat
 
 LIFECYCLE = ROOT / "examples" / "lifecycle"
 SCREENSHOTS = ROOT / "out" / "screenshots"  # kept by CI as artifacts
@@ -29,7 +28,8 @@ def variant(engine, parent, tmp_path, name, steps, user):
     context = tmp_path / name
     context.mkdir()
     (context / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\nUSER root\n{steps}\nUSER {user}\n")
-    return engine.build(context, tags=[f"imagekit-test/{name}:latest"], buildargs={"PARENT": parent}, labels={})
+    return buildkit.build(engine, context, tags=[f"imagekit-test/{name}:latest"], buildargs={"PARENT": parent},
+                          labels={})
 
 
 def test_the_built_pair_meets_the_runtime_contract(engine, pair, leftovers):
@@ -64,12 +64,9 @@ def test_a_notebook_image_without_the_widgets_front_end_fails_the_browser_item(e
     before = leftovers()
     notebook = variant(engine, pair["notebook"], tmp_path, "notebook-no-widgets-front-end",
                        "RUN rm -r /opt/venv/share/jupyter/labextensions/@jupyter-widgets", "jovyan")
-    run = runtime._Run(engine)
-    try:
+    with containers.Run(engine, "test") as run:
         items = {i.check: i for i in runtime.notebook_items(run, notebook, lambda line: None,
                                                             runtime.Look(SCREENSHOTS / "no-widgets-front-end"))}
-    finally:
-        run.close()
     assert items["jupyterhub-singleuser answers under its prefix with a token"].ok
     assert items["browser: JupyterLab through the hub runs the model stack"].ok
     slider = items["browser: an ipywidgets slider renders in JupyterLab"]
@@ -141,30 +138,27 @@ def test_a_serve_application_survives_a_head_restart_with_redis(engine, pair, ba
     Redis the application deployed before the head container is killed is served after its restart;
     without one it is gone (the control)."""
     before = leftovers()
-    run = runtime._Run(engine)
-    try:
+    with containers.Run(engine, "test") as run:
         env = {}
         if redis:
-            run.start(redis_image(engine, base_image, tmp_path / "redis"), None, "redis")
+            run.start(containers.Container(redis_image(engine, base_image, tmp_path), alias="redis"))
             env = {"RAY_REDIS_ADDRESS": "redis:6379", "RAY_external_storage_namespace": "imagekit-test"}
-        head = run.start(pair["ray"], runtime.HEAD, "head", env=env)
+        head = run.start(services.RayNode(pair["ray"], env=env))
         assert runtime.until(head, runtime.GCS_PROBE, 120)[0]
-        worker = run.start(pair["ray"], runtime.WORKER, "worker", env={"RAY_gcs_rpc_server_reconnect_timeout_s": "300"})
+        worker = run.start(services.RayNode(pair["ray"], head=False, env={"RAY_gcs_rpc_server_reconnect_timeout_s": "300"}))
         for c in (head, worker):
-            Engine.put(c, "/opt/serving/alive_app.py", APP)
-        Engine.put(head, "/tmp/alive.yaml", CONFIG)
+            c.put("/opt/serving/alive_app.py", APP)
+        head.put("/tmp/alive.yaml", CONFIG)
         assert runtime.until(worker, runtime.RAYLET_PROBE, 120)[0]
-        code, out = runtime.sh(head, "serve deploy /tmp/alive.yaml")
+        code, out = head.sh("serve deploy /tmp/alive.yaml")
         assert code == 0, out
         serving = "wget -T 2 -q -O- http://localhost:8000/alive | grep alive"
         assert runtime.until(head, serving, 120)[0]
-        head.kill()
-        head.start()
+        head.c.kill()
+        head.c.start()
         assert runtime.until(head, runtime.GCS_PROBE, 120)[0]
         ok, out, _ = runtime.until(head, serving, 120 if redis else 30)
         assert ok == redis, out
-    finally:
-        run.close()
     assert leftovers() == before
 
 

@@ -10,13 +10,15 @@ import threading
 import time
 
 import boto3
-import docker
 import pytest
 from helpers import ROOT, variant
 
-from imagekit import config, testing
+import support
+from imagekit import config, containers, services
 from imagekit.errors import EngineError, PreconditionError
-from imagekit.verify import s3store, verify_compat, verify_stored
+from imagekit.verify import s3store
+from imagekit.verify.compat import verify_compat
+from imagekit.verify.stored import verify_stored
 
 KEYS = {"AWS_ACCESS_KEY_ID": "imagekit-lake", "AWS_SECRET_ACCESS_KEY": "lake-test-secret"}
 MODELS, EVAL = "lake-models", "lake-eval"  # the moto servers of one process share their buckets: buckets of its own
@@ -56,7 +58,7 @@ def lake(cfg, engine, built, tmp_path_factory):
 
 def test_a_lake_larger_than_a_batch_is_checked_once_and_kept_outcomes_are_reused(lake, cli, monkeypatch):
     lcfg, url, client = lake
-    testing.copy_lake(client, MODELS, 1005, prefix="big", of="iris/")  # the lake size that once made a traceback
+    support.copy_lake(client, MODELS, 1005, prefix="big", of="iris/")  # the lake size that once made a traceback
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     args = ("--config", lcfg.source, "verify-stored", "--s3-endpoint", url, "--json", "big/")
@@ -83,7 +85,7 @@ class Exit:
 
 def test_a_model_that_kills_its_process_and_broken_metas_are_named_the_others_checked(lake, engine):
     lcfg, url, client = lake
-    folder = testing.copy_lake(client, MODELS, 3, prefix="faults", of="iris/")[0].rsplit("/", 1)[0]
+    folder = support.copy_lake(client, MODELS, 3, prefix="faults", of="iris/")[0].rsplit("/", 1)[0]
     meta = json.loads(client.get_object(Bucket=MODELS, Key=f"{folder}/meta.json")["Body"].read())
     body = pickle.dumps(Exit())
     client.put_object(Bucket=MODELS, Key="faults/exit/1/model.pkl", Body=body)
@@ -102,18 +104,17 @@ def test_a_model_that_kills_its_process_and_broken_metas_are_named_the_others_ch
     assert sum(m.ok for m in report.models) == 3  # the copies, checked whatever shared a batch with them
 
 
-def test_an_s3_server_stopped_during_the_check_stops_it_with_a_clear_error(cfg, engine, built, lake):
+def test_an_s3_server_stopped_during_the_check_stops_it_with_a_clear_error(cfg, engine, built, lake, run):
     _, _, source = lake
     s3 = next(i for i in built.images if i.name == "s3")  # the stand-in, on a port of this machine's loopback
-    server = docker.from_env().containers.run(s3.image_id, detach=True, ports={"9000/tcp": ("127.0.0.1", None)})
+    server = run.start(services.S3Server(s3.image_id, {**KEYS, "AWS_DEFAULT_REGION": "us-east-1"}, minio=False),
+                       ready=60)
     failure = {}
     try:
-        server.reload()
-        url = f"http://127.0.0.1:{server.ports['9000/tcp'][0]['HostPort']}"
+        url = server.url(9000)
         client = s3_client(url)
-        s3store.until(client.list_buckets, 60, "the stand-in S3 server did not start")
-        testing.transplant(source, client, MODELS, "iris/")
-        testing.copy_lake(client, MODELS, 300)
+        support.transplant(source, client, MODELS, "iris/")
+        support.copy_lake(client, MODELS, 300)
 
         def run():
             try:
@@ -129,25 +130,22 @@ def test_an_s3_server_stopped_during_the_check_stops_it_with_a_clear_error(cfg, 
                 if client.list_objects_v2(Bucket=EVAL, Prefix="verify-stored/")["KeyCount"] >= 10:
                     break
             time.sleep(0.5)
-        server.kill()
+        server.c.kill()
         thread.join(300)
     finally:
-        server.remove(force=True)
+        server.remove()
     assert "report" not in failure, "a check whose S3 went away reported a result"
     assert "S3 at http://" in str(failure["error"]) and "stopped answering" in str(failure["error"])
     assert "outcomes kept so far are reused" in failure["error"].hint
 
 
-def test_an_endpoint_the_containers_cannot_reach_is_refused_before_any_work(engine, built):
+def test_an_endpoint_the_containers_cannot_reach_is_refused_before_any_work(engine, built, run):
     ray = next(i for i in built.images if i.name == "ray")
-    c = docker.from_env().containers.run(ray.image_id, ["sleep", "infinity"], detach=True, network_mode="none")
-    try:
-        started = time.monotonic()
-        with pytest.raises(PreconditionError) as e:
-            s3store.reachable(c, "http://192.0.2.1:9000", "the S3 server", "http://minio.example:9000")
-        assert time.monotonic() - started < 30
-    finally:
-        c.remove(force=True)
+    c = run.start(containers.Idle(ray.image_id, network_mode="none"))
+    started = time.monotonic()
+    with pytest.raises(PreconditionError) as e:
+        s3store.reachable(c, "http://192.0.2.1:9000", "the S3 server", "http://minio.example:9000")
+    assert time.monotonic() - started < 30
     assert "the S3 server http://minio.example:9000 cannot be reached from inside a container (as " \
            "http://192.0.2.1:9000)" in str(e.value) and "Network is unreachable" in str(e.value)
 
@@ -156,7 +154,7 @@ def test_an_endpoint_the_containers_cannot_reach_is_refused_before_any_work(engi
 def cluster(engine, built):
     """A Ray head and two workers from the built Ray image, the client server on this machine's loopback."""
     ray = next(i for i in built.images if i.name == "ray")
-    with testing.ray_cluster(ray.image_id, 2, name="imagekit-stored") as (address, nodes):
+    with support.ray_cluster(engine, ray.image_id, 2, name="stored") as (address, nodes):
         yield ray, address, nodes[0]
 
 
@@ -166,7 +164,7 @@ def test_on_a_ray_cluster_the_models_are_spread_over_its_nodes(cfg, engine, lake
     server, port = moto("0.0.0.0")  # the lake's (one moto backend per process), where the cluster reaches it
     try:
         mine = f"http://127.0.0.1:{port}"
-        testing.copy_lake(client, MODELS, 30, prefix="cluster", of="iris/")
+        support.copy_lake(client, MODELS, 30, prefix="cluster", of="iris/")
         ccfg = config.load(cfg.source, env={**ENV, "IMAGEKIT_VERIFY_CLUSTER_S3_ENDPOINT":
                                             f"http://host.docker.internal:{port}"})
         lines = []
@@ -196,18 +194,17 @@ def test_as_a_rayjob_the_head_lists_the_lake_itself_and_a_later_run_reuses_its_o
     """The README's RayJob entrypoint, run on the head as KubeRay's job submission would."""
     lcfg, url, client = lake
     ray, _, head = cluster
-    testing.copy_lake(client, MODELS, 6, prefix="rayjob", of="iris/")
+    support.copy_lake(client, MODELS, 6, prefix="rayjob", of="iris/")
     server, port = moto("0.0.0.0")  # the same backend, where the head reaches it
     try:
-        code, out = head.exec_run(["python", "-m", "stored_check", "--prefix", "rayjob/", "--out", "/tmp/o.jsonl",
-                                   "--image", ray.image_id, "--batch-size", "2"],
-                                  environment={**ENV, "IMAGEKIT_MODELS_BUCKET": MODELS, "IMAGEKIT_EVAL_BUCKET": EVAL,
-                                               "AWS_ENDPOINT_URL": f"http://host.docker.internal:{port}",
-                                               "RAY_ADDRESS": "auto"})
+        code, out = head.exec(["python", "-m", "stored_check", "--prefix", "rayjob/", "--out", "/tmp/o.jsonl",
+                               "--image", ray.image_id, "--batch-size", "2"],
+                              env={**ENV, "IMAGEKIT_MODELS_BUCKET": MODELS, "IMAGEKIT_EVAL_BUCKET": EVAL,
+                                   "AWS_ENDPOINT_URL": f"http://host.docker.internal:{port}", "RAY_ADDRESS": "auto"})
     finally:
         server.stop()
-    assert code == 0, out.decode()[-2000:]
-    assert "stored_check: checked 6/6 models" in out.decode()
+    assert code == 0, out[-2000:]
+    assert "stored_check: checked 6/6 models" in out
     report = verify_stored(lcfg, engine, prefix="rayjob/", s3_endpoint=url)
     assert report.ok and report.reused == 6 and report.checked == 0
 

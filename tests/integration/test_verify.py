@@ -10,9 +10,11 @@ import boto3
 import pytest
 from helpers import ROOT, securesystemslib_verifies, sigstore_js, variant
 
-from imagekit import attest, config, lock, push
+from imagekit import attest, config, containers, lock, push, record
 from imagekit.registry import Registry
-from imagekit.verify import record, static, verify_compat, verify_stored
+from imagekit.verify import static
+from imagekit.verify.compat import verify_compat
+from imagekit.verify.stored import verify_stored
 
 
 def by_name(report):
@@ -200,7 +202,8 @@ def test_a_model_changed_in_s3_after_publishing_is_refused_before_unpickling(cfg
 
     def tamper(line):  # the notebooks have published; Ray Serve is about to load the models
         if line.startswith("starting Ray Serve"):
-            s3 = engine.client.containers.list(filters={"ancestor": standin})[0]
+            [s3] = engine.client.containers.list(filters={"ancestor": standin, "label": [
+                f"{containers.RUN_LABEL}={containers.run_id()}", f"{containers.KIND_LABEL}=S3 server"]})
             code, out = s3.exec_run(["python", "-c", TAMPER])
             assert code == 0, out
 

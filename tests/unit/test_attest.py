@@ -9,8 +9,8 @@ from helpers import securesystemslib_verifies, seed_image, sigstore_js
 
 from imagekit import attest
 from imagekit.registry import Registry
-from imagekit.testing import sign_pair
-from imagekit.verify import record
+from support import sign_pair
+from imagekit import record
 
 REPO = "mlops-desa/ray"
 

@@ -59,7 +59,7 @@ def test_each_test_starts_with_no_secret_registered_by_another(which, other):
 def test_an_unexpected_failure_is_an_error_with_the_json_envelope_never_a_traceback(monkeypatch, capsys, tmp_path):
     import imagekit.cli.verify as verify_cli
     from imagekit.cli import main
-    from imagekit.testing import write_project
+    from support import write_project
 
     def broken(*args, **kwargs):
         raise RuntimeError("container did not become running")
@@ -85,3 +85,50 @@ def test_the_browser_checks_without_a_browser_are_a_clear_exit_2(monkeypatch):
     with pytest.raises(PreconditionError) as e:
         browser.tools()
     assert e.value.exit_code == 2 and "apt-get install chromium chromium-driver" in str(e.value)
+
+
+def ragged(text: str) -> list[str]:
+    """Where a help's prose reads badly: a line that ends mid-sentence followed by a line of one or two
+    words (a hard line break that survived the wrapping, or a word left alone by it)."""
+    lines = [line.strip() for line in text.splitlines()]
+    return [f"{a!r} / {b!r}" for a, b in zip(lines, lines[1:])
+            if a and b and not a.endswith((".", ":", ";", "!", "?")) and len(b.split()) <= 2]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_every_help_is_a_summary_a_paragraph_and_examples_that_read_cleanly(columns):
+    commands = typer.main.get_command(app).commands
+    listing = CliRunner().invoke(app, ["--help"], env={"COLUMNS": str(columns)}).output
+    rows = [line for line in listing.split("Commands")[1].split("╰")[0].splitlines() if line.startswith("│")]
+    assert [row.split()[1] for row in rows] == list(commands)  # the command list: one line each
+    for name in ["", *commands]:
+        text = CliRunner().invoke(app, [name, "--help"] if name else ["--help"], env={"COLUMNS": str(columns)}).output
+        prose = "\n".join(line.strip() for line in text.split("╭")[0].splitlines()[3:])  # after the usage, before the panels
+        assert ragged(prose) == [], (name, columns)
+        assert all(len(line) <= columns for line in text.splitlines())
+        if name:
+            paragraphs = [p for p in prose.strip().split("\n\n")]
+            assert len(paragraphs[0].splitlines()) == 1 and paragraphs[1] and paragraphs[-1].startswith("Example: "), name
+    assert ragged("the Ray image as a KubeRay head and\nworker (KubeRay's)\nprobes") != []  # the check can fail
+
+
+@pytest.mark.parametrize("name", sorted(typer.main.get_command(app).commands))
+def test_every_command_refuses_a_bad_option_with_the_json_envelope_and_exit_2(cli, name):
+    code, out, err = cli(name, "--no-such-option", "--json")
+    envelope = json.loads(out)
+    assert code == 2 and set(envelope) == {"command", "ok", "result", "error"}, err
+    assert envelope["ok"] is False and envelope["result"] is None and envelope["command"] == name
+    assert envelope["error"]["kind"] == "UsageError" and "--no-such-option" in envelope["error"]["message"]
+    assert f"imagekit {name} --help" in envelope["error"]["hint"] and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (("build", "--builder", "docker", "--json"), "--builder: must be auto, buildkit or classic"),
+    (("lock", "--check", "-P", "numpy", "--json"), "--check and --upgrade-package do not go together"),
+    (("promote", "--all", "--json"), "Missing option '--to'"),
+    (("verify-stored", "--batch-size", "many", "--json"), "Invalid value for '--batch-size'"),
+])
+def test_a_bad_value_is_refused_with_the_envelope_before_any_work(cli, project, args, message):
+    code, out, _ = cli("--config", str(project()), *args)
+    error = json.loads(out)["error"]
+    assert code == 2 and error["kind"] == "UsageError" and message in error["message"], error

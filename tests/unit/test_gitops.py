@@ -1,11 +1,11 @@
 """A GitOps folder's image references rewritten to an environment's digests, and nothing else."""
 import pytest
 
-from imagekit import gitops
+from imagekit import gitops, inventory
 from imagekit.errors import ConfigError
 
-RAY = gitops.Pin("harbor.example.org/mlops-prod/ray", "2.41.0-py311-sunat-v13", "sha256:" + "a" * 64)
-NOTEBOOK = gitops.Pin("harbor.example.org/mlops-prod/scipy-notebook", "python-3.11-sunat-v13", "sha256:" + "b" * 64)
+RAY = inventory.Held("harbor.example.org/mlops-prod/ray", "2.41.0-py311-sunat-v13", "sha256:" + "a" * 64)
+NOTEBOOK = inventory.Held("harbor.example.org/mlops-prod/scipy-notebook", "python-3.11-sunat-v13", "sha256:" + "b" * 64)
 WANTED = {"ray": RAY, "scipy-notebook": NOTEBOOK}
 OLD = "sha256:" + "0" * 64
 
@@ -111,3 +111,58 @@ def test_a_flow_style_kustomize_entry_gets_the_digest_in_its_braces(tmp_path):
     (tmp_path / "kustomization.yaml").write_text("images: [{name: scipy-notebook}]\n")
     gitops.update(tmp_path, WANTED, "prod")
     assert (tmp_path / "kustomization.yaml").read_text() == f"images: [{{name: scipy-notebook, digest: {NOTEBOOK.digest}}}]\n"
+
+
+RAY_CLUSTER = """# KubeRay's ray-cluster chart: values for prod
+image:
+  repository: harbor.example.org/mlops-prod/ray  # the platform's Ray image
+  tag: 2.41.0-py311-sunat-v14
+  pullPolicy: IfNotPresent
+head:
+  rayStartParams: {dashboard-host: '0.0.0.0'}
+worker:
+  groupName: workers
+  image: {repository: "harbor.example.org/mlops-test/ray", tag: "my-own-build", pullPolicy: Always}
+redis:
+  image:
+    registry: docker.io
+    repository: bitnami/redis
+    tag: 7.4.1
+"""
+BITNAMI = f"""image:
+  registry: harbor.example.org
+  repository: mlops-test/ray
+  tag: 2.41.0-py311-sunat-v12
+  digest: "{OLD}"
+sidecar:
+  image:
+    repository: harbor.example.org/mlops-prod/ray
+"""
+
+
+def test_helm_values_repository_and_tag_are_pinned_byte_for_byte_but_the_tag(tmp_path):
+    (tmp_path / "values-ray-cluster.yaml").write_text(RAY_CLUSTER)
+    result = gitops.update(tmp_path, WANTED, "prod")
+    pinned = f"{RAY.tag}@{RAY.digest}"
+    assert (tmp_path / "values-ray-cluster.yaml").read_text() == (
+        RAY_CLUSTER.replace("tag: 2.41.0-py311-sunat-v14", f"tag: {pinned}")
+        .replace('{repository: "harbor.example.org/mlops-test/ray", tag: "my-own-build"',
+                 f'{{repository: "{RAY.repository}", tag: "{pinned}"'))
+    assert result.found == 2  # the top-level image and the worker group's own; bitnami/redis is not ours
+    assert [(c.line, c.old, c.new) for c in result.changes] == [
+        (4, "2.41.0-py311-sunat-v14", pinned),  # another release of prod's image: named, line by line
+        (10, "harbor.example.org/mlops-test/ray", RAY.repository),
+        (10, "my-own-build", pinned)]  # a tag naming no release imagekit knows: reported, never skipped
+    from imagekit.oci import Reference  # what the chart's template joins is a digest reference
+    assert Reference.parse(f"{RAY.repository}:{pinned}").digest == RAY.digest
+
+
+def test_helm_values_with_a_registry_key_or_a_digest_key_or_no_tag(tmp_path):
+    (tmp_path / "values.yaml").write_text(BITNAMI)
+    gitops.update(tmp_path, WANTED, "prod")
+    assert (tmp_path / "values.yaml").read_text() == (
+        BITNAMI.replace("repository: mlops-test/ray", "repository: mlops-prod/ray")
+        .replace(f'digest: "{OLD}"', f'digest: "{RAY.digest}"')
+        .replace("    repository: harbor.example.org/mlops-prod/ray\n",
+                 f"    repository: harbor.example.org/mlops-prod/ray\n    tag: {RAY.tag}@{RAY.digest}\n"))
+    assert gitops.plan(tmp_path, WANTED, "prod")[0].changes == []  # checked: now what prod runs

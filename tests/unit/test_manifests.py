@@ -14,6 +14,7 @@ from imagekit import manifests
 SCHEMAS = ROOT / "tests" / "schemas"
 KUBERAY = yaml.safe_load((SCHEMAS / "kuberay-v1.7.0.yaml").read_text())
 Z2JH = yaml.safe_load((SCHEMAS / "z2jh-4.4.0-values.yaml").read_text())
+RAY_CLUSTER_CHART = yaml.safe_load((SCHEMAS / "ray-cluster-1.7.0-values.yaml").read_text())
 
 
 def _resolve(schema: dict) -> dict:
@@ -57,7 +58,7 @@ def problems(doc: dict, *, apply_defaults: bool = True) -> list[str]:
         schema = {"$defs": strict(KUBERAY["$defs"]), **strict(KUBERAY[doc["kind"]])}
         doc = defaulted(copy.deepcopy(doc), KUBERAY[doc["kind"]]) if apply_defaults else doc
     else:
-        schema = Z2JH
+        schema = RAY_CLUSTER_CHART if "singleuser" not in doc else Z2JH
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
             for e in jsonschema.Draft202012Validator(schema).iter_errors(doc)]
 
@@ -88,6 +89,9 @@ def test_worker_groups_validate_because_of_the_defaults_the_api_server_applies(d
      "imagePullPolicyy"),
     ("jupyterhub-values.yaml", ("singleuser",), "profilelist"),
     ("jupyterhub-values.yaml", ("singleuser", "image"), "digest"),
+    ("values-ray-cluster.yaml", ("image",), "digest"),  # the chart joins repository:tag and reads no digest
+    ("values-ray-cluster.yaml", ("gcsFaultTolerance",), "redisAdress"),
+    ("values-ray-cluster.yaml", ("worker",), "replica"),
 ])
 def test_a_misspelled_field_is_refused(docs, name, path, wrong):
     doc = copy.deepcopy(docs[name])
@@ -114,3 +118,11 @@ def test_the_readme_snippets_are_the_rendered_documents():
     assert set(blocks) == set(rendered)
     for name, text in rendered.items():
         assert blocks[name] == text, f"README's {name} differs from `imagekit manifests`; paste:\n{text}"
+
+
+def test_the_ray_cluster_chart_values_pin_the_digest_in_the_tag(docs):
+    from imagekit.oci import Reference
+
+    image = docs["values-ray-cluster.yaml"]["image"]
+    ref = Reference.parse(f"{image['repository']}:{image['tag'].replace('<digest>', 'a' * 64)}")  # the chart's join
+    assert ref.digest == "sha256:" + "a" * 64 and ref.tag == "2.41.0-py311-sunat-v15"

@@ -13,7 +13,7 @@ from helpers import ROOT
 
 from imagekit import redact
 from imagekit.errors import PreconditionError, UsageError
-from imagekit.verify import mlflowstore
+from imagekit.verify import mlflowstore, tracking
 
 spec = importlib.util.spec_from_file_location("mlflowcheck", ROOT / "images" / "ray" / "serving" / "mlflowcheck.py")
 mlflowcheck = importlib.util.module_from_spec(spec)
@@ -81,16 +81,16 @@ def notebook(tmp_path, *cells):
 
 
 def test_a_scenario_that_imports_mlflow_is_given_a_tracking_server(tmp_path):
-    assert mlflowstore.uses_mlflow(notebook(tmp_path, ("code", ["import numpy\n", "import mlflow.sklearn\n"])))
-    assert mlflowstore.uses_mlflow(notebook(tmp_path, ("code", "from mlflow.models import infer_signature")))
-    assert not mlflowstore.uses_mlflow(notebook(tmp_path, ("markdown", "import mlflow"),
+    assert tracking.uses_mlflow(notebook(tmp_path, ("code", ["import numpy\n", "import mlflow.sklearn\n"])))
+    assert tracking.uses_mlflow(notebook(tmp_path, ("code", "from mlflow.models import infer_signature")))
+    assert not tracking.uses_mlflow(notebook(tmp_path, ("markdown", "import mlflow"),
                                                 ("code", "from imagekit_publish import publish  # no mlflowx")))
 
 
 def test_a_tracking_url_is_checked_and_its_credentials_never_shown():
     with pytest.raises(UsageError, match="is not an MLflow tracking server's URL"):
-        mlflowstore.tracking("mlflow.example.org:5000", {})
-    t = mlflowstore.tracking("https://mlflow.example.org/", {"MLFLOW_TRACKING_USERNAME": "ci",
+        tracking.tracking("mlflow.example.org:5000", {})
+    t = tracking.tracking("https://mlflow.example.org/", {"MLFLOW_TRACKING_USERNAME": "ci",
                                                               "MLFLOW_TRACKING_PASSWORD": "pw-never-shown"})
     assert t.url == "https://mlflow.example.org" and "pw-never-shown" not in repr(t)
     assert "pw-never-shown" not in redact.text("login failed for ci:pw-never-shown")
@@ -120,14 +120,14 @@ def answering():
 def test_what_answers_is_told_apart_before_any_work(answering):
     url, state = answering
     state["body"] = json.dumps({"experiments": [{"name": "Default"}]}).encode()
-    mlflowstore.preflight(mlflowstore.tracking(url, {"MLFLOW_TRACKING_TOKEN": "tok"}))
+    tracking.preflight(tracking.tracking(url, {"MLFLOW_TRACKING_TOKEN": "tok"}))
     assert state["seen"] == ["Bearer tok"]
     state.update(status=401, body=b"")
     with pytest.raises(PreconditionError, match=r"refused the request \(HTTP 401\)") as e:
-        mlflowstore.preflight(mlflowstore.tracking(url, {}))
+        tracking.preflight(tracking.tracking(url, {}))
     assert "MLFLOW_TRACKING_USERNAME" in e.value.hint
     state.update(status=404, body=b"<html>not here</html>")
     with pytest.raises(PreconditionError, match="does not answer as an MLflow tracking server"):
-        mlflowstore.preflight(mlflowstore.tracking(url, {}))
+        tracking.preflight(tracking.tracking(url, {}))
     with pytest.raises(PreconditionError, match="does not answer: ConnectionError"):
-        mlflowstore.preflight(mlflowstore.tracking("http://127.0.0.1:9", {}))
+        tracking.preflight(tracking.tracking("http://127.0.0.1:9", {}))

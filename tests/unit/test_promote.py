@@ -9,11 +9,11 @@ import tracemalloc
 import pytest
 from helpers import RegistryProcess, make_htpasswd, make_wheel, seed_image
 
-from imagekit import attest, config, diff, promote, status
+from imagekit import attest, config, diff, history, promote, status
 from imagekit.errors import CheckFailed, ConfigError, PreconditionError, RegistryError, UsageError
-from imagekit.registry import Registry, fallback_tag
-from imagekit.testing import record_verified, sign_pair
-from imagekit.verify import record
+from imagekit.registry import Registry, copy_blobs, fallback_tag
+from support import record_verified, sign_pair
+from imagekit import record
 
 GATE = """
 [trust]
@@ -74,7 +74,7 @@ def test_a_verified_pair_is_promoted_with_its_attestation(desa, keys):
         found = record.verdicts(reg, f"mlops-test/{repo}", digests[name], trusted)  # it travelled along
         assert sorted(f.layout for f, _ in found) == [record.ATT, record.BUNDLE]  # in both layouts
         assert all(verdict.images == digests for _, verdict in found)
-    assert [e.digest for e in promote.history(cfg, "ray", "test")] == [digests["ray"]]
+    assert [e.digest for e in history.history(cfg, "ray", "test")] == [digests["ray"]]
 
 
 def forge(case, reg, keys, digests, layout):
@@ -196,7 +196,7 @@ def test_image_at_digest_promotes_that_digest_under_current_only(desa, keys):
     verify(reg, keys["trusted"][0], digests)
     done = promote.promote(cfg, [f"{n}@{d}" for n, d in digests.items()], to="test")[0]
     assert done.tags == ["current"]
-    assert [t for t in reg.tags("mlops-test/ray") if not t.startswith(promote.HISTORY_PREFIX)] == sorted(
+    assert [t for t in reg.tags("mlops-test/ray") if not t.startswith(history.HISTORY_PREFIX)] == sorted(
         ["current", fallback_tag(digests["ray"]), record.att_tag(digests["ray"])])  # and the attestation's layouts
 
 
@@ -243,17 +243,17 @@ def test_concurrent_promotions_and_rollbacks_lose_no_history_entry(desa, keys):
             errors.append(e)
 
     actions = [lambda i=i: promote.promote(cfg, [f"ray:v{i}"], to="test") for i in range(3, 7)]
-    actions += [lambda: promote.rollback(cfg, "ray", "test")] * 2
+    actions += [lambda: history.rollback(cfg, "ray", "test")] * 2
     threads = [threading.Thread(target=run, args=(a,)) for a in actions]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors, errors
-    entries = promote.history(cfg, "ray", "test")
+    entries = history.history(cfg, "ray", "test")
     assert len(entries) == 2 + len(actions)
     assert sorted(e.digest for e in entries if e.kind == "promote") == sorted([digests["ray"], *rays])
-    assert reg.manifest("mlops-test/ray", "current").digest == promote._current_stack(entries)[-1]
+    assert reg.manifest("mlops-test/ray", "current").digest == history.current_stack(entries)[-1]
 
 
 TWO_REGISTRIES = """
@@ -327,7 +327,7 @@ def test_a_large_layer_crosses_registries_in_constant_memory(tmp_path, registry_
 def test_history_of_a_repository_that_does_not_exist_says_so(desa):
     cfg, reg, digests = desa
     with pytest.raises(PreconditionError, match="mlops-test/ray does not exist"):
-        promote.history(cfg, "ray", "test")
+        history.history(cfg, "ray", "test")
 
 
 BATCH = GATE + """
@@ -412,8 +412,7 @@ def test_status_and_diff_between_environments_on_a_prepared_registry(desa, keys,
                                                                                 pair["notebook"])
     # someone moves test's notebook by hand, around imagekit: status sees it
     manifest = reg.manifest("mlops-desa/scipy-notebook", digests["notebook"])
-    promote.copy_blobs(reg, "mlops-desa/scipy-notebook", reg, "mlops-test/scipy-notebook", manifest,
-                       {"mounted": 0, "copied": 0, "present": 0}, lambda line: None)
+    copy_blobs(reg, "mlops-desa/scipy-notebook", reg, "mlops-test/scipy-notebook", manifest, lambda line: None)
     reg.put_manifest("mlops-test/scipy-notebook", "current", manifest)
     for name, value in secure_registry.items():
         monkeypatch.setenv(name, value)
@@ -594,8 +593,8 @@ def test_a_rollback_whose_target_was_deleted_says_so_and_changes_nothing(desa, k
     promote.promote(cfg, ["ray:v2"], to="test")
     reg._request("DELETE", f"{reg.base}/v2/mlops-test/ray/manifests/{digests['ray']}",  # retention removed it
                  scope="repository:mlops-test/ray:pull,push,delete")
-    history = promote.history(cfg, "ray", "test")
+    entries = history.history(cfg, "ray", "test")
     with pytest.raises(RegistryError, match=f"mlops-test/ray@{digests['ray']} is no longer in the registry"):
-        promote.rollback(cfg, "ray", "test")
-    assert promote.history(cfg, "ray", "test") == history
+        history.rollback(cfg, "ray", "test")
+    assert history.history(cfg, "ray", "test") == entries
     assert reg.manifest("mlops-test/ray", "current").digest == newer

@@ -11,8 +11,8 @@ from imagekit import attest, config, digests
 from imagekit.errors import ConfigError, RegistryError
 from imagekit.oci import OCI_INDEX, Manifest
 from imagekit.registry import Registry
-from imagekit.testing import make_keys, seed_image
-from imagekit.verify import record
+from support import make_keys, seed_image
+from imagekit import record
 
 ROBOT, SECRET = "robot$mlops+ci", "s3cr3t"
 

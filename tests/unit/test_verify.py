@@ -6,9 +6,9 @@ from helpers import write_project
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagekit import config, lock
+from imagekit import config, lock, proc
 from imagekit.errors import PreconditionError
-from imagekit.verify import roundtrip, static
+from imagekit.verify import policy, roundtrip, static
 from imagekit.verify.compare import TOLERANCE, compare
 
 EXPECTED = {"labels": [0, 1, 1], "probabilities": [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]]}
@@ -147,14 +147,14 @@ def test_every_notebook_in_the_folder_is_a_scenario(tmp_path):
     for name in ("b-model", "a-model"):
         (tmp_path / f"{name}.ipynb").write_text("{}")
     (tmp_path / "helper.py").write_text("")
-    assert roundtrip.discover(tmp_path) == ("a-model", "b-model")
+    assert policy.notebooks(tmp_path) == ("a-model", "b-model")
 
 
 def test_an_s3_endpoint_needs_a_url_and_keys(tmp_path, monkeypatch):
     from imagekit import config, redact
     from imagekit.errors import ConfigError, UsageError
-    from imagekit.testing import write_project
-    from imagekit.verify import endpoint
+    from support import write_project
+    from imagekit.verify.s3store import endpoint
 
     path = write_project(tmp_path)
     with pytest.raises(UsageError, match="is not a URL") as e:
@@ -245,7 +245,7 @@ def test_a_notebooks_coloured_error_reaches_reasons_and_json_without_escape_code
     from imagekit import redact
 
     coloured = "\x1b[0;31mValueError\x1b[0m: Could not connect to \x1b[1;32mhttp://s3:9000\x1b[0m"
-    assert roundtrip._last_error(f"cell 3\n{coloured}\n") == "ValueError: Could not connect to http://s3:9000"
+    assert proc.reason(f"cell 3\n{coloured}\n") == "ValueError: Could not connect to http://s3:9000"
     assert redact.data({"reason": coloured}) == {"reason": "ValueError: Could not connect to http://s3:9000"}
 
 
@@ -267,7 +267,8 @@ def test_what_the_parts_raise_becomes_an_engine_error_naming_the_step():
 def report_of(*, trips=("iris",), trip_ok=True, static_ok=True, lifecycle=True, pushed=True):
     """A VerifyReport as verify-compat makes it, from parts (no Docker)."""
     from imagekit import runtime
-    from imagekit.verify import Subject, VerifyReport
+    from imagekit.verify.compat import VerifyReport
+    from imagekit.verify.subjects import Subject
 
     digest = "sha256:" + "1" * 64 if pushed else ""
     image = static.ImageFacts(ref="x", name="ray", python="3.11.2", packages={})
@@ -288,7 +289,7 @@ def report_of(*, trips=("iris",), trip_ok=True, static_ok=True, lifecycle=True, 
     ({"trips": (), "lifecycle": False}, "not recorded: a check failed"),  # nothing ran at all
 ])
 def test_only_a_whole_passing_run_with_a_model_of_pushed_images_is_signed(case, expected):
-    from imagekit.verify import not_recorded
+    from imagekit.verify.policy import not_recorded
 
     report = report_of(**case)
     why = not_recorded(report, write_record=True, complete=True, key=object())

@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import inspect
 import json
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,14 +15,47 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imagekit import config, redact
+from imagekit import config, files, redact
 from imagekit.errors import ImagekitError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-__all__ = ["State", "load", "emit", "escape", "out", "err", "JSON"]
+__all__ = ["State", "command", "load", "emit", "escape", "out", "err", "JSON"]
 
-JSON = typer.Option(False, "--json", help="print the result as JSON (for CI)")
+asked: dict[str, object] = {}  # what the command line asked for, once parsed: the error handler answers in kind
+
+
+def _json(ctx: typer.Context, value: bool) -> bool:
+    if value:
+        asked.update(json=True, command=ctx.info_name)
+    return value
+
+
+JSON = typer.Option(False, "--json", callback=_json, help="print the result as JSON (for CI)")
+JUNIT = typer.Option(None, "--junit", help="write a JUnit XML file: one test case per check, scenario or model")
+REPORT = typer.Option(None, "--report", help="write the JSON report (what --json prints) to this file")
+
+
+def prose(doc: str) -> str:
+    """A docstring as help text: paragraphs whose hard line breaks are joined (rich wraps them at the
+    terminal's width), and each ``Example:`` line a paragraph of its own."""
+    paragraphs = []
+    for block in inspect.cleandoc(doc or "").split("\n\n"):
+        current: list[str] = []
+        for line in block.splitlines():
+            if line.startswith("Example:") and current:
+                paragraphs.append(" ".join(current))
+                current = []
+            current.append(line.strip())
+        paragraphs.append(" ".join(current))
+    return "\n\n".join(paragraphs)
+
+
+def command(app: typer.Typer, name: str, fn) -> None:
+    """Register ``fn`` as the command ``name``: its docstring's first paragraph (one line) is what the
+    command list shows, the rest reads as prose at any width."""
+    text = prose(fn.__doc__)
+    app.command(name, help=text, short_help=text.split("\n\n")[0])(fn)
 
 
 @dataclass
@@ -109,3 +144,20 @@ def progress(ctx: typer.Context, what: str):
             yield _Sink(what, state, status)
     else:
         yield _Sink(what, state)
+
+
+def artifacts(ctx: typer.Context, report, cases: list[tuple[str, bool, str, float]], junit: Path | None,
+               report_file: Path | None) -> None:
+    """--report: the JSON envelope; --junit: a <testsuite> with a <testcase> per check (a <failure>
+    with the reason when it failed)."""
+    if report_file:
+        files.write(report_file, json.dumps(redact.data(envelope(ctx.info_name, result=report, ok=report.ok)), indent=1))
+    if junit:
+        suite = ET.Element("testsuite", name=f"imagekit {ctx.info_name}", tests=str(len(cases)),
+                           failures=str(sum(not ok for _, ok, _, _ in cases)))
+        for name, ok, reason, seconds in cases:
+            case = ET.SubElement(suite, "testcase", classname=f"imagekit.{ctx.info_name}", name=name,
+                                 time=f"{seconds:.2f}")
+            if not ok:
+                ET.SubElement(case, "failure", message=redact.text(reason)[:500]).text = redact.text(reason)
+        ET.ElementTree(suite).write(junit, encoding="utf-8", xml_declaration=True)

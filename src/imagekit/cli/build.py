@@ -5,27 +5,30 @@ from typing import List, Optional
 import typer
 
 from imagekit import build as core
-from imagekit.cli._common import JSON, emit, load, progress
+from imagekit.cli._common import JSON, command, emit, load, progress
 from imagekit.engine import Engine
+from imagekit.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("build")(build)
+    command(app, "build", build)
 
 
 def build(ctx: typer.Context,
           images: Optional[List[str]] = typer.Argument(None, help="images to build (and their parents) (default: all)"),
           builder: str = typer.Option("auto", help="auto (BuildKit where the docker CLI offers it), buildkit or classic"),
           as_json: bool = JSON) -> None:
-    """Build the images from the shared lock, parents first, with the network off.
+    """Build the images from the lock, network off.
 
-    Wheels come from the hash-checked cache; an image whose inputs did not change is not rebuilt.
-    Writes out/build.json and a CycloneDX package list per image (out/<image>.cdx.json).
+    Parents first; wheels from the hash-checked cache; each image's packages installed as
+    reproducible layers, then its Dockerfile for what is not Python. An image whose inputs did not
+    change is not built again. Writes out/build.json and a CycloneDX list per image
+    (out/<image>.cdx.json).
 
-    Example: imagekit build ray    (the Ray image and its parents; --verbose streams the builder)
+    Example: imagekit build ray --verbose
     """
     if builder not in ("auto", "buildkit", "classic"):
-        raise typer.BadParameter("must be auto, buildkit or classic", param_hint="--builder")
+        raise UsageError(f"must be auto, buildkit or classic, not {builder!r}", option="--builder")
     cfg = load(ctx)
     with progress(ctx, "build") as note:
         result = core.build(cfg, Engine.connect(), names=images, builder=builder, on_line=note)

@@ -3,17 +3,18 @@ from __future__ import annotations
 import typer
 
 from imagekit import doctor as core
-from imagekit.cli._common import JSON, emit, escape, load
+from imagekit.cli._common import JSON, command, emit, escape, load
 
 
 def register(app: typer.Typer) -> None:
-    app.command("doctor")(doctor)
+    command(app, "doctor", doctor)
 
 
 def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
-    """Tell what is there and what is missing (engine, registry, OS image, S3 server, cache, lock).
+    """Tell what is there, what is missing, what to do.
 
-    Exits 1 when something is missing; each line says what to do about it.
+    The engine, the registry, the OS image, the S3 server verify-compat would start, debootstrap, the
+    cache and the lock; exit 1 when something is missing, each line saying what to do about it.
 
     Example: imagekit doctor --json
     """

@@ -6,16 +6,18 @@ from typing import List, Optional
 import typer
 
 from imagekit import diff as diff_core
-from imagekit import gitops, manifests as manifests_core
+from imagekit import gitops
+from imagekit import manifests as manifests_core
 from imagekit import status as status_core
-from imagekit.cli._common import JSON, emit, escape, load
+from imagekit.cli import render
+from imagekit.cli._common import JSON, command, emit, escape, load, out
 from imagekit.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("diff")(diff)
-    app.command("status")(status)
-    app.command("manifests")(manifests)
+    command(app, "diff", diff)
+    command(app, "status", status)
+    command(app, "manifests", manifests)
 
 
 def _diff_lines(result: list[diff_core.ImageDiff]) -> str:
@@ -34,43 +36,46 @@ def diff(ctx: typer.Context,
                                                     help="two images: [ENV/]IMAGE[:TAG|@DIGEST] (default tag current)"),
          env: Optional[List[str]] = typer.Option(None, "--env", help="two environments: every verified image under current"),
          as_json: bool = JSON) -> None:
-    """What differs between two images, or two environments: Python, lock, packages added, removed
-    or changed, riskiest for unpickling first (Python, numpy, scikit-learn, cloudpickle,
-    category-encoders, ..., the private model packages), read from the registry.
+    """Compare two images or environments, riskiest first.
 
-    Example: imagekit diff --env desa --env prod    (or: imagekit diff desa/ray:2.41.0-py311-sunat-v15 prod/ray)
+    Python, the lock, and every package added, removed or changed, ranked by the risk for unpickling
+    (Python, numpy, scikit-learn, cloudpickle, category-encoders, ..., the private model packages),
+    read from the registry.
+
+    Example: imagekit diff --env desa --env prod
+    Example: imagekit diff desa/ray:2.41.0-py311-sunat-v15 prod/ray
     """
     result = diff_core.diff(load(ctx), refs or [], env or [])
     emit(ctx, result, as_json, _diff_lines(result))
 
 
-def _status_lines(result: list[status_core.EnvironmentStatus]) -> str:
-    lines = []
+def _status(result: list[status_core.EnvironmentStatus]) -> None:
     for e in result:
-        lines.append(f"{e.name} ({e.project}): " + ("verified set" if e.pair_verified else "NOT a verified set"))
-        for i in e.images:
-            partners = ", ".join(f"{n}@{d[7:19]}" for n, d in sorted(i.partners.items()) if n != i.image)
-            lines.append(f"  {i.image:<10} {i.version_tag}: {i.version_digest[7:19] or '-':<12} "
-                         f"current: {i.current[7:19] or '-':<12} "
-                         + (f"verified with {partners or 'itself'}" if i.verified else f"not verified ({i.why})")
-                         + (f"; attested as {', '.join(n for n, ok in i.layouts.items() if ok) or 'nothing valid'}"
-                            if i.current else ""))
-    return "\n".join(lines)
+        out.print(f"{e.name} ({e.project}): " + ("a verified set" if e.pair_verified else "NOT a verified set"))
+        render.table("image", [render.Row(
+            f"{i.repository}@{i.current}" if i.current else i.repository, i.verified,
+            {i.version_tag or "version": i.version_digest or "-"},
+            (f"verified with {', '.join(f'{n}@{d}' for n, d in sorted(i.partners.items()) if n != i.image) or 'itself'}"
+             if i.verified else f"not verified: {i.why}")
+            + (f"; attested as {', '.join(n for n, ok in i.layouts.items() if ok) or 'nothing valid'}" if i.current else ""))
+            for i in e.images])
 
 
 def status(ctx: typer.Context,
            env: Optional[List[str]] = typer.Option(None, "--env", help="these environments only (default: all)"),
            as_json: bool = JSON) -> None:
-    """Per environment: each verified image's digest under its version tag and under `current`,
-    whether `current` carries a valid signed attestation and with which partner, in which layouts
-    (bundle: the sigstore bundle referrer the gate, cosign 3 and Kyverno SigstoreBundle read; att: the
-    legacy sha256-<hex>.att tag Kyverno Cosign and policy-controller read), and whether the
-    environment runs a set verify-compat passed together.
+    """Show what each environment runs, and if verified.
+
+    Per environment: each verified image's digest under its version tag and under `current`, whether
+    `current` carries a valid signed attestation and with which partner, in which layouts (bundle: the
+    sigstore bundle referrer the gate, cosign 3 and Kyverno SigstoreBundle read; att: the legacy
+    sha256-<hex>.att tag Kyverno Cosign and policy-controller read), and whether the environment runs
+    a set verify-compat passed together.
 
     Example: imagekit status --json
     """
     result = status_core.status(load(ctx), env or None)
-    emit(ctx, result, as_json, _status_lines(result))
+    emit(ctx, result, True, "") if as_json else _status(result)
 
 
 def manifests(ctx: typer.Context, env: str = typer.Option(..., "--env", help="the environment whose `current` pins them"),
@@ -79,15 +84,17 @@ def manifests(ctx: typer.Context, env: str = typer.Option(..., "--env", help="th
                                                    help="exit 1 if the image references in that GitOps folder are "
                                                         "not the digests ENV runs under `current`"),
               as_json: bool = JSON) -> None:
-    """What ENV's cluster runs, pinned by the digests `current` names there: a RayCluster with GCS
-    fault tolerance on the environment's Redis (`redis`, `redis_secret` in its environments
-    table of imagekit.toml), a RayService serving the Ray image's model server, the RayJob of the stored-model check,
-    and the Zero to JupyterHub `singleuser` values with a profile for the notebook image and
-    RAY_ADDRESS. Printed, or written with --out. With --check, a folder of the GitOps repository is
-    compared instead (plain `image:` fields, z2jh `image: {name, tag}`, kustomize `images:`).
+    """Render or check an environment's manifests by digest.
+
+    What ENV's cluster runs, pinned by the digests `current` names there: a RayCluster with GCS fault
+    tolerance on the environment's Redis, a RayService serving the Ray image's model server, the
+    RayJob of the stored-model check, and the Zero to JupyterHub `singleuser` values. Printed, or
+    written with --out. With --check, the image references of a folder of the GitOps repository are
+    compared instead: plain `image:` fields, z2jh's `image: {name, tag}`, Helm's `image: {repository,
+    tag}` and kustomize's `images:` entries.
 
     Example: imagekit manifests --env prod --out gitops/prod/imagekit
-    Example: imagekit manifests --env prod --check gitops/prod    (CI: exit 1 on a stale digest)
+    Example: imagekit manifests --env prod --check gitops/prod
     """
     cfg = load(ctx)
     if out and check:

@@ -5,11 +5,12 @@ from typing import List, Optional
 import typer
 
 from imagekit import lock as core
-from imagekit.cli._common import JSON, emit, escape, load
+from imagekit.cli._common import JSON, command, emit, escape, load
+from imagekit.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("lock")(lock)
+    command(app, "lock", lock)
 
 
 def lock(ctx: typer.Context,
@@ -23,18 +24,23 @@ def lock(ctx: typer.Context,
          resolver: Optional[str] = typer.Option(None, help="uv (fast, on the host) or pip-tools (pip-compile "
                                                            "inside the OS image) (lock.resolver)"),
          as_json: bool = JSON) -> None:
-    """Resolve every image's requirements.in once into lockfiles/requirements.txt, plus per-image views.
+    """Resolve every image's requirements once into one lock.
 
-    The resolution targets the images' interpreter and platform, not the host's. Nothing is
-    resolved when the inputs did not change; -P NAME moves one package and keeps the rest.
-    With --check --resolver pip-tools, pip-compile must accept the committed lock unchanged.
+    lockfiles/requirements.txt is resolved for the images' interpreter and platform (lock.python,
+    lock.platform), not the host's, with every pin hashed; lockfiles/<image>.txt are the views, what
+    each image installs beyond its parent. Nothing is resolved when the inputs did not change; -P NAME
+    moves one package and keeps the others. With --check the committed files are compared with the
+    requirements.in files (exit 1 naming each difference); with --check --resolver pip-tools,
+    pip-compile must accept the committed lock unchanged.
 
-    Example: imagekit lock -P numpy    (then: imagekit lock --check --resolver pip-tools)
+    Example: imagekit lock -P numpy
+    Example: imagekit lock --check --resolver pip-tools
     """
     cfg = load(ctx, lock__python=python, lock__platform=platform, lock__resolver=resolver)
     if check:
         if upgrade_package:
-            raise typer.BadParameter("--check and --upgrade-package do not go together")
+            raise UsageError("--check and --upgrade-package do not go together", option="--upgrade-package",
+                             hint="check the committed lock, or move a package: not both at once")
         result = core.pip_tools_check(cfg) if resolver == "pip-tools" else core.check(cfg)
         return emit(ctx, result, as_json, f"{result.path}: up to date ({result.packages} pins, views "
                                      + ", ".join(f"{k}={v}" for k, v in result.views.items()) + ")"

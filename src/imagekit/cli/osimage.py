@@ -3,22 +3,22 @@ from __future__ import annotations
 import typer
 
 from imagekit import osimage as core
-from imagekit.cli._common import JSON, emit, load, progress
+from imagekit.cli._common import JSON, command, emit, load, progress
 from imagekit.engine import Engine
 
 
 def register(app: typer.Typer) -> None:
-    app.command("os")(os_image)
+    command(app, "os", os_image)
 
 
 def os_image(ctx: typer.Context,
              rebuild: bool = typer.Option(False, "--rebuild", help="bootstrap again even if the OS image exists"),
              as_json: bool = JSON) -> None:
-    """Provide the OS image every image builds on: keep it, use os.image if present or pullable, else debootstrap it.
+    """Provide the OS image every image builds on.
 
-    Air-gapped machines get a Debian + python3 image from a Debian mirror (os.mirror) with
-    debootstrap, imported with `docker import`, with the tools the platform runs the images with
-    (bash, wget, procps, git, tini). Its Python version must match lock.python.
+    Kept when it exists; else os.image is taken when present or pullable; else a Debian with
+    python3 and the tools the platform runs the images with (bash, wget, procps, git, tini) is
+    bootstrapped from os.mirror with debootstrap (root) and imported. Its Python must be lock.python.
 
     Example: imagekit os --rebuild
     """

@@ -6,14 +6,15 @@ from typing import List, Optional
 import typer
 
 from imagekit import gitops
+from imagekit import history as log
 from imagekit import promote as core
-from imagekit.cli._common import JSON, emit, escape, load, progress
+from imagekit.cli._common import JSON, command, emit, escape, load, progress
 
 
 def register(app: typer.Typer) -> None:
-    app.command("promote")(promote)
-    app.command("history")(history)
-    app.command("rollback")(rollback)
+    command(app, "promote", promote)
+    command(app, "history", history)
+    command(app, "rollback", rollback)
 
 
 MANIFESTS = typer.Option(None, "--manifests", metavar="DIR",
@@ -38,27 +39,19 @@ def promote(ctx: typer.Context,
             from_env: Optional[str] = typer.Option(None, "--from", help="source environment (default: the one before)"),
             force: bool = typer.Option(False, "--force", help="allow skipping an environment"),
             manifests: Optional[Path] = MANIFESTS, as_json: bool = JSON) -> None:
-    """Copy verified digests from the previous environment's project to ENV, without rebuilding.
+    """Promote verified digests to the next environment.
 
-    What moves: with --all (or an IMAGE without a tag), the digests named together by the newest
-    valid attestation in the source environment (signed by trust.public_key, passed, every image of
-    it there), with the version tags that name them; never chosen by a tag's name or an image label
-    (an image derived by hand and pushed beside the release inherits its labels). The choice is
-    printed. The digest in ENV equals the source digest; on one registry layers move by
-    cross-repository mount, and the attestations travel along in both layouts. The gate: each
-    digest needs an attestation signed by the key trust.public_key names, about that very digest,
-    that passed and covered trust.required_scenarios (imagekit verify-compat writes it); and afterwards the
-    images ENV runs under `current` must be a set verify-compat passed together (so promote the
-    verified set with --all, or an image whose verified partner ENV already runs). Immutable
-    environments never move a version tag to another digest. Nothing is written unless every image
-    can be promoted; refusals exit 1 and name each digest and why.
+    From the previous environment's project to ENV, by digest, without rebuilding. With --all (or an
+    IMAGE without a tag), the digests named together by the newest valid attestation in the source
+    environment, with the version tags that name them; never chosen by a tag's name or a label. The
+    gate: each digest needs an attestation signed by the key trust.public_key names, about that very
+    digest, that passed and covered trust.required_scenarios; and afterwards the images ENV runs under
+    `current` must be a set verify-compat passed together. All or nothing: every image is checked,
+    then copied (layers by cross-repository mount on one registry), and the tags move last; a re-run
+    completes a promotion that stopped. Immutable environments never move a version tag. With
+    --manifests DIR, the image references of ENV's GitOps folder follow the promotion.
 
-    With --manifests DIR (or the environment's `manifests` setting), the image references of ENV's
-    GitOps folder follow: plain `image:` fields, z2jh `image: {name, tag}` and kustomize `images:`
-    entries are rewritten to the digests ENV runs afterwards, nothing else changes, the diff is
-    printed; a refused promotion writes nothing there.
-
-    Example: imagekit promote --all --to test    (or: imagekit promote ray:2.41.0-py311-sunat-v15 --to prod)
+    Example: imagekit promote --all --to test
     Example: imagekit promote --all --to prod --manifests gitops/prod
     """
     cfg = load(ctx)
@@ -90,11 +83,13 @@ def _emit_following(ctx, cfg, env: str, folder: Optional[Path], key: str, result
 
 def history(ctx: typer.Context, image: str = typer.Argument(..., help="image name in imagekit.toml"),
             env: str = typer.Option(..., "--env", help="environment"), as_json: bool = JSON) -> None:
-    """List what was promoted into ENV (and rolled back), oldest first, from the registry itself.
+    """List the promotions and rollbacks of an environment.
+
+    Read from the registry itself (an artifact per entry), oldest first.
 
     Example: imagekit history ray --env prod --json
     """
-    entries = core.history(load(ctx), image, env)
+    entries = log.history(load(ctx), image, env)
     emit(ctx, entries, as_json, "\n".join(f"{e.when}  {e.kind:<8} {e.digest}  {','.join(e.tags):<28} {escape(e.source)}"
                                      for e in entries) or f"nothing was promoted into {env}")
 
@@ -102,13 +97,15 @@ def history(ctx: typer.Context, image: str = typer.Argument(..., help="image nam
 def rollback(ctx: typer.Context, image: str = typer.Argument(..., help="image name in imagekit.toml"),
              env: str = typer.Option(..., "--env", help="environment"), manifests: Optional[Path] = MANIFESTS,
              as_json: bool = JSON) -> None:
-    """Point ENV's moving tag `current` back at the digest it named before; recorded in the history.
-    With --manifests DIR (or the environment's `manifests` setting) ENV's GitOps folder follows.
+    """Move an environment's `current` back one promotion.
+
+    Recorded in the history. With --manifests DIR (or the environment's `manifests` setting) the
+    image references of ENV's GitOps folder follow.
 
     Example: imagekit rollback ray --env prod --manifests gitops/prod
     """
     cfg = load(ctx)
     folder = _folder(cfg, env, manifests)
-    result = core.rollback(cfg, image, env)
+    result = log.rollback(cfg, image, env)
     _emit_following(ctx, cfg, env, folder, "rollback", result, as_json,
                     f"{result.image}: {result.target}:current -> {result.digest} (was {result.source})")

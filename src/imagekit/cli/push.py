@@ -5,28 +5,27 @@ from typing import Optional
 import typer
 
 from imagekit import push as core
-from imagekit.cli._common import JSON, emit, load, progress
+from imagekit.cli._common import JSON, command, emit, load, progress
 from imagekit.engine import Engine
 
 
 def register(app: typer.Typer) -> None:
-    app.command("push")(push)
+    command(app, "push", push)
 
 
 def push(ctx: typer.Context,
          registry: Optional[str] = typer.Option(None, help="registry host[:port] (registry.url)"),
          as_json: bool = JSON) -> None:
-    """Push the built images to <registry>/<first environment's project>/<repository> with all their tags.
+    """Push the built images to the first environment.
 
-    Checks first and pushes nothing when a version tag already names other content. A version
-    tag that already names this very content (the same inputs, built again: a cold cache, another
-    machine) keeps its digest: nothing is pushed, the image is "unchanged", and the registry's image
-    is pulled to stand for the local build (what runs and is verified here is that digest). No
-    version tag is ever written twice, so Harbor's tag immutability never refuses a re-run.
-    Credentials: IMAGEKIT_REGISTRY_USERNAME/_PASSWORD or your Docker config. An interrupted push
-    completes when re-run. Prints the digests (--json for CI).
+    To <registry>/<first environment's project>/<repository>, with every tag. Nothing is pushed when a
+    version tag already names other content (bump project.version). A version tag that already names
+    this very content (the same inputs built again) keeps its digest: nothing is pushed, the image is
+    unchanged, and the registry's image is pulled to stand for the local build. An interrupted push
+    completes when run again. Credentials: the environment's own (IMAGEKIT_ENV_<NAME>_USERNAME and
+    _PASSWORD), else IMAGEKIT_REGISTRY_USERNAME and _PASSWORD, else your Docker config.
 
-    Example: IMAGEKIT_REGISTRY_URL=harbor.example.org imagekit push --json > push.json
+    Example: IMAGEKIT_REGISTRY_URL=harbor.example.org imagekit push --json
     """
     cfg = load(ctx, registry__url=registry)
     with progress(ctx, "push") as note:

@@ -1,52 +1,29 @@
 from __future__ import annotations
 
-import json
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
-from imagekit import redact
-from imagekit.cli._common import JSON, emit, envelope, escape, load, out, progress
+from imagekit.cli import render
+from imagekit.cli._common import JSON, JUNIT, REPORT, artifacts, command, emit, escape, load, out, progress
 from imagekit.engine import Engine
-from imagekit.verify import verify_compat, verify_mlflow, verify_stored
-from imagekit.verify.mlflowstore import note_of
+from imagekit.verify.compat import verify_compat
+from imagekit.verify.mlflowstore import note_of, verify_mlflow
+from imagekit.verify.stored import verify_stored
 
 S3_ENDPOINT = typer.Option(None, "--s3-endpoint", help="an S3/MinIO of your own instead of starting one "
                                                        "(keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
 MLFLOW_URI = typer.Option(None, "--mlflow-uri", help="the team's MLflow tracking server (default: verify.mlflow_uri; "
                                                      "credentials: MLFLOW_TRACKING_USERNAME/_PASSWORD or "
                                                      "MLFLOW_TRACKING_TOKEN)")
-JUNIT = typer.Option(None, "--junit", help="write a JUnit XML file: one test case per check, scenario or model")
-REPORT = typer.Option(None, "--report", help="write the JSON report (what --json prints) to this file")
-
-
 def register(app: typer.Typer) -> None:
-    app.command("verify-compat")(verify)
-    app.command("verify-stored")(stored)
+    command(app, "verify-compat", verify)
+    command(app, "verify-stored", stored)
 
 
-def _artifacts(ctx: typer.Context, report, cases: list[tuple[str, bool, str, float]], junit: Path | None,
-               report_file: Path | None) -> None:
-    """--report: the JSON envelope; --junit: a <testsuite> with a <testcase> per check (a <failure>
-    with the reason when it failed)."""
-    if report_file:
-        report_file.write_text(json.dumps(redact.data(envelope(ctx.info_name, result=report, ok=report.ok)), indent=1))
-    if junit:
-        suite = ET.Element("testsuite", name=f"imagekit {ctx.info_name}", tests=str(len(cases)),
-                           failures=str(sum(not ok for _, ok, _, _ in cases)))
-        for name, ok, reason, seconds in cases:
-            case = ET.SubElement(suite, "testcase", classname=f"imagekit.{ctx.info_name}", name=name,
-                                 time=f"{seconds:.2f}")
-            if not ok:
-                ET.SubElement(case, "failure", message=redact.text(reason)[:500]).text = redact.text(reason)
-        ET.ElementTree(suite).write(junit, encoding="utf-8", xml_declaration=True)
-
-
-def _yes(ok: bool, good: str, bad: str) -> str:
-    return f"[green]{good}[/]" if ok else f"[red]{bad}[/]"
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "no"
 
 
 def _cases(scenarios) -> list[tuple[str, bool, str, float]]:
@@ -69,26 +46,21 @@ def stored(ctx: typer.Context, prefix: str = typer.Argument("", help="only model
                                                                    "predict as (default: `current` of the last "
                                                                    "environment, what prod serves)"),
            junit: Optional[Path] = JUNIT, report_file: Optional[Path] = REPORT, as_json: bool = JSON) -> None:
-    """Check every model already published in the models bucket (each with a meta.json) in the
-    candidate Ray image: per model, where its training environment differs from the image's
-    (fingerprint), whether it loads, and whether it predicts what the notebook predicted.
-    The regression check before a new Ray image is promoted: exit 1 names every model that breaks.
+    """Check stored models (S3 or MLflow) in a Ray image.
 
-    Any number of models: they are checked in batches, each in a fresh process (one that kills its
-    process is named, the rest are checked). Outcomes are kept in the eval bucket per (model sha256,
-    image): a re-run with the same image checks only what is new (--recheck: everything).
-    With --ray-address the batches are Ray tasks spread over a cluster's nodes.
+    The regression check before a new Ray image is promoted. Every model published in the models
+    bucket (each with a meta.json) is checked in the candidate Ray image: where its training
+    environment differs from the image's, whether it loads, whether it predicts what the notebook
+    predicted; exit 1 names every model that breaks. Any number of models: batches of --batch-size,
+    each in a fresh process; outcomes are kept in the eval bucket per model and image, so a re-run
+    checks only what is new (--recheck: everything); with --ray-address the batches run on a Ray
+    cluster. With --mlflow-uri (or --model), MLflow's registry instead: every registered version in
+    the candidate and in a baseline Ray image (default: what the last environment serves), its
+    requirements compared, loaded with mlflow.pyfunc, and its input example predicted as the
+    baseline predicts it.
 
-    MLflow's registry instead (--mlflow-uri, or --model with verify.mlflow_uri): every registered
-    version (or --model NAME[@ALIAS]) in the candidate Ray image and in a baseline one: where the
-    model's requirements.txt and python_env.yaml differ from the candidate, whether it loads with
-    mlflow.pyfunc, and whether it predicts its input example as the baseline does.
-
-    Example: imagekit verify-stored --s3-endpoint http://127.0.0.1:9000 --junit stored.xml
-    (after `kubectl port-forward -n mlops svc/minio 9000`)
-
-    Example: imagekit verify-stored --mlflow-uri http://127.0.0.1:5000 --model cybersec@champion
-    (after `kubectl port-forward -n mlops svc/mlflow 5000`)
+    Example: imagekit verify-stored --s3-endpoint http://127.0.0.1:9000
+    Example: imagekit verify-stored --mlflow-uri http://127.0.0.1:5000 --json
     """
     cfg = load(ctx)
     if mlflow_uri or model:
@@ -97,17 +69,15 @@ def stored(ctx: typer.Context, prefix: str = typer.Argument("", help="only model
     with progress(ctx, "verify-stored") as note:
         report = verify_stored(cfg, Engine.connect(), ray=ray_image, prefix=prefix, s3_endpoint=s3_endpoint,
                                ray_address=ray_address, batch_size=batch_size, recheck=recheck, on_line=note)
-    _artifacts(ctx, report, [(m.name, m.ok, m.reason, m.seconds) for m in report.models], junit, report_file)
+    artifacts(ctx, report, [(m.name, m.ok, m.reason, m.seconds) for m in report.models], junit, report_file)
     if as_json:
         emit(ctx, report, True, "", ok=report.ok)
     else:
-        table = Table("model", "fingerprint", "loads", "predictions", "node", "detail")
         shown = report.models if len(report.models) <= 50 else [m for m in report.models if not m.ok]
-        for m in shown:
-            table.add_row(escape(m.name), _yes(not m.fingerprint, "same", "differs"), _yes(m.loaded, "yes", "no"),
-                          _yes(m.same_predictions, "same", "differ"), escape(m.node + (" (kept)" if m.reused else "")),
-                          escape("; ".join(m.fingerprint) or m.reason))
-        out.print(table)
+        render.table("model", [render.Row(m.name, m.ok, {
+            "fingerprint": "same" if not m.fingerprint else "differs", "loads": _yes(m.loaded),
+            "predictions": "same" if m.same_predictions else "differ", "node": m.node + (" (kept)" if m.reused else "")},
+            "; ".join(m.fingerprint) or m.reason) for m in shown])
         failing = sum(not m.ok for m in report.models)
         if len(shown) < len(report.models):
             out.print(f"(the {len(shown)} failing models of {len(report.models)} shown; --json or --junit for all)")
@@ -122,18 +92,16 @@ def _mlflow_stored(ctx, cfg, ray_image, baseline_image, mlflow_uri, models, s3_e
     with progress(ctx, "verify-stored") as note:
         report = verify_mlflow(cfg, Engine.connect(), ray=ray_image, baseline=baseline_image, mlflow_uri=mlflow_uri,
                                models=models, s3_endpoint=s3_endpoint, on_line=note)
-    _artifacts(ctx, report, [(m.candidate.name, m.ok, m.candidate.reason, m.candidate.seconds) for m in report.models],
+    artifacts(ctx, report, [(m.candidate.name, m.ok, m.candidate.reason, m.candidate.seconds) for m in report.models],
                junit, report_file)
     if as_json:
         emit(ctx, report, True, "", ok=report.ok)
     else:
-        table = Table("model", "aliases", "requirements", "loads", "as baseline", "detail")
-        for m in report.models:
-            c = m.candidate
-            table.add_row(escape(c.name), escape(", ".join(m.aliases)), _yes(not c.differences, "same", "differ"),
-                          _yes(c.loaded, "yes", "no"), _yes(c.same_predictions, "same", "differ") if c.example and
-                          not m.baseline_error else "-", escape(c.reason or m.note))
-        out.print(table)
+        render.table("model version", [render.Row(m.candidate.name, m.ok, {
+            "aliases": ",".join(m.aliases), "requirements": "same" if not m.candidate.differences else "differ",
+            "loads": _yes(m.candidate.loaded), "as baseline": ("same" if m.candidate.same_predictions else "differ")
+            if m.candidate.example and not m.baseline_error else "-"}, m.candidate.reason or m.note)
+            for m in report.models])
         out.print(f"{len(report.models)} model versions, {sum(not m.ok for m in report.models)} failing; candidate "
                   f"{escape(report.ray_image)}, baseline {escape(report.baseline_image)}; MLflow "
                   f"{escape(report.tracking)}; total {report.seconds:.0f} s")
@@ -149,22 +117,20 @@ def verify(ctx: typer.Context,
                                                   "(key: IMAGEKIT_TRUST_SIGNING_KEY)"),
            s3_endpoint: Optional[str] = S3_ENDPOINT, mlflow_uri: Optional[str] = MLFLOW_URI,
            junit: Optional[Path] = JUNIT, report_file: Optional[Path] = REPORT, as_json: bool = JSON) -> None:
-    """Prove that models trained in the notebook image unpickle and serve identically in the Ray image.
+    """Prove notebook-trained models serve alike in Ray.
 
-    Static: the Python version and every installed package, file by file, from inside both images,
-    against each other and the lock. Round trip (Testcontainers): every notebook in
-    verify.notebooks is a scenario; each trains and publishes to S3 (MinIO, a local stand-in, or
-    --s3-endpoint) with imagekit_publish, Ray Serve loads each model (sha256 and training
-    environment checked, warnings as errors) and must answer the probe inputs with the same labels
-    and probabilities (regressors: predictions to 1e-9). A notebook that imports mlflow may log
-    with the plain MLflow API instead (MLFLOW_TRACKING_URI is set for it: a tracking server started
-    from the `mlflow` image, or --mlflow-uri): each model it logged is loaded with mlflow.pyfunc in
-    both images, its requirements compared with the Ray image's first, and must answer its input
-    example as in the notebook. Then the lifecycle through Ray Client. On success a signed in-toto attestation of the verified set is attached to each
-    pushed image's digest (signing key: IMAGEKIT_TRUST_SIGNING_KEY); promotion requires it.
-    Exit 0: all passed; 1: a check failed; 2: it could not run.
+    Static: Python and every installed distribution, file by file, from inside both images, against
+    each other and the lock. Round trip: every notebook of verify.notebooks is a scenario; it trains in
+    the notebook image and publishes its model to S3 (MinIO, the stand-in, or --s3-endpoint); Ray Serve
+    in the Ray image loads each (sha256 and training environment checked, warnings as errors) and must
+    answer with the same labels and probabilities (numbers to 1e-9). A notebook that imports mlflow may
+    log with the plain MLflow API instead (a tracking server is started, or --mlflow-uri). Then the
+    lifecycle: a notebook deploys to a Ray head through Ray Client. On success a signed in-toto
+    attestation of the verified set is attached to each pushed image's digest (signing key:
+    IMAGEKIT_TRUST_SIGNING_KEY); promotion requires it. Exit 0 when all passed, 1 when a check failed,
+    2 when it could not run.
 
-    Example: imagekit verify-compat --scenario iris --no-record    (a quick local check)
+    Example: imagekit verify-compat --scenario iris --no-record
     """
     cfg = load(ctx)
     with progress(ctx, "verify-compat") as note:
@@ -174,7 +140,7 @@ def verify(ctx: typer.Context,
     static_case = ("static alignment", report.static.ok, "; ".join(report.static.differences), 0.0)
     life = [("lifecycle", report.lifecycle.ok, report.lifecycle.detail, report.lifecycle.seconds)] \
         if report.lifecycle else []
-    _artifacts(ctx, report, [static_case, *_cases(report.roundtrip.scenarios), *life], junit, report_file)
+    artifacts(ctx, report, [static_case, *_cases(report.roundtrip.scenarios), *life], junit, report_file)
     if as_json:
         emit(ctx, report, True, "", ok=report.ok)
     else:
@@ -183,27 +149,24 @@ def verify(ctx: typer.Context,
 
 
 def _render(report) -> None:
-    mark = lambda ok: "[green]pass[/]" if ok else "[red]FAIL[/]"  # noqa: E731
     out.print(f"notebook {escape(report.notebook.repository or report.notebook.ref)}"
               f"{'@' + report.notebook.digest if report.notebook.digest else ''}")
     out.print(f"ray      {escape(report.ray.repository or report.ray.ref)}"
               f"{'@' + report.ray.digest if report.ray.digest else ''}")
-    table = Table("check", "result", "detail", "train s", "serve s")
-    table.add_row("static alignment", mark(report.static.ok),
-                  f"Python {report.static.notebook.python} / {report.static.ray.python}, "
-                  f"{len(report.static.notebook.packages)} / {len(report.static.ray.packages)} packages"
-                  if report.static.ok else f"{len(report.static.differences)} differences", "", "")
+    static = report.static
+    rows = [render.Row("static alignment", static.ok, {}, f"Python {static.notebook.python} / {static.ray.python}, "
+                       f"{len(static.notebook.packages)} / {len(static.ray.packages)} packages" if static.ok else
+                       "; ".join(static.differences))]
     for s in report.roundtrip.scenarios:
-        detail = escape(s.reason) if not s.ok else (f"max |dp| = {s.max_probability_diff:.1g}"
-                                                    if s.max_probability_diff is not None else "loads")
-        detail += f" ({len(s.mlflow)} MLflow model(s))" if s.mlflow else ""
-        table.add_row(f"round trip {s.name}", mark(s.ok), detail, f"{s.train_seconds:.1f}", f"{s.serve_seconds:.2f}")
+        detail = s.reason if not s.ok else (f"max |dp| = {s.max_probability_diff:.1g}"
+                                            if s.max_probability_diff is not None else "loads")
+        rows.append(render.Row(f"round trip {s.name}", s.ok, {"train": f"{s.train_seconds:.1f} s",
+                                                              "serve": f"{s.serve_seconds:.2f} s"},
+                               detail + (f" ({len(s.mlflow)} MLflow model(s))" if s.mlflow else "")))
     if report.lifecycle:
-        table.add_row("lifecycle (Ray Client)", mark(report.lifecycle.ok), escape(report.lifecycle.detail), "",
-                      f"{report.lifecycle.seconds:.1f}")
-    out.print(table)
-    for d in report.static.differences:
-        out.print(f"  [red]-[/] {escape(d)}")
+        rows.append(render.Row("lifecycle (Ray Client)", report.lifecycle.ok, {"serve": f"{report.lifecycle.seconds:.1f} s"},
+                               report.lifecycle.detail))
+    render.table("check", rows)
     for s in report.roundtrip.scenarios:
         for w in s.warnings:
             out.print(f"  [yellow]warning[/] {s.name} in ray: {escape(w)}")

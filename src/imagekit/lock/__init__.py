@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from imagekit import redact
 from imagekit.config import Config
 from imagekit.digests import sha256_hex
-from imagekit.errors import CheckFailed, ConfigError, ToolError, UsageError
+from imagekit.errors import CheckFailed, ConfigError, LockConflict, ToolError, UsageError
 from imagekit.images import ImageSpec, build_order
 from imagekit.lock import resolver, views
 from imagekit.lock.format import REGENERATE, Lock, Pin, diff_pins, parse, read, render_pins, write_if_changed
@@ -138,7 +138,7 @@ def _render(cfg: Config, body: str, f: LockFile, resolver_name: str) -> str:
                        f"# resolver: {resolver_name}\n"
                        f"# inputs: {' '.join(f'{k}={v}' for k, v in digests.items())}\n"
                        f"# inputs-sha256: {_inputs_sha(digests)}\n"
-                       f"# body-sha256: {sha256_hex(body)}\n\n{body}")
+                       f"# body-sha256: {sha256_hex(body)}\n\n") + body  # the pins and hashes as resolved
 
 
 def _stale(cfg: Config, f: LockFile, lk: Lock) -> list[str]:
@@ -273,8 +273,9 @@ def pip_tools_check(cfg: Config) -> LockResult:
         old = read(f.path)
         try:
             _, accepted = _resolve(cfg, f, compiler(cfg, "pip-tools"))
-        except ToolError as e:  # pip-compile refuses a pin outright (e.g. one its Python cannot install)
-            problems.append(f"{f.path.name}: pip-compile fails on it: {e.output.strip().splitlines()[-1]}")
+        except (ToolError, LockConflict) as e:  # pip-compile refuses a pin outright (one its Python cannot install)
+            said = (getattr(e, "output", "") or e.message).strip().splitlines()
+            problems.append(f"{f.path.name}: pip-compile fails on it: {said[-1]}")
             continue
         problems += [f"{f.path.name}: pip-compile would change {c}" for c in diff_pins(old.pins, accepted.pins)]
     if problems:

@@ -1,14 +1,13 @@
 """pip-tools' lock format: a header of ``# key: value`` lines, then ``name==version`` with ``--hash`` lines."""
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from imagekit import files
 from imagekit.digests import sha256_hex
 from imagekit.errors import ConfigError, PreconditionError
 
@@ -93,8 +92,4 @@ def diff_pins(old: dict[str, Pin], new: dict[str, Pin]) -> list[str]:
 def write_if_changed(path: Path, content: str) -> None:
     """Replace the file whole (write aside, then rename), and only when its content changes."""
     if not path.is_file() or path.read_text() != content:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        files.write(path, content)

@@ -20,7 +20,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit import proc, redact
+from imagekit import containers, proc, redact
 from imagekit.errors import ConfigError, LockConflict, ToolError
 
 PIP_TOOLS = ("pip-tools==7.6.2", "pip==23.2.1")  # pip-compile and the pip it is known to work with
@@ -120,8 +120,8 @@ def pip_tools_compile(engine, os_image: str, root: Path, target: Target, files: 
     script = ("set -e; python3 -m venv /tmp/pt >/dev/null; /tmp/pt/bin/pip install -q --no-index --find-links /tools "
               f"{' '.join(PIP_TOOLS)}; cd /work; /tmp/pt/bin/{shlex.join(cmd)}")
     try:
-        files_out = engine.run_with_files(os_image, ["bash", "-c", script], inputs=inputs, outputs=["/work/out.txt"],
-                                          env=env, network="host", timeout=3600)
+        _, files_out = containers.run(engine, os_image, ["bash", "-c", script], inputs=inputs,
+                                      outputs=("/work/out.txt",), env=env, network="host", timeout=3600)
     except ToolError as e:
         _conflict(e)
         raise

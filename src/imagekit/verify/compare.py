@@ -57,3 +57,12 @@ def compare(expected: dict, served: dict) -> tuple[bool, str, float | None]:
     if diff > TOLERANCE:
         return False, f"probabilities differ by up to {diff:.3g} (> {TOLERANCE:g})", diff
     return True, "", diff
+
+
+class Models:
+    """A report over models (``models``, each with ``ok``): it passes when it checked some and each passed."""
+    models: list
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.models) and all(m.ok for m in self.models)

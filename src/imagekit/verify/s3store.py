@@ -1,23 +1,23 @@
-"""The S3 store a run uses: a server started on the run's network (MinIO or the stand-in), or the
-user's endpoint (relayed for the containers when it is on this machine's loopback, forward.py);
-a boto3 client from the host, the URL containers use, and the probes that say either is not there.
+"""The S3 store a run uses: a server started in the run (MinIO where its image can be had, else the
+stand-in: one choice, made here for verify-compat, verify-stored and doctor alike), or the user's
+endpoint (relayed for the containers when it is on this machine's loopback, forward.py); a boto3
+client from here, the URL containers use, and the probes that say either is not there.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config as BotoConfig
 
-from imagekit import forward
-from imagekit.errors import EngineError, PreconditionError
+from imagekit import containers, forward, redact, services
+from imagekit.config import Config
+from imagekit.engine import Engine
+from imagekit.errors import ConfigError, PreconditionError, UsageError
+from imagekit.verify.subjects import built
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,16 @@ class Buckets:
     others: tuple[str, ...] = ("cybersec-ml-raw", "cybersec-ml-silver")
 
 
+def buckets(cfg: Config) -> Buckets:
+    return Buckets(cfg.verify.models_bucket, cfg.verify.eval_bucket, tuple(cfg.verify.buckets))
+
+
 @dataclass(frozen=True)
-class S3Server:
+class Server:
+    """The S3 server a run starts: MinIO's image, or the stand-in's."""
     image: str
     description: str
-    command: list[str]
-    env: dict[str, str]
+    minio: bool
 
 
 @dataclass(frozen=True)
@@ -44,49 +48,50 @@ class Endpoint:
     secret_key: str = field(repr=False)
 
 
-class S3(contextlib.AbstractContextManager):
-    """The S3 store: a server on the run's network (alias ``s3``), or the user's endpoint; a boto3
-    client from here, and what containers are given to reach it (``inside``)."""
+def choose(cfg: Config, engine: Engine) -> tuple[str, bool]:
+    """(image, is it MinIO): verify.minio_image where it is present or can be pulled, else the name of
+    the stand-in image of imagekit.toml (verify.s3_standin), which the caller builds."""
+    minio = cfg.verify.minio_image
+    if minio and (engine.image(minio) or engine.pull(minio)):
+        return minio, True
+    return cfg.image(cfg.verify.s3_standin).name, False  # ConfigError when imagekit.toml has no such image
 
-    def __init__(self, server: S3Server | Endpoint, network, keys: dict[str, str], inside: str = "") -> None:
-        from testcontainers.core.container import DockerContainer
 
-        self.server, self.container = server, None
-        if isinstance(server, Endpoint):
-            self.keys = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
-                         "AWS_DEFAULT_REGION": keys["AWS_DEFAULT_REGION"]}
-            self.url, self.inside = server.url, inside or server.url
-            return
-        self.keys = keys
-        self.container = DockerContainer(server.image).with_command(server.command).with_network(network) \
-            .with_network_aliases("s3").with_exposed_ports(9000)
-        for k, v in {**server.env, **keys}.items():
-            self.container.with_env(k, v)
-        self.inside = "http://s3:9000"
+def store_for(cfg: Config, engine: Engine, url: str | None, note: Callable[[str], None]) -> Server | Endpoint:
+    """The user's endpoint (``url``, else verify.s3_endpoint), else the server a run starts: MinIO, or
+    the stand-in built now (from cache when unchanged)."""
+    url = url or cfg.verify.s3_endpoint
+    if url:
+        return endpoint(cfg, url)
+    image, minio = choose(cfg, engine)
+    if minio:
+        return Server(image, f"MinIO ({image})", True)
+    note(f"{cfg.verify.minio_image} cannot be had here; using the stand-in image '{image}'")
+    standin = built(cfg, engine, image, note)
+    return Server(standin.image_id, f"stand-in {standin.repository}:{standin.tags[0]} ({cfg.verify.minio_image} "
+                                    f"unavailable)", False)
 
-    def __enter__(self) -> "S3":
-        if self.container:
-            self.container.start()
-            c = self.container
-            self.url = f"http://{c.get_container_host_ip()}:{c.get_exposed_port(9000)}"
-        self.client = boto3.client("s3", endpoint_url=self.url, config=BotoConfig(retries={"max_attempts": 1}),
-                                   region_name=self.keys["AWS_DEFAULT_REGION"],
-                                   aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
-                                   aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"])
-        if self.container:
-            until(lambda: self.client.list_buckets(), 60, f"the S3 server at {self.url} did not answer")
-            return self
-        try:  # the user's: up or not, and these keys let in or not
-            self.client.list_buckets()
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-            raise PreconditionError(f"the S3 endpoint {self.url} cannot be used: {type(e).__name__}: {e}",
-                                    hint="check the URL and the keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); "
-                                         "for a port-forward, that it is still running") from None
-        return self
 
-    def __exit__(self, *exc) -> None:
-        if self.container:
-            self.container.stop()
+def endpoint(cfg: Config, url: str) -> Endpoint:
+    """The user's S3 (--s3-endpoint / verify.s3_endpoint), keys from AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY as the platform's flows read them."""
+    if "://" not in url:
+        raise UsageError(f"--s3-endpoint {url!r} is not a URL", option="--s3-endpoint",
+                         hint="e.g. https://minio.example.org or http://127.0.0.1:9000")
+    access, secret = cfg.env.get("AWS_ACCESS_KEY_ID", ""), cfg.env.get("AWS_SECRET_ACCESS_KEY", "")
+    if not (access and secret):
+        raise ConfigError(f"the S3 endpoint {url} needs keys: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    redact.register(secret)
+    forward.require_local(url, "the S3 endpoint")  # said before any work
+    return Endpoint(url.rstrip("/"), access, secret)
+
+
+class Store:
+    """The run's S3: a boto3 client from here (``url``), what containers are given (``inside``, ``keys``)."""
+
+    def __init__(self, url: str, inside: str, keys: dict[str, str], description: str) -> None:
+        self.url, self.inside, self.keys, self.description = url, inside, keys, description
+        self.client = services.s3_client(url, keys)
 
     def ensure(self, bucket: str) -> None:
         if bucket not in {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}:
@@ -101,66 +106,52 @@ class S3(contextlib.AbstractContextManager):
         return sorted(o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith("/meta.json"))
 
 
-@contextlib.contextmanager
-def on_network():
-    """(an ExitStack for the run's containers, a Docker network of the run's own), both gone at the end."""
-    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image cannot be pulled everywhere
-    from testcontainers.core.network import Network
-
-    with contextlib.ExitStack() as stack:
-        yield stack, stack.enter_context(Network())
-
-
-def open_store(stack, s3: S3Server | Endpoint, network, note) -> S3:
+def open_store(run: containers.Run, s3: Server | Endpoint, note: Callable[[str], None]) -> Store:
+    """The store of ``s3`` for the run: the server started in it (keys of the run's own), or the
+    user's endpoint, asked whether it answers these keys."""
     note(f"S3: {describe(s3)}")
+    if isinstance(s3, Endpoint):
+        keys = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                "AWS_DEFAULT_REGION": "us-east-1"}
+        store = Store(s3.url, relay(run, s3.url, "the S3 endpoint", note), keys, describe(s3))
+        try:  # the user's: up or not, and these keys let in or not
+            store.client.list_buckets()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise PreconditionError(f"the S3 endpoint {s3.url} cannot be used: {type(e).__name__}: {e}",
+                                    hint="check the URL and the keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); "
+                                         "for a port-forward, that it is still running") from None
+        return store
     keys = {"AWS_ACCESS_KEY_ID": "imagekit", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
             "AWS_DEFAULT_REGION": "us-east-1"}
-    return stack.enter_context(S3(s3, network, keys, inside=relay(stack, s3.url, "the S3 endpoint", note)
-                                  if isinstance(s3, Endpoint) else ""))
+    redact.register(keys["AWS_SECRET_ACCESS_KEY"])
+    server = run.start(services.S3Server(s3.image, keys, minio=s3.minio), ready=60)
+    return Store(server.url(9000), server.inside(9000), keys, describe(s3))
 
 
-def relay(stack, url: str, what: str, note) -> str:
+def relay(run: containers.Run, url: str, what: str, note: Callable[[str], None]) -> str:
     """The URL containers use for ``url``: itself, or a relay's on the engine's gateway for a loopback one."""
     if not forward.is_loopback(url):
         return url
     forward.require_local(url, what)
-    import docker
-
-    relayed = stack.enter_context(forward.Forwarder(url, forward.gateway(docker.from_env())))
+    relayed = run.enter(forward.Forwarder(url, forward.gateway(run.engine.client)))
     note(f"{what} {url} is on the loopback: relayed for the containers as {relayed.inside}")
     return relayed.inside
 
 
-def reachable(container, url: str, what: str, given: str) -> None:
-    """``url`` takes a TCP connection from inside ``container`` (a docker-py one), else the run stops
-    before any work, naming the address."""
+def reachable(container: containers.Container, url: str, what: str, given: str) -> None:
+    """``url`` takes a TCP connection from inside ``container``, else the run stops before any work,
+    naming the address."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    code, out = container.exec_run(["python", "-c", f"import socket; socket.create_connection(({parts.hostname!r}, "
-                                                    f"{port}), timeout=5)"])
+    code, out = container.exec(["python", "-c", f"import socket; socket.create_connection(({parts.hostname!r}, "
+                                                f"{port}), timeout=5)"])
     if code != 0:
-        last = (out.decode(errors="replace").strip().splitlines() or ["no answer"])[-1]
+        last = (out.strip().splitlines() or ["no answer"])[-1]
         raise PreconditionError(f"{what} {given} cannot be reached from inside a container (as {url}): {last}",
                                 hint="check the address from this machine; a server must listen where the "
                                      "containers reach it (not a loopback of another machine)")
 
 
-def describe(s3: S3Server | Endpoint) -> str:
+def describe(s3: Server | Endpoint) -> str:
     """What a report says the S3 server was."""
     return f"endpoint {s3.url}" if isinstance(s3, Endpoint) else s3.description
-
-
-def until(probe, seconds: float, what: str, logs=None):
-    """``probe()``'s first value that is not None (what it raises meanwhile: not up yet), or an
-    EngineError "``what`` within N s" with ``logs()`` when given."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            value = probe()
-            if value is not None:
-                return value
-        except Exception:  # the server is not up yet
-            pass
-        if time.monotonic() > deadline:
-            raise EngineError(f"{what} within {seconds:.0f} s" + (f":\n{logs()}" if logs else ""))
-        time.sleep(0.5)

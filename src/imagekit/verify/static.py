@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 
-from imagekit import lock
+from imagekit import containers, lock
 from imagekit.build import IMAGE_LABEL
 from imagekit.config import Config
 from imagekit.engine import Engine
@@ -62,7 +62,7 @@ def inspect(engine: Engine, ref: str) -> ImageFacts:
         raise PreconditionError(f"image {ref} is not in the engine",
                                 hint="run `imagekit build`, or pass an image that exists")
     name = info.labels.get(IMAGE_LABEL, "")
-    data = json.loads(engine.run(ref, ["python", "-c", FACTS]).strip().splitlines()[-1])
+    data = json.loads(containers.run(engine, ref, ["python", "-c", FACTS]).strip().splitlines()[-1])
     packages = {canonicalize_name(k): v for k, v in data["packages"].items() if canonicalize_name(k) not in VENV_TOOLS}
     changed = [(canonicalize_name(d), f, how) for d, f, how in data["changed"]]
     return ImageFacts(ref=ref, name=name, python=data["python"], packages=packages, changed=changed)

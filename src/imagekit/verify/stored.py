@@ -8,22 +8,19 @@ what the notebook predicted, by the rules verify-compat has.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import secrets
-import tarfile
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import docker
-
-from imagekit import forward
+from imagekit import containers, forward, proc
+from imagekit.config import Config
 from imagekit.engine import Engine
-from imagekit.errors import EngineError, PreconditionError, UsageError
+from imagekit.errors import EngineError, PreconditionError, UsageError, infrastructure
 from imagekit.verify import s3store
-from imagekit.verify.compare import compare
+from imagekit.verify.compare import Models, compare
+from imagekit.verify.subjects import subject
 
 LIST, OUTCOMES = "/tmp/imagekit-models.txt", "/tmp/imagekit-outcomes.jsonl"  # where the ray user writes
 BATCH_SIZE = 100
@@ -45,7 +42,7 @@ class StoredModel:
 
 
 @dataclass(frozen=True)
-class StoredReport:
+class StoredReport(Models):
     s3_server: str
     ray_image: str  # the image id outcomes are kept under
     cluster: str  # the Ray address, "" for a Ray of its own in one container
@@ -55,10 +52,6 @@ class StoredReport:
     reused: int
     nodes: list[str]
     seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.models) and all(m.ok for m in self.models)
 
 
 def judge(record: dict) -> StoredModel:
@@ -77,7 +70,7 @@ def judge(record: dict) -> StoredModel:
                        record.get("seconds", 0.0))
 
 
-def check(ray: str, image_id: str, s3: s3store.S3Server | s3store.Endpoint, *, prefix: str = "",
+def check(engine: Engine, ray: str, image_id: str, s3: s3store.Server | s3store.Endpoint, *, prefix: str = "",
           buckets: s3store.Buckets = s3store.Buckets(), batch_size: int = BATCH_SIZE, recheck: bool = False,
           cluster: str = "", cluster_s3: str = "", on_line: Callable[[str], None] | None = None) -> StoredReport:
     """Check every model under ``prefix`` of the models bucket in the Ray image ``ray``."""
@@ -87,8 +80,8 @@ def check(ray: str, image_id: str, s3: s3store.S3Server | s3store.Endpoint, *, p
         raise UsageError("--ray-address needs --s3-endpoint: the cluster's tasks read the models from your S3",
                          option="--ray-address")
     forward.require_local(cluster, "the Ray address")
-    with s3store.on_network() as (stack, network):
-        store = s3store.open_store(stack, s3, network, note)
+    with containers.Run(engine, "verify-stored", note=note) as run:
+        store = s3store.open_store(run, s3, note)
         keys = store.metas(buckets.models, prefix)
         if not keys:
             raise PreconditionError(f"no model with a meta.json under {buckets.models}/{prefix}",
@@ -97,18 +90,19 @@ def check(ray: str, image_id: str, s3: s3store.S3Server | s3store.Endpoint, *, p
         inside = (cluster_s3 or store.url) if cluster else store.inside
         env = {**store.keys, "AWS_ENDPOINT_URL": inside, "IMAGEKIT_MODELS_BUCKET": buckets.models,
                "IMAGEKIT_EVAL_BUCKET": buckets.eval, **({"RAY_ADDRESS": cluster} if cluster else {})}
-        c = stack.enter_context(checker(ray, network.name, env, host_network=bool(cluster)))
+        c = checker(run, ray, env, host_network=bool(cluster))
         if not cluster:
             s3store.reachable(c, inside, "the S3 server", store.url)
         note(f"checking {len(keys)} stored models in batches of {batch_size} "
              f"{'on the Ray cluster at ' + cluster if cluster else 'on a Ray of its own in the ray image'}")
-        Engine.put(c, LIST, "\n".join(keys).encode())
-        code, tail = stream(c, ["python", "-m", "stored_check", "--list", LIST, "--out", OUTCOMES, "--image",
-                                 image_id, "--batch-size", str(batch_size), *(["--recheck"] if recheck else [])], note)
+        c.put(LIST, "\n".join(keys).encode())
+        code, tail = c.stream(["python", "-m", "stored_check", "--list", LIST, "--out", OUTCOMES, "--image",
+                               image_id, "--batch-size", str(batch_size), *(["--recheck"] if recheck else [])], note,
+                              "stored_check: ")
         if code != 0:
-            why = fatal(code, tail)
+            why = proc.reason("\n".join(tail), prefix="stored_check: ") or f"exit code {code}"
             raise EngineError(f"the stored-model check stopped: {why}", hint=_hint(why, cluster))
-        records = [json.loads(line) for line in read_text(c, OUTCOMES).splitlines() if line]
+        records = [json.loads(line) for line in c.read(OUTCOMES).decode().splitlines() if line]
     models = sorted((judge(r) for r in records), key=lambda m: m.name)
     reused = sum(m.reused for m in models)
     return StoredReport(s3_server=s3store.describe(s3), ray_image=image_id, cluster=cluster, batch_size=batch_size,
@@ -128,48 +122,30 @@ def _hint(fatal: str, cluster: str) -> str:
     return "run again with --verbose to see the check's output"
 
 
-@contextlib.contextmanager
-def checker(image: str, network: str, env: dict[str, str], *, host_network: bool):
-    """An idle container of the Ray image (on the host's network when it drives a cluster: a
-    port-forward on localhost is then reached as the user's shell reaches it)."""
-    client = docker.from_env()
-    where = {"network_mode": "host"} if host_network else {
-        "network": network, "extra_hosts": {forward.HOST_ALIAS: "host-gateway"}}
-    try:
-        c = client.containers.run(image, ["sleep", "infinity"], detach=True, environment=env, shm_size="1g",
-                                  name=f"imagekit-stored-{secrets.token_hex(4)}", **where)
-    except docker.errors.DockerException as e:
-        raise EngineError(f"cannot start the Ray image {image} for the check: {e}") from None
-    try:
-        yield c
-    finally:
-        with contextlib.suppress(docker.errors.DockerException):
-            c.remove(force=True)
+def checker(run: containers.Run, image: str, env: dict[str, str], *, host_network: bool = False) -> containers.Idle:
+    """An idle container of the Ray image for an in-image check (on the host's network when it drives a
+    cluster: a port-forward on localhost is then reached as the user's shell reaches it)."""
+    return run.start(containers.Idle(image, kind="Ray checker", env=env, shm="1g",
+                                     network_mode="host" if host_network else None))
 
 
-def stream(c, cmd: list[str], note, prefix: str = "stored_check: ") -> tuple[int, list[str]]:
-    """Run ``cmd`` in ``c``, each progress line (``prefix``) to ``note``: exit code, the last lines of output."""
-    api, tail, pending = c.client.api, [], ""
-    run = api.exec_create(c.id, cmd)
-    for chunk in api.exec_start(run["Id"], stream=True):
-        pending += chunk.decode(errors="replace")
-        *lines, pending = pending.split("\n")
-        for line in lines:
-            if line.startswith(prefix):
-                note(line.removeprefix(prefix))
-            tail = (tail + [line])[-40:]
-    tail.append(pending)
-    return api.exec_inspect(run["Id"])["ExitCode"], [t for t in tail if t.strip()]
-
-
-def fatal(code: int, tail: list[str], prefix: str = "stored_check: ") -> str:
-    """Why a check that exited ``code`` stopped: its "<prefix>fatal: " line, else the output's last line
-    (an exception's last line, never its traceback)."""
-    return next((line.split("fatal: ", 1)[1] for line in reversed(tail) if f"{prefix}fatal: " in line),
-                (tail or [f"exit code {code}"])[-1])
-
-
-def read_text(c, path: str) -> str:
-    stream = Engine.get(c, path)
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        return tar.extractfile(tar.getmembers()[0]).read().decode()
+@infrastructure("verify-stored")
+def verify_stored(cfg: Config, engine: Engine, *, ray: str | None = None, prefix: str = "",
+                  s3_endpoint: str | None = None, ray_address: str | None = None, batch_size: int | None = None,
+                  recheck: bool = False, on_line: Callable[[str], None] | None = None) -> StoredReport:
+    """Every model already in the models bucket (under ``prefix``) with a meta.json, checked in the
+    candidate Ray image: the regression check before a new Ray image is promoted."""
+    note = on_line or (lambda line: None)
+    batch_size = batch_size if batch_size is not None else cfg.verify.stored_batch_size
+    if batch_size < 1:
+        raise UsageError(f"a batch size of {batch_size}: it must be at least 1", option="--batch-size",
+                         hint="models per task; 100 keeps one process under about 1 GiB with the example models")
+    address = ray_address if ray_address is not None else cfg.verify.ray_address
+    if address and not re.fullmatch(r"ray://[^/\s:]+:\d+", address):
+        raise UsageError(f"--ray-address {address!r} is not a Ray Client address", option="--ray-address",
+                         hint="ray://HOST:10001: the head's client server (kubectl port-forward svc/<head> 10001)")
+    store = s3store.store_for(cfg, engine, s3_endpoint, note)
+    server = subject(cfg, engine, "ray", ray)
+    return check(engine, server.ref, engine.image(server.ref).id, store, prefix=prefix, buckets=s3store.buckets(cfg),
+                 batch_size=batch_size, recheck=recheck, cluster=address, cluster_s3=cfg.verify.cluster_s3_endpoint,
+                 on_line=note)

@@ -1,0 +1,277 @@
+"""Every container imagekit starts, started one way, through the engine's one client.
+
+A ``Run`` is what one command starts: a Docker network of its own and its containers, each labelled
+with the run (``org.imagekit.run``: IMAGEKIT_RUN_ID, or one id per process), all removed when the run
+ends, fails or is interrupted (SIGINT; SIGTERM once the CLI turns it into an interrupt). A
+``Container`` is one container in the testcontainers style: image, command, environment, an alias on
+the run's network, ports published on this machine (``url``), ``exec``, ``put``, ``read``, ``logs``;
+a start that fails (the container exits) says the exit code and its last lines. One small class per
+kind adds its command and its readiness: the S3 server, the MLflow tracking server, a Ray head and
+worker, the model server, and an idle container of an image (the notebook trainer, the checkers).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import secrets
+import signal
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import docker.errors
+
+from imagekit import forward, proc
+from imagekit.engine import Engine
+from imagekit.errors import EngineError, ToolError
+
+RUN_LABEL, KIND_LABEL = "org.imagekit.run", "org.imagekit.kind"
+_PROCESS_RUN = secrets.token_hex(6)
+IDLE = ["sleep", "infinity"]
+
+
+def run_id() -> str:
+    """What every container and network of this process is labelled with (IMAGEKIT_RUN_ID: a CI job's own)."""
+    return os.environ.get("IMAGEKIT_RUN_ID") or _PROCESS_RUN
+
+
+def host() -> str:
+    """Where this process reaches a container's published ports: the engine's machine."""
+    return "127.0.0.1" if forward.local_engine() else urlsplit(os.environ["DOCKER_HOST"]).hostname
+
+
+class Container:
+    """One container: configured here, created and started by ``Run.start``."""
+    kind = "container"
+
+    def __init__(self, image: str, command: list[str] | None = None, *, alias: str = "", env: Mapping[str, str] = (),
+                 ports: tuple[int, ...] = (), user: str | None = None, shm: str = "512m",
+                 network_mode: str | None = None, entrypoint: list[str] | None = None) -> None:
+        self.image, self.command, self.alias, self.env = image, command, alias, dict(env)
+        self.ports, self.user, self.shm, self.network_mode, self.entrypoint = ports, user, shm, network_mode, entrypoint
+        self.c = None  # the docker-py container, once created
+
+    @property
+    def what(self) -> str:
+        return f"the {self.kind} ({self.image[:71]})"
+
+    def create(self, engine: Engine, name: str, network: str | None, labels: dict[str, str]) -> None:
+        publish = ("127.0.0.1", None) if forward.local_engine() else None
+        where = {"network_mode": self.network_mode} if self.network_mode or not network else {
+            "network": network, "networking_config": {network: engine.client.api.create_endpoint_config(
+                aliases=[self.alias] if self.alias else None)}}
+        try:
+            self.c = engine.client.containers.create(
+                self.image, self.command, entrypoint=self.entrypoint, user=self.user, environment=self.env,
+                detach=True, shm_size=self.shm, ports={f"{p}/tcp": publish for p in self.ports},
+                labels={**labels, KIND_LABEL: self.kind}, hostname=self.alias or None, name=name,
+                extra_hosts={forward.HOST_ALIAS: "host-gateway"} if network else None, **where)
+        except docker.errors.ImageNotFound:
+            raise EngineError(f"image {self.image} is not in the engine") from None
+        except docker.errors.APIError as e:
+            raise EngineError(f"cannot create {self.what}: {e.explanation}") from None
+
+    def start(self) -> None:
+        try:
+            self.c.start()
+        except docker.errors.APIError as e:
+            raise EngineError(f"cannot start {self.what}: {e.explanation}") from None
+
+    def ready(self, timeout: float) -> None:
+        """Wait until the container can do its work (each kind knows how); here: it keeps running."""
+        if self.exited():
+            raise EngineError(f"{self.what} {self.exited()}")
+
+    def exited(self) -> str:
+        """Why the container is not running ("" while it runs): its exit code and last log lines."""
+        try:
+            self.c.reload()
+        except docker.errors.NotFound:
+            return "is gone"
+        if self.c.status in ("running", "created"):
+            return ""
+        code = self.c.attrs.get("State", {}).get("ExitCode")
+        return f"exited at start (exit code {code}): {proc.reason(self.logs(30)) or 'it printed nothing'}"
+
+    def url(self, port: int) -> str:
+        """The published ``port`` as this process reaches it."""
+        self.c.reload()
+        bound = (self.c.ports.get(f"{port}/tcp") or [{}])[0].get("HostPort")
+        if not bound:
+            raise EngineError(f"{self.what} publishes no port {port}: {self.exited() or 'it is running'}")
+        return f"http://{host()}:{bound}"
+
+    def inside(self, port: int) -> str:
+        """The URL other containers of the run use."""
+        return f"http://{self.alias}:{port}"
+
+    def exec(self, cmd: list[str], *, env: Mapping[str, str] | None = None, user: str = "",
+             detach: bool = False) -> tuple[int, str]:
+        """Run ``cmd`` in the running container: (exit code, output); 126 and why when it cannot run."""
+        try:
+            code, out = self.c.exec_run(cmd, environment=dict(env or {}), user=user, detach=detach)
+        except docker.errors.APIError as e:
+            return 126, f"cannot run it in the container: {e.explanation}"
+        return (code or 0), (out or b"").decode(errors="replace") if not detach else ""
+
+    def sh(self, script: str) -> tuple[int, str]:
+        """``bash -c script`` (as KubeRay's exec probes run): exit code, output stripped."""
+        code, out = self.exec(["bash", "-c", script])
+        return code, out.strip()
+
+    def stream(self, cmd: list[str], note: Callable[[str], None], prefix: str) -> tuple[int, list[str]]:
+        """Run ``cmd``, each line starting with ``prefix`` to ``note``: exit code, the last lines of output."""
+        api, tail, pending = self.c.client.api, [], ""
+        started = api.exec_create(self.c.id, cmd)
+        for chunk in api.exec_start(started["Id"], stream=True):
+            pending += chunk.decode(errors="replace")
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                if line.startswith(prefix):
+                    note(line.removeprefix(prefix))
+                tail = (tail + [line])[-40:]
+        tail.append(pending)
+        return api.exec_inspect(started["Id"])["ExitCode"], [t for t in tail if t.strip()]
+
+    def put(self, dest: str, src: Path | bytes) -> None:
+        """Copy a host file or folder (or bytes) into the container as ``dest`` (readable by any user)."""
+        with tempfile.TemporaryFile() as buf:
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                if isinstance(src, bytes):
+                    info = tarfile.TarInfo(dest.lstrip("/"))
+                    info.size, info.mode = len(src), 0o644
+                    tar.addfile(info, io.BytesIO(src))
+                else:
+                    tar.add(str(src), arcname=dest.lstrip("/"), filter=_readable)
+            buf.seek(0)
+            if not self.c.put_archive("/", buf):
+                raise EngineError(f"could not copy {src} into {self.what} at {dest}")
+
+    def archive(self, path: str) -> Iterator[bytes]:
+        """A file or folder of the container as a tar stream."""
+        try:
+            stream, _ = self.c.get_archive(path)
+        except docker.errors.NotFound:
+            raise EngineError(f"{path} does not exist in {self.what}") from None
+        return stream
+
+    def read(self, path: str) -> bytes:
+        """The bytes of one file of the container ("" for a folder)."""
+        with tarfile.open(fileobj=io.BytesIO(b"".join(self.archive(path))), mode="r|") as tar:
+            member = tar.next()
+            return tar.extractfile(member).read() if member and member.isfile() else b""
+
+    def logs(self, tail: int = 30) -> str:
+        with contextlib.suppress(docker.errors.APIError):
+            return self.c.logs(tail=tail).decode(errors="replace")
+        return ""
+
+    def wait(self, timeout: float) -> str:
+        """Wait for the command to end: its output, or ToolError with its exit code, last lines and output."""
+        try:
+            status = self.c.wait(timeout=timeout)
+        except Exception:  # requests' ReadTimeout and friends: the command ran too long  # noqa: BLE001
+            raise EngineError(f"{' '.join(self.command or [])[:120]} did not finish within {timeout:.0f} s in "
+                              f"{self.image}") from None
+        output = self.c.logs().decode(errors="replace")
+        if status.get("StatusCode") != 0:
+            tail = "\n".join(output.strip().splitlines()[-30:])
+            raise ToolError(f"{' '.join(self.command or [])[:120]} failed in {self.image} "
+                            f"(exit {status.get('StatusCode')}):\n{tail}", cmd=self.command, output=output)
+        return output
+
+    def remove(self) -> None:
+        if self.c is not None:
+            with contextlib.suppress(docker.errors.APIError):
+                self.c.remove(force=True)
+
+
+def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mode |= 0o555 if info.isdir() else 0o444  # readable (folders: enterable) by the image's user
+    return info
+
+
+class Run(contextlib.AbstractContextManager):
+    """The containers one command starts, on a network of their own (``network=False``: none, for
+    one-shot commands), all labelled with the run and all removed at the end, whatever ends it."""
+
+    def __init__(self, engine: Engine, what: str, *, network: bool = True,
+                 note: Callable[[str], None] | None = None) -> None:
+        self.engine, self.what, self.note = engine, what, note or (lambda line: None)
+        self.labels = {RUN_LABEL: run_id(), KIND_LABEL: what}
+        self.containers: list[Container] = []
+        self.stack = contextlib.ExitStack()  # what else ends with the run (a relay)
+        self.network, self.name = None, f"imagekit-{what}-{secrets.token_hex(4)}"
+        if network:
+            try:
+                self.network = engine.client.networks.create(self.name, labels=self.labels)
+            except docker.errors.APIError as e:
+                raise EngineError(f"cannot create a network for {what}: {e.explanation}") from None
+
+    def start(self, container: Container, *, inputs: Mapping[str, Path | bytes] | None = None,
+              ready: float | None = None) -> Container:
+        """Create ``container`` (owned by the run from then on), copy ``inputs`` in, start it; with
+        ``ready``, wait that many seconds at most for it to be ready."""
+        self.containers.append(container)
+        role = re.sub(r"[^a-z0-9]+", "-", (container.alias or container.kind).lower()).strip("-")
+        container.create(self.engine, f"{self.name}-{role}-{len(self.containers)}",
+                         self.network.name if self.network else None, self.labels)
+        for dest, src in (inputs or {}).items():
+            container.put(dest, src)
+        container.start()
+        if ready is not None:
+            container.ready(ready)
+        return container
+
+    def enter(self, cm):
+        """Enter the context manager ``cm`` for as long as the run lasts; return what it gives."""
+        return self.stack.enter_context(cm)
+
+    def __exit__(self, kind, *exc) -> None:
+        removed = self.close()
+        if kind is not None and removed:
+            self.note(f"removed {removed} after {'an interrupt' if issubclass(kind, KeyboardInterrupt) else 'a failure'}")
+
+    def close(self) -> str:
+        """Remove every container and the network, a second interrupt held back meanwhile; what was removed."""
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for c in self.containers:
+                c.remove()
+            self.stack.close()
+            if self.network is not None:
+                with contextlib.suppress(docker.errors.APIError):
+                    self.network.remove()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        names = [c.kind for c in self.containers if c.c is not None]
+        return (f"{len(names)} container(s) ({', '.join(names)})" if names else "") + (
+            f"{' and ' if names else ''}network {self.network.name}" if self.network else "")
+
+
+def run(engine: Engine, image: str, cmd: list[str], *, inputs: Mapping[str, Path | bytes] | None = None,
+        outputs: tuple[str, ...] = (), network: str = "none", user: str | None = None,
+        env: Mapping[str, str] | None = None, timeout: float = 600) -> str | tuple[str, dict[str, bytes]]:
+    """Run ``cmd`` in a throwaway container of ``image`` (``network``: none unless asked, bridge or host),
+    host files or folders (or bytes) copied in first: its output (with ``outputs``: and those files'
+    bytes), or ToolError with its exit code, last lines and output."""
+    with Run(engine, "command", network=False) as r:
+        c = r.start(Container(image, cmd, user=user, env=env or {}, network_mode=network), inputs=inputs)
+        output = c.wait(timeout)
+        return (output, {path: c.read(path) for path in outputs}) if outputs else output
+
+
+class Idle(Container):
+    """An image's container doing nothing until it is asked (exec): the notebook trainer, a checker."""
+    kind = "idle container"
+
+    def __init__(self, image: str, *, kind: str = "", **kw) -> None:
+        super().__init__(image, IDLE, **kw)
+        self.kind = kind or self.kind
+

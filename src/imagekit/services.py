@@ -1,0 +1,105 @@
+"""The servers a run starts, one class per kind, each with its command, its readiness and its URL:
+the S3 server (MinIO or the stand-in), MLflow's tracking server, a Ray node (head or worker) started
+as KubeRay starts it, and the model server (Ray Serve in the Ray image)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+
+from imagekit import wait
+from imagekit.containers import Container
+
+
+class S3Server(Container):
+    """The run's S3 server on the network as ``s3:9000``: MinIO (started as its image documents it:
+    ``server /data``, both root credentials the run's keys) or the stand-in (its own command)."""
+    kind = "S3 server"
+
+    def __init__(self, image: str, keys: Mapping[str, str], *, minio: bool) -> None:
+        root = {"MINIO_ROOT_USER": keys["AWS_ACCESS_KEY_ID"], "MINIO_ROOT_PASSWORD": keys["AWS_SECRET_ACCESS_KEY"]}
+        super().__init__(image, ["server", "/data", "--address", ":9000"] if minio else None, alias="s3",
+                         env={**keys, **(root if minio else {})}, ports=(9000,))
+        self.keys = dict(keys)
+
+    def ready(self, timeout: float) -> None:
+        """A request signed with the run's keys is answered (MinIO checks every signature)."""
+        import botocore.exceptions
+
+        client = s3_client(self.url(9000), self.keys)
+        wait.until(f"{self.what} answering signed requests", lambda: client.list_buckets() is not None, timeout,
+                   retry=(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError), gone=self.exited)
+
+
+def s3_client(url: str, keys: Mapping[str, str]):
+    """A boto3 S3 client of ``url`` signed with ``keys`` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    return boto3.client("s3", endpoint_url=url, config=BotoConfig(retries={"max_attempts": 1}),
+                        region_name=keys.get("AWS_DEFAULT_REGION", "us-east-1"),
+                        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"], aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"])
+
+
+def _answers(url: str, accept: Callable[[object], object] = lambda r: r.ok) -> Callable[[], object]:
+    """A probe: GET ``url`` from here, ``accept(response)`` the answer (falsy: not yet)."""
+    import requests
+
+    def probe():
+        r = requests.get(url, timeout=2)
+        return accept(r) or wait.Pending(f"HTTP {r.status_code} {r.text[:120]!r}")
+    return probe
+
+
+class TrackingServer(Container):
+    """MLflow's tracking server on the network as ``mlflow:5000``."""
+    kind = "MLflow tracking server"
+
+    def __init__(self, image: str, env: Mapping[str, str]) -> None:
+        super().__init__(image, None, alias="mlflow", env=env, ports=(5000,))
+
+    def ready(self, timeout: float) -> None:
+        import requests
+
+        wait.until(f"{self.what} answering /health", _answers(f"{self.url(5000)}/health"), timeout,
+                   retry=(requests.RequestException,), gone=self.exited)
+
+
+class ModelServer(Container):
+    """The Ray image serving ``models`` with Ray Serve (the model server imagekit's images carry)."""
+    kind = "model server"
+
+    def __init__(self, image: str, env: Mapping[str, str], models: Mapping[str, dict]) -> None:
+        super().__init__(image, None, alias="serve", env={**env, "IMAGEKIT_MODELS": json.dumps(models)},
+                         ports=(8000,), shm="1g")
+        self.models = models
+
+    def ready(self, timeout: float) -> dict:
+        """/status once the server knows every model: {"models": {name: status}, "fingerprints": ...}."""
+        import requests
+
+        def knows(r):
+            found = r.json() if r.status_code == 200 else {}
+            return found if set(found.get("models", {})) >= set(self.models) else None
+        return wait.until(f"Ray Serve in {self.what}", _answers(f"{self.url(8000)}/status", knows), timeout,
+                          retry=(requests.RequestException, ValueError), gone=self.exited)
+
+
+HEAD = ["ray", "start", "--head", "--dashboard-host=0.0.0.0", "--port=6379", "--ray-client-server-port=10001",
+        "--num-cpus=1", "--disable-usage-stats", "--block"]
+
+
+class RayNode(Container):
+    """A Ray node started as KubeRay starts it: the head (``head``) or a worker joining it."""
+
+    def __init__(self, image: str, *, head: bool = True, alias: str = "", env: Mapping[str, str] = (),
+                 ports: tuple[int, ...] = ()) -> None:
+        worker = ["ray", "start", "--address=head:6379", "--num-cpus=1", "--disable-usage-stats", "--block"]
+        super().__init__(image, HEAD if head else worker, alias=alias or ("head" if head else "worker"), env=env,
+                         ports=ports)
+        self.kind = "Ray head" if head else "Ray worker"
+
+    def ready(self, timeout: float) -> None:
+        """The node's GCS answers (``ray health-check``)."""
+        wait.until(f"{self.what} answering ray health-check",
+                   lambda: self.exec(["ray", "health-check", "--address", "head:6379"])[0] == 0, timeout,
+                   every=2, gone=self.exited)

@@ -1,0 +1,13 @@
+"""What imagekit's tests and benchmarks share (the benchmarks put tests/ on sys.path): small wheels and
+projects, a registry process of one's own, keys and attestations, test images of Debian packages
+(Dockerfiles in tests/images), synthetic lakes, a Ray cluster."""
+from support.cluster import ray_cluster
+from support.images import PG, postgres_image, redis_image, variant_image
+from support.keys import make_keys, record_verified, sign_pair
+from support.lakes import copy_lake, transplant
+from support.projects import make_wheel, write_project
+from support.registry import RegistryProcess, make_htpasswd, make_tls, seed_image
+
+__all__ = ["PG", "RegistryProcess", "copy_lake", "make_htpasswd", "make_keys", "make_tls", "make_wheel",
+           "postgres_image", "ray_cluster", "record_verified", "redis_image", "seed_image", "sign_pair", "transplant",
+           "variant_image", "write_project"]

@@ -1,0 +1,63 @@
+"""Test images of Debian packages (Redis, PostgreSQL): their .debs downloaded on the host with apt, as
+the OS image's packages come from Debian too, unpacked onto the OS image by the Dockerfile of
+tests/images/<name>; built once per engine."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from imagekit import buildkit
+
+IMAGES = Path(__file__).parents[1] / "images"
+PG = "/usr/lib/postgresql/15/bin"
+
+
+def debs_image(engine, os_ref: str, name: str, work: Path) -> str:
+    """``imagekit-test/<name>:bookworm``: tests/images/<name> (its Dockerfile, files and debs.txt) with the
+    packages of debs.txt unpacked into root/."""
+    tag = f"imagekit-test/{name}:bookworm"
+    if engine.image(tag):
+        return tag
+    context = work / name
+    shutil.copytree(IMAGES / name, context, dirs_exist_ok=True)
+    debs, root = context / "debs", context / "root"
+    debs.mkdir(exist_ok=True)
+    wanted = sorted(set((context / "debs.txt").read_text().split()))
+    subprocess.run(["apt-get", "download", "-q", *wanted], cwd=debs, check=True, capture_output=True)
+    for deb in debs.glob("*.deb"):  # unpacked here: the OS image has no dpkg-deb
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, capture_output=True)
+    for top in ("bin", "sbin", "lib"):  # merged /usr: those are symlinks in the OS image
+        if (root / top).is_dir():
+            shutil.copytree(root / top, root / "usr" / top, dirs_exist_ok=True, symlinks=True)
+            shutil.rmtree(root / top)
+    shutil.rmtree(debs)
+    buildkit.build(engine, context, tags=[tag], buildargs={"PARENT": os_ref}, labels={})
+    return tag
+
+
+def redis_image(engine, os_ref: str, work: Path) -> str:
+    """A Redis test image: Debian's redis-server."""
+    return debs_image(engine, os_ref, "redis", work)
+
+
+def postgres_image(engine, os_ref: str, work: Path) -> str:
+    """A PostgreSQL test image: Debian's postgresql-15 (POSTGRES_PASSWORD at run time), on 5432."""
+    return debs_image(engine, os_ref, "postgres", work)
+
+
+def variant_image(engine, name: str, parent: str) -> str:
+    """``imagekit-test/<name>:<hash>``: tests/images/<name> built FROM ``parent`` (a built image: variants
+    are made from what the run already has), its tag naming the parent and the files, built once."""
+    import hashlib
+
+    folder = IMAGES / name
+    digest = hashlib.sha256(engine.image(parent).id.encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.name.encode() + path.read_bytes())
+    tag = f"imagekit-test/{name}:{digest.hexdigest()[:12]}"
+    if not engine.image(tag):
+        named = f"imagekit-test/{name}-parent:{engine.image(parent).id[7:19]}"  # BuildKit builds FROM a name
+        engine.tag(parent, named)
+        buildkit.build(engine, folder, tags=[tag], buildargs={"PARENT": named}, labels={})
+    return tag

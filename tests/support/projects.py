@@ -1,0 +1,58 @@
+"""Small wheels and projects for the tests: a wheel made by hand, an imagekit.toml with images/."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import textwrap
+import zipfile
+from pathlib import Path
+
+
+def make_wheel(folder: Path, name: str, version: str, *, requires: tuple[str, ...] = (),
+               requires_python: str | None = None) -> Path:
+    """Write a minimal pure-Python wheel (METADATA, WHEEL, RECORD and one module)."""
+    dist = f"{name.replace('-', '_')}-{version}"
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+            *(f"Requires-Dist: {r}" for r in requires)]
+    if requires_python:
+        meta.append(f"Requires-Python: {requires_python}")
+    files = {f"{name.replace('-', '_')}/__init__.py": f"VERSION = {version!r}\n",
+             f"{dist}.dist-info/METADATA": "\n".join(meta) + "\n",
+             f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{dist}.dist-info/RECORD"] = "\n".join(record + [f"{dist}.dist-info/RECORD,,"]) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in files.items():
+            z.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), text)
+    return wheel
+
+
+def write_project(root: Path, toml: str | None = None, requirements: dict[str, str] | None = None) -> Path:
+    """A project folder with imagekit.toml (defaults: base -> ray, notebook) and requirements.in files."""
+    toml = toml if toml is not None else textwrap.dedent("""
+        [[environments]]
+        name = "desa"
+        project = "mlops-desa"
+        [[environments]]
+        name = "prod"
+        project = "mlops-prod"
+        [[images]]
+        name = "base"
+        [[images]]
+        name = "ray"
+        parent = "base"
+        [[images]]
+        name = "notebook"
+        parent = "base"
+        """)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "imagekit.toml").write_text(toml)
+    for name, text in (requirements or {"base": "", "ray": "", "notebook": ""}).items():
+        (root / "images" / name).mkdir(parents=True, exist_ok=True)
+        (root / "images" / name / "requirements.in").write_text(text)
+    return root / "imagekit.toml"

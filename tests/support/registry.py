@@ -1,0 +1,102 @@
+"""A registry process of a test's own (TLS and auth optional), and small images made by hand in a registry."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from imagekit import digests
+from imagekit.oci import OCI_MANIFEST, Manifest
+from support.keys import record_verified
+
+
+class RegistryProcess:
+    """A docker-registry (CNCF Distribution) of the test's own: own port, own storage, stoppable."""
+
+    def __init__(self, root: Path, *, tls: tuple[Path, Path] | None = None, htpasswd: Path | None = None) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.root = root
+        lines = ["version: 0.1", "log: {level: error}",
+                 f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}",
+                 f'http: {{addr: "{self.host}"' + (f", tls: {{certificate: {tls[0]}, key: {tls[1]}}}" if tls else "")
+                 + "}"]
+        if htpasswd:
+            lines.append(f"auth: {{htpasswd: {{realm: imagekit-test, path: {htpasswd}}}}}")
+        self.config = root / "registry.yml"
+        root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text("\n".join(lines) + "\n")
+        self.scheme = "https" if tls else "http"
+        self.proc = None
+
+    def start(self) -> "RegistryProcess":
+        import socket
+        import subprocess
+        import time
+
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "registry.log", "ab"))
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"registry on {self.host} did not start: {(self.root / 'registry.log').read_text()}")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+def make_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key, cert, key = (folder / n for n in ("ca.pem", "ca.key", "cert.pem", "key.pem"))
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=imagekit test CA",
+        "-keyout", str(ca_key), "-out", str(ca))
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
+        "-out", str(folder / "cert.csr"))
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("openssl", "x509", "-req", "-in", str(folder / "cert.csr"), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(folder / "ext.cnf"), "-out", str(cert))
+    return ca, cert, key
+
+
+def make_htpasswd(path: Path, user: str, password: str) -> Path:
+    """An htpasswd file with a bcrypt hash, the only kind docker-registry accepts (cost 4: the registry
+    checks it on every request, and a test makes thousands)."""
+    import bcrypt
+
+    path.write_text(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()}\n")
+    return path
+
+
+def seed_image(reg, repo: str, tag: str, layers: int, *, verified: Path | None = None, extra: bytes = b"",
+               name: str = "ray", labels: dict[str, str] | None = None) -> str:
+    """A small image made by hand in the registry: ``layers`` random blobs (and ``extra`` as one
+    more), a config, a manifest; ``verified``: a signing key, to attach a passing attestation for it
+    alone as image ``name``. Returns its digest."""
+    blobs = [os.urandom(4096) for _ in range(layers)] + ([extra] if extra else [])
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+                         "config": {"Labels": labels or {}}}).encode()
+    descs = []
+    for data, media in [(config, "application/vnd.oci.image.config.v1+json"),
+                        *((b, "application/vnd.oci.image.layer.v1.tar") for b in blobs)]:
+        digest = digests.oci(data)
+        reg.upload_blob(repo, digest, data)
+        descs.append({"mediaType": media, "digest": digest, "size": len(data)})
+    manifest = Manifest.of({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descs[0], "layers": descs[1:]})
+    reg.put_manifest(repo, tag, manifest)
+    if verified:
+        record_verified(reg, verified, {name: (repo, manifest.digest)})
+    return manifest.digest
