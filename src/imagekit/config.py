@@ -17,8 +17,19 @@ from typing import Any
 from imagekit import redact
 from imagekit.errors import ConfigError
 from imagekit.images import Environment, ImageSpec, build_order
-from imagekit.settings import (CHOICES, ENV_ONLY, SECTIONS, BuildSettings, CacheSettings, LockSettings, OsSettings,
-                               ProjectSettings, RegistrySettings, TrustSettings, VerifySettings)
+from imagekit.settings import (
+    CHOICES,
+    ENV_ONLY,
+    SECTIONS,
+    BuildSettings,
+    CacheSettings,
+    LockSettings,
+    OsSettings,
+    ProjectSettings,
+    RegistrySettings,
+    TrustSettings,
+    VerifySettings,
+)
 
 FILENAME = "imagekit.toml"
 

@@ -6,8 +6,8 @@ import tempfile
 from dataclasses import dataclass
 
 from imagekit import inventory, lock
-from imagekit.config import Config
 from imagekit.buildkit import cli_invocation
+from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import ImagekitError, PreconditionError
 

@@ -71,7 +71,7 @@ class VerifySettings:
     stored_batch_size: int = 100  # models per task of verify-stored: the memory bound of one process
     ray_address: str = ""  # verify-stored on a cluster (ray://HOST:10001); empty: a Ray of its own
     cluster_s3_endpoint: str = ""  # S3 as the cluster's nodes reach it; empty: s3_endpoint
-    mlflow_uri: str = ""  # the team's MLflow tracking server; empty: verify-compat starts the `mlflow` image
+    mlflow_uri: str = ""  # the team's MLflow tracking server, which verify-stored checks (verify-compat never logs there)
     mlflow_server: str = "mlflow"  # the image verify-compat starts as the tracking server of MLflow scenarios
 
     @property

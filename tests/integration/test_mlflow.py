@@ -13,11 +13,13 @@ import json
 import secrets
 import tarfile
 
+import requests
+
 import pytest
 
 from support import PG, postgres_image
 
-from imagekit import containers, lock, wait
+from imagekit import config, containers, lock, wait
 from imagekit.engine import Engine
 from imagekit.errors import PreconditionError, ToolError
 from imagekit.verify import s3store, tracking
@@ -226,10 +228,12 @@ def test_a_tracking_server_down_or_wrong_is_exit_2(cfg, cli, engine, refs, team_
     code, out, _ = cli("--config", cfg.source, "verify-stored", "--mlflow-uri", "http://127.0.0.1:9", "--json")
     error = json.loads(out)["error"]
     assert code == 2 and "does not answer" in error["message"] and "port-forward" in error["hint"]
-    before = leftovers()
-    code, out, _ = cli("--config", cfg.source, "verify-compat", "--mlflow-uri", "http://127.0.0.1:9", "--scenario",
+    before = leftovers()  # verify-compat never logs into the team's server: asked to, it refuses before any work
+    code, out, _ = cli("--config", cfg.source, "verify-compat", "--mlflow-uri", url, "--scenario",
                        "cybersec-mlflow", "--no-record", "--json")
-    assert code == 2 and "does not answer" in json.loads(out)["error"]["message"] and leftovers() == before
+    error = json.loads(out)["error"]
+    assert code == 2 and "never the team's" in error["message"] and "verify-stored --mlflow-uri" in error["hint"]
+    assert leftovers() == before
     code, out, _ = cli("--config", cfg.source, "verify-stored", "--mlflow-uri", f"{url}/health/nothing-here", "--json")
     assert code == 2 and "does not answer as an MLflow tracking server" in json.loads(out)["error"]["message"]
     code, out, _ = cli("--config", cfg.source, "verify-stored", "--mlflow-uri", "mlflow.example.org", "--json")
@@ -240,13 +244,59 @@ def test_a_tracking_server_down_or_wrong_is_exit_2(cfg, cli, engine, refs, team_
         verify_mlflow(cfg, engine, baseline=refs["ray"], mlflow_uri=url, models=("no-such-model",))
 
 
-def test_an_mlflow_scenario_logs_into_the_teams_server_and_serves_in_ray(cfg, engine, built, team_mlflow, leftovers):
+def registry_of(url: str) -> dict[str, dict]:
+    """Every registered model of the tracking server at ``url``: name -> {alias: version}."""
+    found = requests.get(f"{url}/api/2.0/mlflow/registered-models/search", timeout=10).json()
+    return {m["name"]: {a["alias"]: a["version"] for a in m.get("aliases", [])}
+            for m in found.get("registered_models", [])}
+
+
+def test_a_verification_leaves_the_teams_registry_as_it_was(cfg, engine, built, team_mlflow, leftovers):
+    """The team's MLflow is verify.mlflow_uri (what verify-stored reads): verify-compat's MLflow scenarios
+    log into a server of the run's own, so the team's `champion` names what it named and nothing is
+    registered there, while the scenario's own registration and alias are judged as before."""
     url, _ = team_mlflow
-    before = leftovers()
-    report = verify_compat(cfg, engine, scenarios=("cybersec-mlflow",), mlflow_uri=url, write_record=False)
+    before, registry = leftovers(), registry_of(url)
+    assert registry["intrusion"] == {"champion": "1"}
+    tcfg = config.load(cfg.source, env={"IMAGEKIT_VERIFY_MLFLOW_URI": url})
+    report = verify_compat(tcfg, engine, scenarios=("cybersec-mlflow",), write_record=False)
     assert report.ok, [s.reason for s in report.roundtrip.scenarios]
     [scenario] = report.roundtrip.scenarios
     [model] = scenario.mlflow
     assert model.registered == ["cybersec/1", "cybersec@champion"] and model.same_predictions
-    assert report.roundtrip.mlflow_server == f"endpoint {url}"
-    assert leftovers() == before
+    assert report.roundtrip.mlflow_server.startswith("started ")
+    assert registry_of(url) == registry and leftovers() == before
+
+
+def test_each_notebook_run_finds_only_what_it_logged_on_a_shared_server(cfg, engine, built, team_mlflow):
+    """Two notebooks logging into one tracking server at once, and a third client logging meanwhile:
+    each run's models are found by its own tag (MLFLOW_RUN_CONTEXT), never by a time window."""
+    import threading
+
+    from imagekit.verify import roundtrip
+    from imagekit.verify.policy import notebooks
+
+    url, _ = team_mlflow
+    folder = cfg.path(cfg.verify.notebooks)
+    assert "mlflow-pyfunc" in notebooks(folder)
+    found = {}
+    with containers.Run(engine, "test-shared-mlflow") as run:
+        inside = s3store.relay(run, url, "the team's MLflow", lambda line: None)
+        env = {"MLFLOW_TRACKING_URI": inside, **tracking.CLIENT}
+        trainers = [roundtrip.trainer(run, built.image("notebook").image_id, env,
+                                      roundtrip.copied(folder, ["mlflow-pyfunc"])) for _ in range(2)]
+
+        def execute(n, c):
+            code, out = c.exec(["jupyter", "nbconvert", "--to", "notebook", "--execute", "--output-dir", "/tmp/x",
+                                f"{roundtrip.NOTEBOOKS}/mlflow-pyfunc.ipynb"], env=tracking.run_context(f"run-{n}"))
+            assert code == 0, out[-2000:]
+        threads = [threading.Thread(target=execute, args=(n, c)) for n, c in enumerate(trainers)]
+        for th in threads:
+            th.start()
+        run_on(run, built.image("notebook").image_id, LOG.replace("cybersec", "bystander"), {"MLFLOW_TRACKING_URI": inside})
+        for th in threads:
+            th.join(600)
+        for n, c in enumerate(trainers):
+            found[n] = roundtrip.logged(c, f"run-{n}")
+    assert [len(found[0]), len(found[1])] == [1, 1] and found[0][0]["uri"] != found[1][0]["uri"]
+    assert all(m["name"] == "risk" and m["registered"] == [] for m in found[0] + found[1])  # not the bystander's

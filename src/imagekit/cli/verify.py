@@ -8,6 +8,7 @@ import typer
 from imagekit.cli import render
 from imagekit.cli._common import JSON, JUNIT, REPORT, artifacts, command, emit, escape, load, out, progress
 from imagekit.engine import Engine
+from imagekit.errors import UsageError
 from imagekit.verify.compat import verify_compat
 from imagekit.verify.mlflowstore import note_of, verify_mlflow
 from imagekit.verify.stored import verify_stored
@@ -115,7 +116,8 @@ def verify(ctx: typer.Context,
                                                                    "verify.notebooks, or lifecycle"),
            record: bool = typer.Option(True, help="on success, attach a signed attestation to each image "
                                                   "(key: IMAGEKIT_TRUST_SIGNING_KEY)"),
-           s3_endpoint: Optional[str] = S3_ENDPOINT, mlflow_uri: Optional[str] = MLFLOW_URI,
+           s3_endpoint: Optional[str] = S3_ENDPOINT,
+           mlflow_uri: Optional[str] = typer.Option(None, "--mlflow-uri", hidden=True),
            junit: Optional[Path] = JUNIT, report_file: Optional[Path] = REPORT, as_json: bool = JSON) -> None:
     """Prove notebook-trained models serve alike in Ray.
 
@@ -124,7 +126,9 @@ def verify(ctx: typer.Context,
     the notebook image and publishes its model to S3 (MinIO, the stand-in, or --s3-endpoint); Ray Serve
     in the Ray image loads each (sha256 and training environment checked, warnings as errors) and must
     answer with the same labels and probabilities (numbers to 1e-9). A notebook that imports mlflow may
-    log with the plain MLflow API instead (a tracking server is started, or --mlflow-uri). Then the
+    log with the plain MLflow API instead, into a tracking server of the run's own (never the team's:
+    a verification must not move what the team serves; verify-stored --mlflow-uri checks the team's
+    registry). Then the
     lifecycle: a notebook deploys to a Ray head through Ray Client. On success a signed in-toto
     attestation of the verified set is attached to each pushed image's digest (signing key:
     IMAGEKIT_TRUST_SIGNING_KEY); promotion requires it. Exit 0 when all passed, 1 when a check failed,
@@ -132,11 +136,16 @@ def verify(ctx: typer.Context,
 
     Example: imagekit verify-compat --scenario iris --no-record
     """
+    if mlflow_uri:
+        raise UsageError("verify-compat logs its MLflow scenarios into a tracking server of the run's own, never the "
+                         "team's: registering and moving aliases there would change what the team serves",
+                         option="--mlflow-uri", hint="check the team's registry with `imagekit verify-stored "
+                                                     "--mlflow-uri URL` (read only)")
     cfg = load(ctx)
     with progress(ctx, "verify-compat") as note:
         report = verify_compat(cfg, Engine.connect(), notebook=notebook_image, ray=ray_image,
                                scenarios=tuple(scenario) if scenario else None, write_record=record,
-                               s3_endpoint=s3_endpoint, mlflow_uri=mlflow_uri, on_line=note)
+                               s3_endpoint=s3_endpoint, on_line=note)
     static_case = ("static alignment", report.static.ok, "; ".join(report.static.differences), 0.0)
     life = [("lifecycle", report.lifecycle.ok, report.lifecycle.detail, report.lifecycle.seconds)] \
         if report.lifecycle else []

@@ -1,13 +1,15 @@
 """What an MLflow scenario notebook logged, found and predicted in the notebook image. Put beside the
 scenarios by imagekit at run time (not part of any image) and run after the notebook:
 
-    python imagekit_mlflow.py SINCE_MS    (MLFLOW_TRACKING_URI and its credentials from the environment)
+    python imagekit_mlflow.py RUN    (MLFLOW_TRACKING_URI and its credentials from the environment)
 
-Every model logged since SINCE_MS (milliseconds since the epoch: when the notebook started), in any
-experiment of the tracking server: its name and URI (models:/<model id>), the registered versions
-pointing at it with their aliases, its serving input example (serving_input_example.json, what MLflow
-writes for an input_example) and what MLflow's scoring server answers it with here, the model loaded
-with mlflow.pyfunc.load_model. One JSON list on the last line of stdout.
+Every logged model tagged imagekit_run=RUN, in any experiment of the tracking server: imagekit runs each
+notebook with MLFLOW_RUN_CONTEXT={"imagekit_run": RUN}, so MLflow tags every run and logged model the
+notebook creates, and nothing anyone else logs (never a time window). For each: its name and URI
+(models:/<model id>), the registered versions pointing at it with their aliases, its serving input
+example (serving_input_example.json, what MLflow writes for an input_example) and what MLflow's scoring
+server answers it with here, the model loaded with mlflow.pyfunc.load_model. One JSON list on the last
+line of stdout.
 """
 from __future__ import annotations
 
@@ -22,12 +24,14 @@ import mlflow.pyfunc
 from mlflow.pyfunc import scoring_server
 
 
-def logged_since(client, since: int) -> list:
+def logged_by(client, run: str) -> list:
+    """The logged models of the notebook run ``run`` (their tag), oldest first."""
     experiments = [e.experiment_id for e in client.search_experiments()]
     found, token = [], None
     while experiments:
-        page = client.search_logged_models(experiment_ids=experiments, page_token=token)
-        found += [m for m in page if m.creation_timestamp >= since]
+        page = client.search_logged_models(experiment_ids=experiments, page_token=token,
+                                           filter_string=f"tags.imagekit_run = '{run}'")
+        found += list(page)
         token = page.token
         if not token:
             break
@@ -63,10 +67,10 @@ def describe(client, logged) -> dict:
     return found
 
 
-def main(since: int) -> None:
+def main(run: str) -> None:
     client = mlflow.MlflowClient()
-    print(json.dumps([describe(client, m) for m in logged_since(client, since)]))
+    print(json.dumps([describe(client, m) for m in logged_by(client, run)]))
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(sys.argv[1])

@@ -35,19 +35,11 @@ class VerifyReport:
         return self.static.ok and trip and (self.lifecycle is None or self.lifecycle.ok)
 
 
-def mlflow_for(cfg: Config, engine: Engine, url: str | None, scenarios: tuple[str, ...],
-               on_line: Callable[[str], None]) -> tracking.Tracking | str | None:
-    """The tracking server MLflow scenarios use: the team's (--mlflow-uri / verify.mlflow_uri, asked
-    whether it answers), else the built `mlflow` image when a scenario imports mlflow (built now), else none."""
-    url = url or cfg.verify.mlflow_uri
+def mlflow_for(cfg: Config, engine: Engine, scenarios: tuple[str, ...], on_line: Callable[[str], None]) -> str | None:
+    """The image of the tracking server the run's MLflow scenarios log into (built now), when one
+    imports mlflow: a server of the run's own, never the team's (verify.mlflow_uri is verify-stored's)."""
     folder = cfg.path(cfg.verify.notebooks)
-    used = any(tracking.uses_mlflow(folder / f"{s}.ipynb") for s in scenarios)
-    if url:
-        team = tracking.tracking(url, cfg.env)
-        if used:
-            tracking.preflight(team)  # before any container starts
-        return team
-    if not used:
+    if not any(tracking.uses_mlflow(folder / f"{s}.ipynb") for s in scenarios):
         return None
     return built(cfg, engine, cfg.verify.mlflow_server, on_line).image_id
 
@@ -70,7 +62,7 @@ def _sign(cfg: Config, report: VerifyReport, lock_digest: str, key) -> list[str]
 @infrastructure("verify-compat")
 def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, ray: str | None = None,
                   scenarios: tuple[str, ...] | None = None, write_record: bool = True, s3_endpoint: str | None = None,
-                  mlflow_uri: str | None = None, on_line: Callable[[str], None] | None = None) -> VerifyReport:
+                  on_line: Callable[[str], None] | None = None) -> VerifyReport:
     started = time.monotonic()
     note = on_line or (lambda line: None)
     every = scenarios_of(cfg)
@@ -82,7 +74,7 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
                               f"{', '.join(every)}")
     store = s3store.store_for(cfg, engine, s3_endpoint, note)
     trips = tuple(s for s in scenarios if s != LIFECYCLE)
-    mlflow = mlflow_for(cfg, engine, mlflow_uri, trips, note)
+    mlflow = mlflow_for(cfg, engine, trips, note)
     key = attest.signing_key(cfg) if write_record else None  # a bad key is said before an hour of work
     members = verified_set(cfg)
     missing = [n for n in (cfg.verify.trainer, cfg.verify.server) if n not in members]

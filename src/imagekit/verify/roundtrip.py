@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -100,24 +101,25 @@ def trainer(run: containers.Run, image: str, env: dict[str, str], notebooks: dic
 
 def train(c: containers.Container, name: str, store: Store, bucket: str, version: str, mlflow: bool = False) -> Trained:
     """Execute scenario ``name`` in the trainer: what it published, or the MLflow models it logged."""
-    started, since = time.monotonic(), int(time.time() * 1000)
+    started, run = time.monotonic(), f"{version}-{name}-{secrets.token_hex(4)}"  # what MLflow tags the notebook's runs with
     code, output = c.exec(["jupyter", "nbconvert", "--to", "notebook", "--execute", "--output-dir", "/tmp/executed",
-                           f"{NOTEBOOKS}/{name}.ipynb"], env={"IMAGEKIT_SCENARIO": name})
+                           f"{NOTEBOOKS}/{name}.ipynb"], env={"IMAGEKIT_SCENARIO": name, **tracking.run_context(run)})
     seconds = round(time.monotonic() - started, 1)
     if code != 0:
         return Trained(name, seconds, None, "notebook failed: " + proc.reason(output))
     try:
         return Trained(name, seconds, store.json(bucket, f"{name}/{version}/meta.json"))
     except store.client.exceptions.NoSuchKey:
-        found = logged(c, since) if mlflow else []
+        found = logged(c, run) if mlflow else []
         return Trained(name, seconds, None, "" if found else (
             f"the notebook published nothing under {bucket}/{name}/{version}/"
             f"{' and logged no MLflow model' if mlflow else ''}: it must call imagekit_publish.publish(model, "
             f"probe){' or log a model with MLflow' if mlflow else ''}"), found)
 
 
-def logged(c: containers.Container, since: int) -> list[dict]:
-    code, output = c.exec(["python", f"{NOTEBOOKS}/{FINDER.name}", str(since)])
+def logged(c: containers.Container, run: str) -> list[dict]:
+    """The MLflow models the notebook run ``run`` logged (and nothing anyone else logged meanwhile)."""
+    code, output = c.exec(["python", f"{NOTEBOOKS}/{FINDER.name}", run])
     if code != 0:
         raise EngineError(f"the models an MLflow scenario logged cannot be listed: {proc.reason(output)}")
     return json.loads(output.strip().splitlines()[-1])
@@ -181,11 +183,11 @@ def _mlflow_result(name: str, outcomes: list[mlflowstore.Outcome], train_seconds
 
 def run(engine: Engine, notebook: str, ray: str, s3: Server | Endpoint, notebooks: Path, *,
         scenarios: tuple[str, ...], buckets: Buckets = Buckets(), trained_in: dict[str, str] | None = None,
-        mlflow: tracking.Tracking | str | None = None, on_line: Callable[[str], None] | None = None,
+        mlflow: str | None = None, on_line: Callable[[str], None] | None = None,
         timeout: float = 300) -> RoundtripReport:
     """Train every scenario in the notebook image, publish to S3, serve each model in the Ray image.
     ``trained_in``: IMAGEKIT_IMAGE and IMAGEKIT_LOCK, recorded in each model's fingerprint.
-    ``mlflow``: the team's tracking server, or the image of one to start, for notebooks that import mlflow."""
+    ``mlflow``: the image of the tracking server to start for notebooks that import mlflow."""
     note = on_line or (lambda line: None)
     started = time.monotonic()
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -1,8 +1,9 @@
-"""MLflow's tracking server for a run: the team's own (--mlflow-uri / verify.mlflow_uri; credentials
-MLFLOW_TRACKING_USERNAME and _PASSWORD, or MLFLOW_TRACKING_TOKEN, handed to containers in their
-environment only), asked first whether it answers; or, for verify-compat, one started in the run from
-the built `mlflow` image (SQLite, artifacts proxied to the run's S3 bucket mlflow-artifacts) as the S3
-stand-in is. And which scenario notebooks use MLflow.
+"""MLflow's tracking servers: the team's own, which verify-stored reads (--mlflow-uri /
+verify.mlflow_uri; credentials MLFLOW_TRACKING_USERNAME and _PASSWORD, or MLFLOW_TRACKING_TOKEN,
+handed to containers in their environment only), asked first whether it answers; and, for
+verify-compat's MLflow scenarios, one of the run's own started from the built `mlflow` image (SQLite,
+artifacts proxied to the run's S3 bucket mlflow-artifacts), so a verification never changes the team's
+registry. And which scenario notebooks use MLflow, and how the models a notebook logged are found.
 """
 from __future__ import annotations
 
@@ -80,17 +81,23 @@ def uses_mlflow(notebook: Path | bytes) -> bool:
     return re.search(r"^\s*(import|from)\s+mlflow\b", code, re.M) is not None
 
 
-def open_tracking(run: containers.Run, mlflow: Tracking | str, store: s3store.Store,
+def open_tracking(run: containers.Run, mlflow: str, store: s3store.Store,
                   note: Callable[[str], None]) -> tuple[str, dict[str, str]]:
-    """(a description, what containers of the run are given to reach the tracking server): the
-    team's (relayed when on the loopback), or the image ``mlflow`` started with ``store``."""
-    if isinstance(mlflow, Tracking):  # asked whether it answers by the caller, before any container
-        inside = s3store.relay(run, mlflow.url, "the MLflow tracking server", note)
-        return f"endpoint {mlflow.url}", {"MLFLOW_TRACKING_URI": inside, **mlflow.credentials, **CLIENT}
+    """(a description, what containers of the run are given to reach it): the tracking server of the
+    run's own, the image ``mlflow`` started with ``store``. The team's tracking server is never where a
+    verification logs: what it registers and the aliases it moves (the `champion` a RayService serves)
+    would change what the team serves."""
     note("starting the MLflow tracking server")
     start_server(run, mlflow, store)
     return f"started {mlflow} (SQLite, artifacts in {ARTIFACTS})", {"MLFLOW_TRACKING_URI": "http://mlflow:5000",
                                                                    **CLIENT}
+
+
+def run_context(run: str) -> dict[str, str]:
+    """The environment that makes MLflow tag every run and logged model a notebook creates with
+    imagekit_run=``run`` (MLflow's MLFLOW_RUN_CONTEXT): how the models a notebook logged are found,
+    whoever else logs on the same server meanwhile."""
+    return {"MLFLOW_RUN_CONTEXT": json.dumps({"imagekit_run": run})}
 
 
 def start_server(run: containers.Run, image: str, store: s3store.Store,
