@@ -19,17 +19,19 @@ import secrets
 import signal
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import docker.errors
+import requests
 
 from imagekit import forward, proc
 from imagekit.engine import Engine
 from imagekit.errors import EngineError, ToolError
 
-RUN_LABEL, KIND_LABEL = "org.imagekit.run", "org.imagekit.kind"
+RUN_LABEL, KIND_LABEL, PART_LABEL = "org.imagekit.run", "org.imagekit.kind", "org.imagekit.part"
 _PROCESS_RUN = secrets.token_hex(6)
 IDLE = ["sleep", "infinity"]
 
@@ -174,9 +176,12 @@ class Container:
         """Wait for the command to end: its output, or ToolError with its exit code, last lines and output."""
         try:
             status = self.c.wait(timeout=timeout)
-        except Exception:  # requests' ReadTimeout and friends: the command ran too long  # noqa: BLE001
+        except requests.exceptions.ReadTimeout:  # the command ran too long
             raise EngineError(f"{' '.join(self.command or [])[:120]} did not finish within {timeout:.0f} s in "
                               f"{self.image}") from None
+        except (docker.errors.APIError, requests.RequestException) as e:  # the engine itself: said as it said it
+            raise EngineError(f"waiting for {' '.join(self.command or [])[:120]} in {self.image} failed: "
+                              f"{getattr(e, 'explanation', None) or e}") from None
         output = self.c.logs().decode(errors="replace")
         if status.get("StatusCode") != 0:
             tail = "\n".join(output.strip().splitlines()[-30:])
@@ -199,20 +204,30 @@ def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 class Run(contextlib.AbstractContextManager):
     """The containers one command starts, on a network of their own (``network=False``: none, for
-    one-shot commands), all labelled with the run and all removed at the end, whatever ends it."""
+    one-shot commands), all labelled with the run and all removed at the end, whatever ends it: what
+    the run knows of, and what carries its label (a container the engine made while an interrupt cut
+    the answer short)."""
 
     def __init__(self, engine: Engine, what: str, *, network: bool = True,
                  note: Callable[[str], None] | None = None) -> None:
-        self.engine, self.what, self.note = engine, what, note or (lambda line: None)
-        self.labels = {RUN_LABEL: run_id(), KIND_LABEL: what}
+        self.engine, self.what, self.note, self.wants_network = engine, what, note or (lambda line: None), network
+        self.name = f"imagekit-{what}-{secrets.token_hex(4)}"
+        self.labels = {RUN_LABEL: run_id(), KIND_LABEL: what, PART_LABEL: self.name}
         self.containers: list[Container] = []
         self.stack = contextlib.ExitStack()  # what else ends with the run (a relay)
-        self.network, self.name = None, f"imagekit-{what}-{secrets.token_hex(4)}"
-        if network:
-            try:
-                self.network = engine.client.networks.create(self.name, labels=self.labels)
-            except docker.errors.APIError as e:
-                raise EngineError(f"cannot create a network for {what}: {e.explanation}") from None
+        self.network = None
+
+    def __enter__(self) -> "Run":
+        try:
+            if self.wants_network:
+                self.network = self.engine.client.networks.create(self.name, labels=self.labels)
+        except docker.errors.APIError as e:
+            self.close()
+            raise EngineError(f"cannot create a network for {self.what}: {e.explanation}") from None
+        except BaseException:
+            self.close()
+            raise
+        return self
 
     def start(self, container: Container, *, inputs: Mapping[str, Path | bytes] | None = None,
               ready: float | None = None) -> Container:
@@ -241,18 +256,25 @@ class Run(contextlib.AbstractContextManager):
     def close(self) -> str:
         """Remove every container and the network, a second interrupt held back meanwhile; what was removed."""
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        mine = {"label": f"{PART_LABEL}={self.name}"}
         try:
             for c in self.containers:
                 c.remove()
+            cut_short = any(c.c is None for c in self.containers)  # a create the engine may still be finishing
+            for _ in range(10 if cut_short else 1):
+                with contextlib.suppress(docker.errors.APIError, requests.RequestException):
+                    for c in self.engine.client.containers.list(all=True, filters=mine):
+                        c.remove(force=True)
+                time.sleep(0.3 if cut_short else 0)
             self.stack.close()
-            if self.network is not None:
-                with contextlib.suppress(docker.errors.APIError):
-                    self.network.remove()
+            with contextlib.suppress(docker.errors.APIError, requests.RequestException):
+                for n in self.engine.client.networks.list(filters=mine):
+                    n.remove()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        names = [c.kind for c in self.containers if c.c is not None]
+        names = [c.kind for c in self.containers]
         return (f"{len(names)} container(s) ({', '.join(names)})" if names else "") + (
-            f"{' and ' if names else ''}network {self.network.name}" if self.network else "")
+            f"{' and ' if names else ''}network {self.name}" if self.network else "")
 
 
 def run(engine: Engine, image: str, cmd: list[str], *, inputs: Mapping[str, Path | bytes] | None = None,

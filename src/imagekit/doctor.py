@@ -70,9 +70,9 @@ def _s3_server(cfg: Config, engine: Engine) -> str:
     """What verify-compat would start as its S3 server (s3store.choose: the one choice)."""
     from imagekit.verify.s3store import choose
 
-    image, minio = choose(cfg, engine)
-    return f"MinIO ({image})" if minio else (f"{cfg.verify.minio_image} cannot be had here: the stand-in image "
-                                             f"'{image}' ({cfg.image(image).repository}) will be used")
+    image, minio, why = choose(cfg, engine)
+    return f"MinIO ({image})" if minio else (f"{cfg.verify.minio_image} cannot be had here ({why}): the stand-in "
+                                             f"image '{image}' ({cfg.image(image).repository}) will be used")
 
 
 def _cache(cfg: Config) -> str:

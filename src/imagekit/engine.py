@@ -4,6 +4,7 @@ the BuildKit CLI builder is buildkit.py."""
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,13 +91,21 @@ class Engine:
             entries.append(entry)
         return entries
 
-    def pull(self, ref: str, *, auth: tuple[str, str] | None = None) -> bool:
-        """Pull ``ref``; False when no registry has it or none is reachable (air-gapped)."""
+    def pull(self, ref: str, *, auth: tuple[str, str] | None = None) -> str:
+        """Pull ``ref``: "" when it was pulled, else why not, naming the registry (not reachable, refused
+        the credentials, has no such image): the caller says it, or says what it does instead."""
+        registry = Reference.parse(ref).registry or "docker.io"
         try:
             self.client.images.pull(ref, auth_config={"username": auth[0], "password": auth[1]} if auth else None)
-            return True
-        except docker.errors.APIError:
-            return False
+            return ""
+        except docker.errors.APIError as e:
+            why = str(e.explanation or e).strip()
+            kind = ("asks for credentials (none were given)" if re.search(r"no basic auth credentials", why, re.I)
+                    else "refused the credentials" if re.search(r"unauthorized|authentication required|denied", why, re.I)
+                    else "has no such image" if re.search(r"not found|manifest unknown", why, re.I)
+                    else "could not be reached" if re.search(r"dial tcp|no such host|timeout|connection refused", why, re.I)
+                    else "refused the pull")
+            return f"the registry {registry} {kind}: {why.splitlines()[0][:300]}"
 
     def import_rootfs(self, tar: Path, ref: str, changes: list[str]) -> str:
         """``docker import`` a root filesystem tarball as ``ref``; return the image id."""

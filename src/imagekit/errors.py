@@ -108,8 +108,9 @@ class InternalError(ImagekitError):
 
 @contextlib.contextmanager
 def infrastructure(what: str):
-    """What the parts a run drives raise (the engine, containers, an S3 server, HTTP) reaches the
-    user as an EngineError naming ``what`` failed and why, not as a traceback."""
+    """What the parts a run drives raise reaches the user as imagekit's error naming ``what`` failed and
+    why, never as a traceback: the engine, a server or a connection (EngineError), a file of this machine
+    (PreconditionError naming the file). Anything else is a bug and goes on as it is."""
     import botocore.exceptions
     import docker.errors
     import requests
@@ -119,6 +120,10 @@ def infrastructure(what: str):
     except ImagekitError:
         raise
     except (docker.errors.DockerException, requests.RequestException, botocore.exceptions.BotoCoreError,
-            botocore.exceptions.ClientError, OSError) as e:  # OSError: TimeoutError, ConnectionError...
+            botocore.exceptions.ClientError, ConnectionError, TimeoutError) as e:
+        part = "the Docker engine" if isinstance(e, docker.errors.DockerException) else "a server the run uses"
         raise EngineError(f"{what} could not go on: {type(e).__name__}: {e}",
-                          hint="check that the engine and the servers the run uses answer, then run again") from None
+                          hint=f"{part} did not answer as expected: check it (`imagekit doctor`), then run again") from None
+    except OSError as e:  # a file or folder of this machine, not the engine
+        raise PreconditionError(f"{what} could not go on: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""),
+                                hint="check that file or folder and its permissions") from None

@@ -1,18 +1,26 @@
 """An environment's history of promotions and rollbacks, kept in the registry itself (CI keeps no
 state): one artifact per entry under a tag of its own, so concurrent writers never overwrite each
-other, and the moving tag `current` settled from the whole history by whoever writes last."""
+other, and the moving tag `current` settled from the whole history by whoever writes last.
+
+The order is what each writer saw, never a clock: an entry names the entry it came after (its
+predecessor), so a runner whose clock is behind cannot put a rollback before the promotion it undoes.
+Entries written at the same moment after the same predecessor are ordered by their tags' random part,
+the same way by every reader. Entries of earlier releases (no predecessor) come first, in time order."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import secrets
 import time
 from dataclasses import asdict, dataclass
 
+from imagekit import attest, record
 from imagekit.config import Config
-from imagekit.errors import PreconditionError, RegistryError
-from imagekit.inventory import MOVING_TAG, registry_for, repo
+from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
+from imagekit.inventory import MOVING_TAG, currents, pair_problems, registry_for, repo
 from imagekit.registry import Registry
+from imagekit.verify.policy import verified_set
 
 HISTORY_PREFIX = "imagekit.history."
 HISTORY_TYPE = "application/vnd.imagekit.history.v1+json"
@@ -23,8 +31,9 @@ class HistoryEntry:
     kind: str  # "promote" or "rollback"
     digest: str
     tags: list[str]
-    when: str
+    when: str  # the writer's clock: for people, never for the order
     source: str
+    previous: str = ""  # the tag of the entry this one came after ("": the first)
 
 
 @dataclass(frozen=True)
@@ -50,14 +59,22 @@ class Log:
     def __init__(self, reg: Registry, repository: str) -> None:
         self.reg, self.repo, self._read = reg, repository, {}
 
-    def entries(self) -> list[HistoryEntry]:
+    def tagged(self) -> list[tuple[str, HistoryEntry]]:
+        """(tag, entry) in the history's order."""
         tags = [t for t in self.reg.tags(self.repo) if t.startswith(HISTORY_PREFIX)]
         for tag in tags:
             if tag not in self._read:  # entries never change: each is read once
-                self._read[tag] = HistoryEntry(**self.reg.get_artifact(self.repo, tag))
-        return [self._read[t] for t in tags]
+                data = self.reg.get_artifact(self.repo, tag)
+                self._read[tag] = (HistoryEntry(**data), "previous" in data)
+        return ordered({t: self._read[t] for t in tags})
+
+    def entries(self) -> list[HistoryEntry]:
+        return [e for _, e in self.tagged()]
 
     def add(self, entry: HistoryEntry) -> None:
+        """Add ``entry`` after the last entry there is now."""
+        seen = self.tagged()
+        entry = dataclasses.replace(entry, previous=seen[-1][0] if seen else "")
         stamp = entry.when.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
         tag = f"{HISTORY_PREFIX}{stamp}-{secrets.token_hex(4)}"
         self.reg.put_artifact(self.repo, tag, HISTORY_TYPE, json.dumps(asdict(entry), indent=1).encode())
@@ -73,6 +90,24 @@ class Log:
             if again == entries:
                 return
             entries = again
+
+
+def ordered(read: dict[str, tuple[HistoryEntry, bool]]) -> list[tuple[str, HistoryEntry]]:
+    """Tag -> (entry, whether it names its predecessor) in the history's order: each entry after the one
+    it names; siblings by their tag's random part; entries of earlier releases first, by their tags' time."""
+    legacy = sorted(t for t, (_, named) in read.items() if not named)
+    after = {t: (e.previous if named else "") for t, (e, named) in read.items()}
+    for earlier, later in zip(legacy, legacy[1:]):
+        after[later] = earlier
+    children: dict[str, list[str]] = {}
+    for tag, previous in after.items():
+        children.setdefault(previous if previous in read else "", []).append(tag)
+    order, todo = [], sorted(children.get("", []), key=lambda t: t.rsplit("-", 1)[-1], reverse=True)
+    while todo:  # depth first: an entry, then what came after it
+        tag = todo.pop()
+        order.append((tag, read[tag][0]))
+        todo += sorted(children.get(tag, []), key=lambda t: t.rsplit("-", 1)[-1], reverse=True)
+    return order
 
 
 def current_stack(entries: list[HistoryEntry]) -> list[str]:
@@ -101,19 +136,40 @@ def history(cfg: Config, image: str, env: str) -> list[HistoryEntry]:
     return log_of(cfg, image, env).entries()
 
 
-def rollback(cfg: Config, image: str, env: str) -> Rollback:
-    """Point the environment's moving tag back at the digest it named before; record it."""
-    started = time.monotonic()
-    log = log_of(cfg, image, env)
-    reg, where = log.reg, log.repo
-    stack = current_stack(log.entries())
-    if len(stack) < 2:
-        raise PreconditionError(f"nothing to roll back to: {where} has {len(stack)} promotion(s) in effect",
-                                hint=f"see `imagekit history {image} --env {env}`")
-    current, previous = stack[-1], stack[-2]
-    if reg.manifest(where, previous) is None:
-        raise RegistryError(f"{where}@{previous} is no longer in the registry; cannot roll back to it")
-    log.add(HistoryEntry("rollback", previous, [MOVING_TAG], now(), f"rollback from {current}"))
-    log.settle()
-    return Rollback(image=image, source=f"{reg.host}/{where}@{current}", target=f"{reg.host}/{where}",
-                    digest=previous, tags=[MOVING_TAG], seconds=round(time.monotonic() - started, 2))
+def rollback(cfg: Config, names: list[str], env: str, *, all_images: bool = False) -> list[Rollback]:
+    """Point the environment's moving tag back at the digest it named before, for ``names`` (with
+    ``all_images``: every image of the verified set that has an earlier one), all or nothing; recorded.
+    The environment must then run a set one valid attestation names together, else nothing moves."""
+    started, environment, members = time.monotonic(), cfg.environment(env), verified_set(cfg)
+    if all_images == bool(names):
+        raise UsageError("name the images to roll back, or pass --all (not both)", option="IMAGE")
+    logs = {n: log_of(cfg, cfg.image(n).name, env) for n in (members if all_images else names)}
+    moves = {}
+    for name, log in logs.items():
+        stack = current_stack(log.entries())
+        if len(stack) >= 2:
+            moves[name] = (stack[-1], stack[-2])
+        elif not all_images:
+            raise PreconditionError(f"nothing to roll back to: {log.repo} has {len(stack)} promotion(s) in effect",
+                                    hint=f"see `imagekit history {name} --env {env}`")
+    if not moves:
+        raise PreconditionError(f"nothing to roll back to in {env}: no image has an earlier promotion in effect",
+                                hint=f"see `imagekit history IMAGE --env {env}`")
+    reg, public = logs[next(iter(moves))].reg, attest.trusted_key(cfg)
+    for name, (_, previous) in moves.items():
+        if reg.manifest(logs[name].repo, previous) is None:
+            raise RegistryError(f"{logs[name].repo}@{previous} is no longer in the registry; cannot roll back to it")
+    after = {**currents(cfg, reg, environment, members), **{n: previous for n, (_, previous) in moves.items()}}
+    valid = {n: [(f, v) for f, v in record.verdicts(reg, logs[n].repo, previous, public)
+                 if f.layout == record.CANONICAL and v.statement] for n, (_, previous) in moves.items()}
+    problems = pair_problems(environment, after, valid, members, f"imagekit rollback --all --env {env}")
+    if problems:
+        raise CheckFailed(f"nothing was rolled back in {env}", differences=problems)
+    done = []
+    for name, (current, previous) in moves.items():
+        logs[name].add(HistoryEntry("rollback", previous, [MOVING_TAG], now(), f"rollback from {current}"))
+        logs[name].settle()
+        done.append(Rollback(image=name, source=f"{reg.host}/{logs[name].repo}@{current}",
+                             target=f"{reg.host}/{logs[name].repo}", digest=previous, tags=[MOVING_TAG],
+                             seconds=round(time.monotonic() - started, 2)))
+    return done

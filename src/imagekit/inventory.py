@@ -143,3 +143,21 @@ def runs(cfg: Config, env: Environment, members: list[str], public=None) -> dict
             hint=f"promote into it first (imagekit promote --all --to {env.name})" if env != cfg.environments[0] else
             "push the images and verify them (`imagekit push`, `imagekit verify-compat` with the signing key)")
     return found
+
+
+def pair_problems(target: Environment, after: dict[str, str], moving: dict[str, list], members: list[str],
+                  together: str) -> list[str]:
+    """Problems when the target's `current` set would not be one set verify-compat passed: ``after``
+    is every member's digest then, ``moving`` each moved image's valid attestations, ``together`` the
+    command that moves the verified set as one step."""
+    problems = []
+    for name, attestations in moving.items():
+        if any(names_set(v.images, after) for _, v in attestations):
+            continue
+        there = ", ".join(f"{n}@{after[n] or '(nothing yet)'}" for n in members if n != name)
+        verified = " or ".join(", ".join(f"{n}@{d}" for n, d in sorted(v.images.items()) if n != name)
+                               for _, v in attestations)
+        problems.append(f"{name}@{after[name]} would run in {target.name} next to {there}, "
+                        f"which verify-compat never passed together with it (it passed with {verified}); "
+                        f"move the verified set as one step: `{together}`")
+    return problems

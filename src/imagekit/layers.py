@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -27,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit import containers, digests, files
+from imagekit import containers, digests, files, proc
 from imagekit.digests import sha256_hex
 from imagekit.engine import Engine, ImageInfo
 from imagekit.errors import CheckFailed, EngineError, ToolError
@@ -107,7 +108,7 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
     if missing:
         on_line(f"installing {sum(len(g.pins) for g in missing)} packages into {len(missing)} layers "
                 f"({len(wanted) - len(missing)} layers cached)")
-        layers.update(_install(engine, parent, missing, wheels, folder, uv_bin))
+        layers.update(_install(engine, parent, missing, wheels, folder, uv_bin, on_line))
     return [layers[g] for g in wanted]
 
 
@@ -143,13 +144,15 @@ def _script(groups: Sequence[Group]) -> str:
                   # uv's record of when it saw a local wheel: build-time noise, not part of the package
                   f"find {out} -path '*.dist-info/uv_cache.json' -delete",
                   f"sed -i '/[.]dist-info\\/uv_cache[.]json,/d' {out}/lib/python*/site-packages/*.dist-info/RECORD",
+                  # a file that does not compile (as pip and uv, not fatal: Python compiles it at import, or
+                  # it is a template) is said, never hidden: its errors go beside the group's tree
                   f"{VENV}/bin/python -m compileall -q -j0 -s {out} -p {VENV} --invalidation-mode checked-hash"
-                  f" {out} >/dev/null || true"]
+                  f" {out} > /imagekit/{g.name}.compile 2>&1 || mv /imagekit/{g.name}.compile {out}.uncompiled"]
     return "\n".join(lines) + "\n"
 
 
 def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict[str, Path], folder: Path,
-             uv_bin: Path) -> dict[Group, Layer]:
+             uv_bin: Path, on_line: Callable[[str], None]) -> dict[Group, Layer]:
     """Install ``groups`` (group -> key) in one container and write their layers to the cache."""
     with tempfile.TemporaryDirectory(prefix="imagekit-install-", dir=folder) as tmp:
         stage = Path(tmp) / "in"
@@ -173,6 +176,10 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
                 archive.seek(0)
                 with tarfile.open(fileobj=archive, mode="r|") as tar:
                     tar.extractall(Path(tmp), filter="tar")
+        for said in sorted(out.glob("*.uncompiled")):
+            failed = sorted(set(re.findall(r"Error compiling '([^']+)'", said.read_text())))
+            on_line(f"{said.stem}: no bytecode for {len(failed)} file(s) that do not compile (Python will not "
+                    f"import them either): {', '.join(failed[:5]) or proc.reason(said.read_text())}")
         return {g: _write(folder, g, key, out / g.name) for g, key in groups.items()}
 
 

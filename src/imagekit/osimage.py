@@ -52,19 +52,20 @@ def ensure(cfg: Config, engine: Engine, *, rebuild: bool = False,
     started = time.monotonic()
     tag, upstream = cfg.os.tag, cfg.os.image
     note = on_line or (lambda line: None)
-    present = engine.image(tag)
+    present, refused = engine.image(tag), ""
     wanted = " ".join(packages(cfg))
     if present and not rebuild and PYTHON_LABEL in present.labels and present.labels.get(PACKAGES_LABEL) != wanted:
         note(f"{tag} was bootstrapped with other packages; bootstrapping it again")
         present = None
     if present and not rebuild:
         how = "present"
-    elif upstream and (engine.image(upstream) or engine.pull(upstream)):
+    elif upstream and (engine.image(upstream) or not (refused := engine.pull(upstream))):
         note(f"using {upstream}")
         engine.tag(upstream, tag)
         how = "upstream"
     else:
-        note(f"{upstream or 'no upstream OS image'} cannot be had here; bootstrapping Debian {cfg.os.suite}")
+        why = f"{upstream} cannot be had here ({refused})" if upstream else "no os.image is set"
+        note(f"{why}; bootstrapping Debian {cfg.os.suite}")
         bootstrap(cfg, engine, on_line=note)
         how = "bootstrapped"
     python = python_version(engine, tag)

@@ -15,12 +15,21 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from imagekit import attest, record
+from imagekit import attest, history, record
 from imagekit.config import Config
 from imagekit.errors import CheckFailed, RegistryError, UsageError
-from imagekit.history import HistoryEntry, Log, now
+from imagekit.history import HistoryEntry, Log
 from imagekit.images import Environment, ImageSpec, leaves
-from imagekit.inventory import MOVING_TAG, currents, names_set, newest_set, registry_for, repo, version_of, version_tags
+from imagekit.inventory import (
+    MOVING_TAG,
+    currents,
+    newest_set,
+    pair_problems,
+    registry_for,
+    repo,
+    version_of,
+    version_tags,
+)
 from imagekit.oci import Manifest, Reference
 from imagekit.registry import Registry, copy_blobs
 from imagekit.verify.policy import required_scenarios, verified_set
@@ -118,22 +127,6 @@ def gate(src: Registry, src_repo: str, digest: str, public, required: list[tuple
                     f"(IMAGEKIT_TRUST_SIGNING_KEY) whose public key is trust.public_key")
 
 
-def pair_problems(target: Environment, after: dict[str, str], moving: dict[str, list], members: list[str]) -> list[str]:
-    """Problems when the target's `current` set would not be one set verify-compat passed: ``after``
-    is every member's digest then, ``moving`` each moved image's valid attestations."""
-    problems = []
-    for name, attestations in moving.items():
-        if any(names_set(v.images, after) for _, v in attestations):
-            continue
-        there = ", ".join(f"{n}@{after[n] or '(nothing yet)'}" for n in members if n != name)
-        verified = " or ".join(", ".join(f"{n}@{d}" for n, d in sorted(v.images.items()) if n != name)
-                               for _, v in attestations)
-        problems.append(f"{name}@{after[name]} would run in {target.name} next to {there}, "
-                        f"which verify-compat never passed together with it (it passed with {verified}); "
-                        f"move the verified set as one step: `imagekit promote --all --to {target.name}`")
-    return problems
-
-
 def _version(src: Registry, src_repo: str, manifest: Manifest, ref: Reference | None, chosen: str) -> str:
     """The version tag the promotion writes in the target: the chosen set's, the tag given, the one
     `current`'s image carries in its labels, none for a digest."""
@@ -180,7 +173,8 @@ def _plan(cfg: Config, names: list[str], all_images: bool, source_env: Environme
         plans.append(_Plan(img, src_repo, dst_repo, manifest, tags, good, copies))
     if not problems:
         after = {**currents(cfg, dst, target_env, members), **{p.img.name: p.manifest.digest for p in plans}}
-        problems = pair_problems(target_env, after, {p.img.name: p.attestations for p in plans}, members)
+        problems = pair_problems(target_env, after, {p.img.name: p.attestations for p in plans}, members,
+                                 f"imagekit promote --all --to {target_env.name}")
     if problems:
         raise CheckFailed(f"nothing was promoted to {target_env.name}", differences=problems)
     return plans
@@ -200,27 +194,29 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
         record.copy(dst, p.dst_repo, digest, p.copies,  # the attestations travel with the digest, every layout
                     lambda m: counts.update(copy_blobs(src, p.src_repo, dst, p.dst_repo, m, note)))
         copies[p.img.name] = counts
-    moved, results = [], []
-    for p in plans:  # then the tags, only now that every image is complete
-        digest = p.manifest.digest
-        already = all((m := dst.manifest(p.dst_repo, t)) and m.digest == digest for t in p.tags)
-        try:
+    moved, already = [], {}
+    try:  # then the version tags, only now that every image is complete; the moving tags last of all
+        for p in plans:
+            digest = p.manifest.digest
+            already[p.img.name] = all((m := dst.manifest(p.dst_repo, tag)) and m.digest == digest for tag in p.tags)
             for tag in p.tags:
                 if tag != MOVING_TAG and not ((m := dst.manifest(p.dst_repo, tag)) and m.digest == digest):
-                    dst.put_manifest(p.dst_repo, tag, p.manifest)  # a tag already naming it is not written again
+                    dst.put_manifest(p.dst_repo, tag, p.manifest)  # a tag naming it already is not written again
                     moved.append(f"{p.dst_repo}:{tag}")
+        for p in plans:
             log = Log(dst, p.dst_repo)
             entries = log.entries()
-            if not (already and entries and entries[-1].digest == digest):
-                log.add(HistoryEntry("promote", digest, p.tags, now(), f"{source_env.name} ({src.host}/{p.src_repo})"))
+            if not (already[p.img.name] and entries and entries[-1].digest == p.manifest.digest):
+                log.add(HistoryEntry("promote", p.manifest.digest, p.tags, history.now(),
+                                     f"{source_env.name} ({src.host}/{p.src_repo})"))
             log.settle()
             moved.append(f"{p.dst_repo}:{MOVING_TAG}")
-        except RegistryError as e:
-            raise RegistryError(f"the promotion to {target_env.name} stopped while its tags moved: {e.message}",
-                                status=e.status, codes=e.codes,
-                                hint=f"every image is copied; moved so far: {', '.join(moved) or 'no tag'}. Run the "
-                                     f"same promotion again to complete it") from None
-        results.append(Promotion(image=p.img.name, kind="promote", source=f"{src.host}/{p.src_repo}",
-                                 target=f"{dst.host}/{p.dst_repo}", digest=digest, tags=p.tags, already=already,
-                                 seconds=round(time.monotonic() - started, 2), **dict(copies[p.img.name])))
-    return results
+    except RegistryError as e:
+        raise RegistryError(f"the promotion to {target_env.name} stopped while its tags moved: {e.message}",
+                            status=e.status, codes=e.codes,
+                            hint=f"every image was copied; tags moved so far: {', '.join(moved) or 'none'}. Run the "
+                                 f"same promotion again to complete it") from None
+    return [Promotion(image=p.img.name, kind="promote", source=f"{src.host}/{p.src_repo}",
+                      target=f"{dst.host}/{p.dst_repo}", digest=p.manifest.digest, tags=p.tags,
+                      already=already[p.img.name], seconds=round(time.monotonic() - started, 2),
+                      **dict(copies[p.img.name])) for p in plans]

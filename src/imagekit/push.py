@@ -80,8 +80,9 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
             else:  # another build of the same inputs: the registry's image stands for it here
                 note(f"{img.name}: unchanged: {reg.host}/{repo} already holds this content as {held.digest} "
                      f"({', '.join(version_tags(img))}); nothing pushed, the local image is now that digest")
-                if not engine.pull(ref, auth=reg.credentials()):
-                    raise CheckFailed(f"{ref} could not be pulled to stand for the local build of the same content")
+                if why := engine.pull(ref, auth=reg.credentials()):
+                    raise CheckFailed(f"{ref} could not be pulled to stand for the local build of the same content: "
+                                      f"{why}")
                 build.adopt(cfg, engine, img.name, engine.image(ref).id)
             pushed.append(PushedImage(name=img.name, repository=f"{reg.host}/{repo}", tags=img.tags,
                                       digest=held.digest, unchanged=True))

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass
 
 from imagekit import attest, digests
 from imagekit.errors import RegistryError
-from imagekit.oci import OCI_MANIFEST, Manifest, referrer
+from imagekit.oci import OCI_INDEX, OCI_MANIFEST, Manifest, referrer
 from imagekit.registry import Registry, fallback_tag
 
 BUNDLE, ATT = "bundle", "att"
@@ -30,6 +31,7 @@ LAYOUTS = {BUNDLE: "sigstore bundle v0.3 referrer", ATT: "cosign legacy sha256-<
 CANONICAL = BUNDLE
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+STALE, QUIET = 0.1, 0.15  # seconds at least (a slower registry: longer, by its round trip): see converge
 
 
 def att_tag(digest: str) -> str:
@@ -46,6 +48,7 @@ class Found:
     envelope: dict
     manifest: Manifest  # the bundle's referrer manifest, or the whole .att manifest
     layer: dict  # the descriptor of the blob that holds it
+    error: str = ""  # why its blob could not be read from the registry (a 401, a 500, no answer)
 
 
 def _predicate(envelope: dict) -> str:
@@ -73,7 +76,7 @@ def write(reg: Registry, repo: str, digest: str, envelope: dict, layouts: tuple[
             "dev.sigstore.bundle.content": "dsse-envelope", "dev.sigstore.bundle.predicateType": predicate})
         for data in (b"{}", body):  # the empty config, the bundle
             reg.put_blob(repo, data)
-        reg.attach(repo, manifest)
+        attach(reg, repo, manifest)
         written = manifest.digest
     return written
 
@@ -90,20 +93,56 @@ def att_manifest(layers: list[dict]) -> tuple[Manifest, bytes]:
                         "layers": layers}), config
 
 
+def converge(read, write, mine: list[dict], what: str) -> None:
+    """Make the descriptors ``mine`` listed where ``read()`` reads a list that ``write(listed)`` replaces
+    whole (a registry without conditional writes: another writer's PUT, made from what it read before
+    ours landed, may drop ours). Write the union of what is there and what is missing, never from a read
+    older than STALE (read again instead); then read on until every one of ours has stayed listed for
+    QUIET past that, so a writer who read before ours landed has written, and ours is written again if
+    that dropped it. docs/attestations.md says what window remains."""
+    started, rtt, since = time.monotonic(), 0.0, None
+    while time.monotonic() - started < 60:
+        read_at = time.monotonic()
+        held = read()
+        rtt = max(rtt, time.monotonic() - read_at)
+        stale = max(STALE, 2 * rtt)
+        quiet = max(QUIET, stale + 2 * rtt)
+        missing = [d for d in mine if d["digest"] not in {h.get("digest") for h in held}]
+        if not missing:
+            since = since or read_at
+            if time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.05)
+            continue
+        since = None
+        if time.monotonic() - read_at < stale:  # what we read is fresh: write it with ours
+            write([*held, *missing])
+            rtt = max(rtt, time.monotonic() - read_at)  # a slow write: watch longer for what it may drop
+    raise RegistryError(f"{what} kept changing for a minute while an attestation was added to it; run again")
+
+
+def attach(reg: Registry, repo: str, manifest: Manifest) -> None:
+    """A referrer stored, and listed in its subject's fallback index where the registry indexes none."""
+    if reg.put_referrer(repo, manifest):
+        return
+    tag = fallback_tag(manifest.subject)
+    converge(lambda: reg.fallback_index(repo, manifest.subject),
+             lambda listed: reg.put_manifest(repo, tag, Manifest.of({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                                                     "manifests": listed})),
+             [manifest.descriptor()], f"{repo}:{tag}")
+
+
 def append_att(reg: Registry, repo: str, digest: str, layers: list[dict]) -> None:
     """Add ``layers`` (their blobs already there) to ``repo``'s .att manifest of ``digest``, keeping
-    every layer it holds; re-read until what is there holds them (another writer may race)."""
+    every layer it holds (another writer may race: converge)."""
     tag = att_tag(digest)
-    for _ in range(8):
-        existing = reg.manifest(repo, tag)
-        held = existing.data.get("layers", []) if existing else []
-        missing = [d for d in layers if d["digest"] not in {h.get("digest") for h in held}]
-        if not missing:
-            return
-        manifest, config = att_manifest([*held, *missing])
+
+    def write(listed: list[dict]) -> None:
+        manifest, config = att_manifest(listed)
         reg.put_blob(repo, config)
         reg.put_manifest(repo, tag, manifest)
-    raise RegistryError(f"{repo}:{tag} kept changing while attestations were added to it; try again")
+    converge(lambda: (m.data.get("layers", []) if (m := reg.manifest(repo, tag)) else []), write, layers,
+             f"{repo}:{tag}")
 
 
 def read(reg: Registry, repo: str, digest: str) -> list[Found]:
@@ -114,27 +153,32 @@ def read(reg: Registry, repo: str, digest: str) -> list[Found]:
         if manifest is None:
             continue
         layer = (manifest.data.get("layers") or [{}])[0]
-        found.append(Found(BUNDLE, manifest.digest, manifest.subject, attest.unbundle(_blob(reg, repo, layer)),
-                           manifest, layer))
+        data, error = _blob(reg, repo, layer)
+        found.append(Found(BUNDLE, manifest.digest, manifest.subject, attest.unbundle(data), manifest, layer, error))
     att = reg.manifest(repo, att_tag(digest))
     for layer in (att.data.get("layers") or []) if att else []:
         if layer.get("mediaType") == attest.ENVELOPE_TYPE:
-            found.append(Found(ATT, layer.get("digest", ""), digest, _blob(reg, repo, layer), att, layer))
+            data, error = _blob(reg, repo, layer)
+            found.append(Found(ATT, layer.get("digest", ""), digest, data, att, layer, error))
     return found
 
 
-def _blob(reg: Registry, repo: str, layer: dict) -> dict:
+def _blob(reg: Registry, repo: str, layer: dict) -> tuple[dict, str]:
+    """The JSON object a blob holds ({} when it is not one), and why it could not be read ("" when it could)."""
     try:
         data = json.loads(reg.blob(repo, layer["digest"]))
-    except (KeyError, ValueError, RegistryError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    except RegistryError as e:
+        return {}, e.message
+    except (KeyError, ValueError):
+        return {}, ""
+    return (data if isinstance(data, dict) else {}), ""
 
 
 def verdicts(reg: Registry, repo: str, digest: str, public) -> list[tuple[Found, attest.Verdict]]:
     """What each attestation of ``repo@digest``, in either layout, says when checked against the
     trusted key."""
-    return [(f, attest.check(f.envelope, digest, public) if f.attached_to == digest
+    return [(f, attest.Verdict(None, f"could not be read from the registry: {f.error}") if f.error else
+             attest.check(f.envelope, digest, public) if f.attached_to == digest
              else attest.Verdict(None, f"is attached to {f.attached_to}, not to it")) for f in read(reg, repo, digest)]
 
 
@@ -144,7 +188,7 @@ def copy(dst: Registry, dst_repo: str, digest: str, found: list[Found], copy_blo
     for f in found:
         if f.layout == BUNDLE:
             copy_blobs(f.manifest)
-            dst.attach(dst_repo, f.manifest)
+            attach(dst, dst_repo, f.manifest)
     layers = [f.layer for f in found if f.layout == ATT]
     if layers:
         copy_blobs(Manifest.of({"schemaVersion": 2, "layers": layers}))

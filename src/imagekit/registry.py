@@ -151,24 +151,13 @@ class Registry:
         _ok(r, f"PUT manifest {repo}:{ref}")
         return r
 
-    def attach(self, repo: str, manifest: Manifest) -> None:
-        """Store a manifest that has a ``subject`` (its blobs already there). A registry that indexes
-        referrers says so with an OCI-Subject header; for one that does not (Debian's docker-registry),
-        the manifest is added to the fallback index, tag ``sha256-<hex>`` of the subject. That index is
-        read, extended and written again until it lists the manifest (another writer may race)."""
-        r = self._put_manifest(repo, manifest.digest, manifest)
-        if r.headers.get("OCI-Subject"):
-            return
-        for _ in range(8):
-            listed = self._fallback_index(repo, manifest.subject)
-            if any(d.get("digest") == manifest.digest for d in listed):
-                return
-            self.put_manifest(repo, fallback_tag(manifest.subject), Manifest.of(
-                {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*listed, manifest.descriptor()]}))
-        raise RegistryError(f"{repo}:{fallback_tag(manifest.subject)} kept changing while {manifest.digest[:19]} "
-                            f"was added to it; try again")
+    def put_referrer(self, repo: str, manifest: Manifest) -> bool:
+        """Store a manifest that has a ``subject`` (its blobs already there), by digest; whether the
+        registry indexes referrers itself (an OCI-Subject header). One that does not (Debian's
+        docker-registry) needs the fallback index, tag ``sha256-<hex>`` of the subject (record.py)."""
+        return bool(self._put_manifest(repo, manifest.digest, manifest).headers.get("OCI-Subject"))
 
-    def _fallback_index(self, repo: str, digest: str) -> list[dict]:
+    def fallback_index(self, repo: str, digest: str) -> list[dict]:
         """The descriptors the fallback index of ``repo@digest`` lists (none when it has none)."""
         index = self.manifest(repo, fallback_tag(digest))
         return index.data.get("manifests", []) if index else []
@@ -181,7 +170,7 @@ class Registry:
         if r.status_code == 200 and r.headers.get("Content-Type", "").startswith(OCI_INDEX):
             listed = r.json().get("manifests") or []
         elif r.status_code in (404, 405):
-            listed = self._fallback_index(repo, digest)
+            listed = self.fallback_index(repo, digest)
         else:
             _ok(r, f"GET referrers of {repo}@{digest[:19]}")
             listed = []

@@ -36,7 +36,7 @@ class LockSettings:
 @dataclass(frozen=True)
 class OsSettings:
     """The OS image every image builds on: taken when present or pullable, else bootstrapped."""
-    image: str = "python:3.11-slim-bookworm"
+    image: str = ""  # an upstream image to take when present or pullable; "": debootstrap (it has what is needed)
     tag: str = "imagekit/os:bookworm-py311"
     mirror: str = "http://deb.debian.org/debian"
     suite: str = "bookworm"

@@ -1,13 +1,15 @@
-"""Integration fixtures: the real engine, the repository's config and its base image."""
+"""Integration fixtures: the real engine, the repository's config and its base image, one registry for the
+test run with the images pushed once."""
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 
 import pytest
 from helpers import ROOT, variant
 
-from imagekit import build, config, containers, lock, osimage, wheels
+from imagekit import build, config, containers, lock, osimage, push, wheels
 from imagekit.engine import Engine
 
 
@@ -77,3 +79,42 @@ def ray_sklearn_1_8(cfg, engine, built, tmp_path_factory):
     return variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp, "ray-sklearn-1-8",
                    f"COPY {wheel.name} /tmp/\nRUN pip install -q --no-index --no-deps /tmp/{wheel.name} && rm /tmp/*.whl",
                    files=[wheel])
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """One registry (CNCF Distribution) for the whole test run; tests isolate by project."""
+    from support import RegistryProcess
+
+    reg = RegistryProcess(tmp_path_factory.mktemp("session-registry")).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def pushed(cfg, engine, built, registry, keys) -> dict[str, str]:
+    """The repository's images pushed once to the session registry's first project (mlops-desa): the
+    IMAGEKIT_* settings that reach it, with the trusted key pair for signing and the gate."""
+    key, pub = keys["trusted"]
+    env = {"IMAGEKIT_REGISTRY_URL": registry.host, "IMAGEKIT_TRUST_SIGNING_KEY": str(key),
+           "IMAGEKIT_TRUST_PUBLIC_KEY": str(pub)}
+    push.push(config.load(cfg.source, env=env), engine)
+    return env
+
+
+@pytest.fixture
+def own_project(cfg, engine, pushed, tmp_path, request):
+    """The images in environments of this test's own on the session registry (desa pushed there: the
+    layers are mounted, not sent again): (its config, those settings). Attestations and promotions of
+    other tests are not there."""
+    own = "t" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:10]
+    text = open(cfg.source).read()
+    for env in ("desa", "test", "prod"):
+        text = text.replace(f'"mlops-{env}"', f'"{own}-{env}"')
+    (tmp_path / "imagekit.toml").write_text(text)
+    for folder in ("images", "lockfiles", "examples"):  # what the config names, relative to it
+        (tmp_path / folder).symlink_to(ROOT / folder)
+    (tmp_path / "out").symlink_to(ROOT / "out")
+    ocfg = config.load(tmp_path / "imagekit.toml", env=pushed)
+    push.push(ocfg, engine)
+    return ocfg, pushed

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from helpers import ROOT, write_project
+from support import RegistryFront, immutable_tags
 
 from imagekit import build, config, containers, lock, push
 from imagekit.errors import CheckFailed, EngineError, RegistryError, ToolError
@@ -190,71 +191,12 @@ def test_a_ci_log_gets_one_timestamped_line_per_step(tiny, cli, monkeypatch, ind
     assert code == 0 and "Step 1/" in err  # the builder's own output
 
 
-class NoOverwrites:
-    """In front of a registry: refuses, with Harbor's 412 for an immutable tag, every manifest PUT
-    to a tag that already exists, and records it."""
-
-    def __init__(self, upstream: str) -> None:
-        import http.server
-        import requests
-
-        refused, self.refused = [], []
-        refused = self.refused
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
-                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                chunks = []
-                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                self.rfile.readline()
-                return b"".join(chunks)
-
-            def _relay(self):
-                body = self._body()
-                path = self.path.split("?")[0]
-                if self.command == "PUT" and "/manifests/" in path and not path.rsplit("/", 1)[1].startswith("sha256:"):
-                    there = requests.head(f"http://{upstream}{path}", headers={"Accept": self.headers.get(
-                        "Content-Type", "")}, timeout=30)
-                    if there.status_code == 200:
-                        refused.append(path)
-                        self.send_response(412)
-                        self.end_headers()
-                        self.wfile.write(b'{"errors":[{"code":"DENIED","message":"tag is immutable"}]}')
-                        return
-                r = requests.request(self.command, f"http://{upstream}{self.path}", data=body, timeout=300,
-                                     headers={k: v for k, v in self.headers.items()
-                                              if k.lower() not in ("host", "transfer-encoding", "content-length")},
-                                     allow_redirects=False, stream=True)
-                self.send_response(r.status_code)
-                for k, v in r.headers.items():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v.replace(f"http://{upstream}", f"http://{self.headers['Host']}"))
-                content = r.content
-                self.send_header("Content-Length", r.headers.get("Content-Length", "0") if self.command == "HEAD"
-                                 else str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _relay
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-
-
 def test_a_rebuild_of_the_same_content_keeps_the_version_tags_digest(tiny, engine, tmp_path):
     """A cold rebuild of unchanged inputs gives another image (the builder's times); pushing it moves
     no version tag, writes none (a registry with Harbor's immutability sees no overwrite attempt),
     and the local image becomes the registry's digest."""
-    from imagekit.engine import Engine
-
-    guard = NoOverwrites(tiny().registry.url)
+    refused = []
+    guard = RegistryFront(tiny().registry.url, immutable_tags(tiny().registry.url, refused))
     dockerfile = tiny().image("tiny").context / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + "RUN date > /etc/imagekit-built-at\n")  # a layer of its time
     first = build.build(tiny(), engine).images[0]
@@ -269,10 +211,10 @@ def test_a_rebuild_of_the_same_content_keeps_the_version_tags_digest(tiny, engin
     second = push.push(tiny(**cold), engine, on_line=lines.append).images[0]
     reg = Registry.from_config(tiny())
     assert second.unchanged and second.digest == pushed.digest == reg.manifest("mlops-desa/tiny", "v1-test").digest
-    assert guard.refused == [] and any("unchanged" in line and "now that digest" in line for line in lines)
+    assert refused == [] and any("unchanged" in line and "now that digest" in line for line in lines)
     adopted = build.load_result(tiny(**cold)).images[0]
     assert f"{guard.host}/mlops-desa/tiny@{pushed.digest}" in engine.image(adopted.image_id).repo_digests
     with pytest.raises(EngineError):  # and the guard does refuse an overwrite, as Harbor would
         engine.push(again.image_id, f"{guard.host}/mlops-desa/tiny", ["v1-test"])
-    assert guard.refused == ["/v2/mlops-desa/tiny/manifests/v1-test"]
+    assert refused == ["/v2/mlops-desa/tiny/manifests/v1-test"]
     assert build.build(tiny(**cold), engine).images[0].image_id == adopted.image_id  # and stays so

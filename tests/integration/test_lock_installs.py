@@ -47,3 +47,15 @@ def test_a_wheel_that_does_not_match_its_hash_is_refused(engine, base_image, tmp
     pin = lock.Pin("soupy", "1.0", ("sha256:" + "0" * 64,))
     with pytest.raises((EngineError, ToolError), match="(?i)hash mismatch"):
         install(engine, base_image, tmp_path, wheel, pin)
+
+
+def test_a_file_that_does_not_compile_is_said_not_hidden(engine, base_image, tmp_path):
+    wheel = make_wheel(tmp_path / "cache" / "wheels" / "x", "soupy", "1.0",
+                       modules={"broken.py": "def (:\n", "fine.py": "X = 1\n"})
+    pin = lock.Pin("soupy", "1.0", (f"sha256:{sha256_file(wheel)}",))
+    lines = []
+    group = layers.Group("test", (pin,))
+    layers.install(engine, base_image, "test", [group], {pin.name: wheel}, tmp_path / "cache", venv_layer=False,
+                   uv_bin=build.uv_binary(), on_line=lines.append)
+    said = [line for line in lines if "do not compile" in line]
+    assert len(said) == 1 and said[0].startswith("test: no bytecode for 1 file(s)") and "soupy/broken.py" in said[0]

@@ -52,3 +52,27 @@ def test_the_os_command_prints_json_data(cfg, base_image, cli):
     data = json.loads(out)
     assert code == 0 and data["command"] == "os" and data["result"]["how"] == "present"
     assert data["result"]["ref"] == base_image and data["result"]["python"] == "3.11.2"
+
+
+def test_a_refused_pull_names_the_registry_and_why_and_so_does_the_fallback(cfg, engine, monkeypatch):
+    from support import RegistryFront
+
+    front = RegistryFront("127.0.0.1:9", lambda method, path: (
+        401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+        {"WWW-Authenticate": 'Basic realm="harbor"'}))
+    try:
+        ref = f"{front.host}/mlops-desa/debian:bookworm"
+        why = engine.pull(ref)
+        assert why.startswith(f"the registry {front.host} asks for credentials (none were given): "), why
+        assert "refused the credentials" in engine.pull(ref, auth=("robot$mlops+ci", "wrong-password"))
+        lines = []
+
+        def stop(cfg, engine, on_line):
+            raise RuntimeError("bootstrap would start here")
+        monkeypatch.setattr(osimage, "bootstrap", stop)
+        with pytest.raises(RuntimeError):
+            osimage.ensure(config.load(cfg.source, env={"IMAGEKIT_OS_IMAGE": ref, "IMAGEKIT_OS_TAG": TAG}), engine,
+                           on_line=lines.append)
+        assert lines == [f"{ref} cannot be had here ({why}); bootstrapping Debian bookworm"]
+    finally:
+        front.stop()

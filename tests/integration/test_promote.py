@@ -140,14 +140,14 @@ def test_prod_never_moves_a_version_tag_and_rollback_restores_the_previous_diges
     code, out, _ = cli("--config", str(scfg.source), "rollback", "ray", "--env", "prod", "--manifests",
                        str(tmp_path / "gitops"), "--json")
     assert code == 0, out
-    back = json.loads(out)["result"]["rollback"]
+    [back] = json.loads(out)["result"]["rollback"]
     assert back["digest"] == original.digest == reg.manifest(f"{prod}/ray", "current").digest
     assert (tmp_path / "gitops" / "head.yaml").read_text() == (
         f"containers:\n  - {{name: ray-head, image: {reg.host}/{prod}/ray@{original.digest}}}\n")
     assert [(e.kind, e.digest) for e in history.history(scfg, "ray", "prod")] == [
         ("promote", original.digest), ("promote", newer), ("rollback", original.digest)]
     with pytest.raises(PreconditionError, match="nothing to roll back to"):
-        history.rollback(scfg, "ray", "prod")
+        history.rollback(scfg, ["ray"], "prod")
 
 
 SMALL = """
@@ -209,6 +209,9 @@ def gitops_folder(root, old):
         f"# prod overlay\nresources: [raycluster.yaml]\nimages:\n  - name: ray\n    digest: {old}  # moved by CI\n")
     (root / "jupyterhub-values.yaml").write_text(
         f"singleuser:\n  image:\n    name: harbor.example.org/mlops/scipy-notebook\n    tag: \"old@{old}\"\n")
+    (root / "values-ray-cluster.yaml").write_text(  # KubeRay's ray-cluster chart, another release of the image
+        "image:\n  repository: harbor.example.org/mlops/ray  # the platform's\n  tag: 2.41.0-py311-sunat-v14\n"
+        "  pullPolicy: IfNotPresent\nhead:\n  rayStartParams: {dashboard-host: '0.0.0.0'}\n")
     return {p.name: p.read_text() for p in root.iterdir()}
 
 
@@ -235,14 +238,20 @@ def test_manifests_follow_a_promotion_and_a_refused_one_leaves_them_untouched(pu
     update = json.loads(out)["result"]["manifests"]
     assert sorted(p["image"] for p in json.loads(out)["result"]["promotions"]) == ["notebook", "ray"]
     ray, notebook = result["ray"].digest, result["notebook"].digest
+    version = tcfg.project.version
     assert {(c["file"], c["new"]) for c in update["changes"]} == {
         ("kustomization.yaml", ray), ("jupyterhub-values.yaml", f"{reg.host}/{project(tcfg, 'test')}/scipy-notebook"),
-        ("jupyterhub-values.yaml", f"python-3.11-sunat-v{tcfg.project.version}@{notebook}")}
+        ("jupyterhub-values.yaml", f"python-3.11-sunat-v{version}@{notebook}"),
+        ("values-ray-cluster.yaml", f"{reg.host}/{project(tcfg, 'test')}/ray"),
+        ("values-ray-cluster.yaml", f"2.41.0-py311-sunat-v{version}@{ray}")}
+    assert (folder / "values-ray-cluster.yaml").read_text() == before["values-ray-cluster.yaml"].replace(
+        "harbor.example.org/mlops/ray", f"{reg.host}/{project(tcfg, 'test')}/ray").replace(
+        "2.41.0-py311-sunat-v14", f"2.41.0-py311-sunat-v{version}@{ray}")  # byte for byte but the image
     assert f"-    digest: {old}  # moved by CI\n+    digest: {ray}  # moved by CI" in update["diff"]
     assert (folder / "kustomization.yaml").read_text() == before["kustomization.yaml"].replace(old, ray)
 
     code, out, _ = cli(*base, "manifests", "--env", "test", "--check", str(folder))
-    assert code == 0 and "2 references, all test's `current`" in out
+    assert code == 0 and "3 references, all test's `current`" in out
     code, out, _ = cli(*base, "promote", "--all", "--to", "test", "--manifests", str(folder), "--json")
     assert code == 0 and json.loads(out)["result"]["manifests"]["changes"] == []  # idempotent
     (folder / "kustomization.yaml").write_text(before["kustomization.yaml"])
@@ -256,3 +265,5 @@ def test_manifests_follow_a_promotion_and_a_refused_one_leaves_them_untouched(pu
     assert pinned["ray_id"] == reg.manifest(f"{project(tcfg, 'test')}/ray", ray).data["config"]["digest"]
     cluster = (tmp_path / "rendered" / "raycluster.yaml").read_text()
     assert f"image: {pinned['ray']}" in cluster and "rayVersion: 2.41.0" in cluster
+    chart = (tmp_path / "rendered" / "values-ray-cluster.yaml").read_text()  # KubeRay's Helm chart, pinned too
+    assert f"tag: 2.41.0-py311-sunat-v{version}@{ray}" in chart

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from helpers import ROOT, securesystemslib_verifies, sigstore_js, variant
 
-from imagekit import attest, config, containers, lock, push, record
+from imagekit import attest, config, containers, lock, record
 from imagekit.registry import Registry
 from imagekit.verify import static
 from imagekit.verify.compat import verify_compat
@@ -21,12 +21,10 @@ def by_name(report):
     return {s.name: s for s in report.roundtrip.scenarios}
 
 
-def test_aligned_images_pass_and_the_pair_is_attested(cfg, engine, built, registry_process, leftovers, keys, tmp_path):
+def test_aligned_images_pass_and_the_pair_is_attested(own_project, engine, leftovers, keys, tmp_path):
     before = leftovers()
-    key, pub = keys["trusted"]
-    cfg = config.load(cfg.source, env={"IMAGEKIT_REGISTRY_URL": registry_process.host,
-                                       "IMAGEKIT_TRUST_SIGNING_KEY": str(key), "IMAGEKIT_TRUST_PUBLIC_KEY": str(pub)})
-    push.push(cfg, engine)
+    cfg, _ = own_project
+    pub = keys["trusted"][1]
     report = verify_compat(cfg, engine)
     assert report.ok, (report.static.differences, report.roundtrip.scenarios)
     assert {s.name for s in report.roundtrip.scenarios} == {"iris", "cybersec", "custom-v1", "custom-v2",
@@ -241,14 +239,12 @@ def test_a_missing_image_cannot_be_verified_exit_2(cfg, cli):
 
 
 def test_a_run_without_a_model_is_not_signed_and_one_short_of_the_required_scenarios_is_refused_at_the_gate(
-        cfg, engine, built, registry_process, keys, tmp_path):
+        own_project, engine, keys, tmp_path):
     from imagekit import promote
     from imagekit.errors import CheckFailed
 
-    key, pub = keys["trusted"]
-    env = {"IMAGEKIT_REGISTRY_URL": registry_process.host, "IMAGEKIT_TRUST_SIGNING_KEY": str(key),
-           "IMAGEKIT_TRUST_PUBLIC_KEY": str(pub)}
-    push.push(config.load(cfg.source, env=env), engine)
+    cfg, env = own_project
+    pub = keys["trusted"][1]
     empty, iris = tmp_path / "empty", tmp_path / "iris-only"
     empty.mkdir()
     iris.mkdir()
@@ -258,13 +254,20 @@ def test_a_run_without_a_model_is_not_signed_and_one_short_of_the_required_scena
     assert nothing.recorded == [] and nothing.record_note.startswith("not recorded: no model scenario ran")
     reg = Registry.from_config(config.load(cfg.source, env=env))
     assert record.read(reg, nothing.ray.repository, nothing.ray.digest) == []  # nothing was attached
-    short = verify_compat(config.load(cfg.source, env={**env, "IMAGEKIT_VERIFY_NOTEBOOKS": str(iris)}), engine)
+    ran = (iris / "iris.ipynb").read_bytes()
+
+    def edit_mid_run(line):  # the notebook was copied into the container: changing it now changes nothing that ran
+        if line.startswith("training iris"):
+            (iris / "iris.ipynb").write_bytes(ran.replace(b"iris", b"iris (edited after it was copied)", 1))
+    short = verify_compat(config.load(cfg.source, env={**env, "IMAGEKIT_VERIFY_NOTEBOOKS": str(iris)}), engine,
+                          on_line=edit_mid_run)
     assert short.ok and len(short.recorded) == 2  # signed: it passed what it ran
     (found, verdict), _ = record.verdicts(reg, short.ray.repository, short.ray.digest, attest.load_public(str(pub)))
     predicate = verdict.statement["predicate"]
     assert set(predicate["scenarios"]) == {"iris", "lifecycle"}
     assert predicate["counts"] == {"round_trip": 1, "lifecycle": 1}
-    assert predicate["scenarios"]["iris"]["notebook_sha256"] == hashlib.sha256((iris / "iris.ipynb").read_bytes()).hexdigest()
+    assert predicate["scenarios"]["iris"]["notebook_sha256"] == hashlib.sha256(ran).hexdigest()  # what ran
+    assert hashlib.sha256((iris / "iris.ipynb").read_bytes()).hexdigest() != hashlib.sha256(ran).hexdigest()
     with pytest.raises(CheckFailed) as e:  # the gate requires every notebook of the committed folder
         promote.promote(config.load(cfg.source, env=env), [], all_images=True, to="test")
     for missing in ("cybersec", "custom-v1", "custom-v2", "housing-regressor"):

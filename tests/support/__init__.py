@@ -6,8 +6,8 @@ from support.images import PG, postgres_image, redis_image, variant_image
 from support.keys import make_keys, record_verified, sign_pair
 from support.lakes import copy_lake, transplant
 from support.projects import make_wheel, write_project
-from support.registry import RegistryProcess, make_htpasswd, make_tls, seed_image
+from support.registry import RegistryFront, RegistryProcess, immutable_tags, make_htpasswd, make_tls, seed_image
 
-__all__ = ["PG", "RegistryProcess", "copy_lake", "make_htpasswd", "make_keys", "make_tls", "make_wheel",
+__all__ = ["PG", "RegistryFront", "RegistryProcess", "immutable_tags", "copy_lake", "make_htpasswd", "make_keys", "make_tls", "make_wheel",
            "postgres_image", "ray_cluster", "record_verified", "redis_image", "seed_image", "sign_pair", "transplant",
            "variant_image", "write_project"]

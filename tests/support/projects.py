@@ -9,14 +9,16 @@ from pathlib import Path
 
 
 def make_wheel(folder: Path, name: str, version: str, *, requires: tuple[str, ...] = (),
-               requires_python: str | None = None) -> Path:
-    """Write a minimal pure-Python wheel (METADATA, WHEEL, RECORD and one module)."""
+               requires_python: str | None = None, modules: dict[str, str] | None = None) -> Path:
+    """Write a minimal pure-Python wheel (METADATA, WHEEL, RECORD and one module, and ``modules``:
+    more files of the package by name)."""
     dist = f"{name.replace('-', '_')}-{version}"
     meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
             *(f"Requires-Dist: {r}" for r in requires)]
     if requires_python:
         meta.append(f"Requires-Python: {requires_python}")
     files = {f"{name.replace('-', '_')}/__init__.py": f"VERSION = {version!r}\n",
+             **{f"{name.replace('-', '_')}/{m}": text for m, text in (modules or {}).items()},
              f"{dist}.dist-info/METADATA": "\n".join(meta) + "\n",
              f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     record = []

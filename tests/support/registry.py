@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from imagekit import digests
-from imagekit.oci import OCI_MANIFEST, Manifest
+from imagekit.oci import MANIFEST_TYPES, OCI_MANIFEST, Manifest
 from support.keys import record_verified
 
 
@@ -100,3 +100,77 @@ def seed_image(reg, repo: str, tag: str, layers: int, *, verified: Path | None =
     if verified:
         record_verified(reg, verified, {name: (repo, manifest.digest)})
     return manifest.digest
+
+
+class RegistryFront:
+    """An HTTP front of a test's own before a registry (``upstream`` host:port): each request is asked to
+    ``rule(method, path)``, which answers (status, body[, headers]) in the registry's place or None to relay it.
+    The fronts of the tests: Harbor's tag immutability, a registry that fails one write or one read."""
+
+    def __init__(self, upstream: str, rule) -> None:
+        import http.server
+        import threading
+
+        import requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                self.rfile.readline()
+                return b"".join(chunks)
+
+            def _relay(self):
+                body = self._body()
+                answer = rule(self.command, self.path.split("?")[0])
+                if answer is not None:  # (status, body[, headers])
+                    self.send_response(answer[0])
+                    for k, v in (answer[2] if len(answer) > 2 else {}).items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(answer[1])))
+                    self.end_headers()
+                    self.wfile.write(answer[1])
+                    return
+                r = requests.request(self.command, f"http://{upstream}{self.path}", data=body, timeout=300,
+                                     headers={k: v for k, v in self.headers.items()
+                                              if k.lower() not in ("host", "transfer-encoding", "content-length")},
+                                     allow_redirects=False, stream=True)
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v.replace(f"http://{upstream}", f"http://{self.headers['Host']}"))
+                content = r.content
+                self.send_header("Content-Length", r.headers.get("Content-Length", "0") if self.command == "HEAD"
+                                 else str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def immutable_tags(upstream: str, refused: list[str]):
+    """Harbor's tag immutability: a manifest PUT to a tag that exists is refused (412) and recorded."""
+    import requests
+
+    def rule(method: str, path: str):
+        if method == "PUT" and "/manifests/" in path and not path.rsplit("/", 1)[1].startswith("sha256:"):
+            if requests.head(f"http://{upstream}{path}", timeout=30, headers={"Accept": ", ".join(
+                    MANIFEST_TYPES)}).status_code == 200:
+                refused.append(path)
+                return 412, b'{"errors":[{"code":"DENIED","message":"tag is immutable"}]}'
+        return None
+    return rule

@@ -114,3 +114,32 @@ def test_envelopes_cross_between_imagekit_and_securesystemslib(keys):
     assert securesystemslib_verifies(attest.sign(statement, attest.load_private(str(key))), pub)
     other = attest.check(theirs.to_dict(), digest, attest.load_public(str(keys["other"][1])))
     assert other.statement is None and "signed by another key" in other.why
+
+
+def test_eight_concurrent_writers_lose_no_attestation_in_either_layout(registry_process, keys):
+    """A registry without conditional writes (Debian's docker-registry: the fallback index and the .att
+    tag are read, extended and written whole): when all eight writers have returned, all eight are there."""
+    import threading
+
+    from support import seed_image
+
+    reg = Registry(registry_process.host, scheme="http")
+    digest = seed_image(reg, REPO, "v1", layers=1)
+    envelopes = [sign_pair(keys["trusted"][0], {"ray": (REPO, digest)}, scenarios=(f"run-{n}",)) for n in range(8)]
+    errors = []
+
+    def write(envelope):
+        try:
+            record.write(Registry(registry_process.host, scheme="http"), REPO, digest, envelope)
+        except Exception as e:  # noqa: BLE001 - said by the assertion below
+            errors.append(e)
+    threads = [threading.Thread(target=write, args=(e,)) for e in envelopes]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert errors == []
+    found = record.read(reg, REPO, digest)
+    for layout in (record.BUNDLE, record.ATT):
+        held = [f.envelope for f in found if f.layout == layout]
+        assert len(held) == 8 and all(e in held for e in envelopes), layout

@@ -217,7 +217,7 @@ def test_promote_history_and_rollback_through_the_cli_print_json_data(desa, keys
     assert code == 0 and [(e["kind"], e["digest"], e["tags"]) for e in json.loads(out)["result"]] == [
         ("promote", digests["ray"], ["v1", "current"]), ("promote", second, ["v2", "current"])]
     code, out, _ = cli("--config", cfg.source, "rollback", "ray", "--env", "test", "--json")
-    assert code == 0 and json.loads(out)["result"]["digest"] == digests["ray"] == reg.manifest("mlops-test/ray",
+    assert code == 0 and json.loads(out)["result"][0]["digest"] == digests["ray"] == reg.manifest("mlops-test/ray",
                                                                                               "current").digest
     code, _, err = cli("--config", cfg.source, "rollback", "ray", "--env", "test")
     assert code == 2 and "nothing to roll back to" in err
@@ -243,7 +243,7 @@ def test_concurrent_promotions_and_rollbacks_lose_no_history_entry(desa, keys):
             errors.append(e)
 
     actions = [lambda i=i: promote.promote(cfg, [f"ray:v{i}"], to="test") for i in range(3, 7)]
-    actions += [lambda: history.rollback(cfg, "ray", "test")] * 2
+    actions += [lambda: history.rollback(cfg, ["ray"], "test")] * 2
     threads = [threading.Thread(target=run, args=(a,)) for a in actions]
     for t in threads:
         t.start()
@@ -595,6 +595,132 @@ def test_a_rollback_whose_target_was_deleted_says_so_and_changes_nothing(desa, k
                  scope="repository:mlops-test/ray:pull,push,delete")
     entries = history.history(cfg, "ray", "test")
     with pytest.raises(RegistryError, match=f"mlops-test/ray@{digests['ray']} is no longer in the registry"):
-        history.rollback(cfg, "ray", "test")
+        history.rollback(cfg, ["ray"], "test")
     assert history.history(cfg, "ray", "test") == entries
     assert reg.manifest("mlops-test/ray", "current").digest == newer
+
+
+@pytest.fixture
+def fronted(tmp_path, registry_process, keys):
+    """desa (v1 of both images, verified) on a registry reached through a front whose faults a test sets:
+    ``faults`` holds (method, path prefix, status) the front answers instead of the registry."""
+    from support import RegistryFront
+
+    faults = []
+
+    def rule(method, path):
+        for fault in faults:
+            if method == fault[0] and path.startswith(fault[1]):
+                return fault[2], b'{"errors":[{"code":"UNKNOWN","message":"injected by the test"}]}'
+        return None
+    front = RegistryFront(registry_process.host, rule)
+    (tmp_path / "imagekit.toml").write_text(GATE.format(pub=keys["trusted"][1]))
+    cfg = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": front.host})
+    reg = Registry.from_config(cfg)
+    digests = {n: seed_image(reg, f"mlops-desa/{repo}", "v1", layers=2) for n, repo in REPOS.items()}
+    verify(reg, keys["trusted"][0], digests)
+    yield cfg, reg, digests, faults
+    front.stop()
+
+
+def moved(reg):
+    """The tags that name an image in test (not the attestations' own)."""
+    return {repo: [t for t in reg.tags(f"mlops-test/{repo}") if t in ("v1", "current")] for repo in REPOS.values()}
+
+
+def test_a_promotion_that_fails_on_the_second_image_moves_no_tag_and_a_rerun_completes_it(fronted):
+    cfg, reg, digests, faults = fronted
+    faults.append(("PUT", "/v2/mlops-test/ray/manifests/sha256:", 500))  # the second image's manifest
+    with pytest.raises(RegistryError, match="answered 500"):
+        promote.promote(cfg, [], all_images=True, to="test")
+    assert moved(reg) == {"ray": [], "scipy-notebook": []}  # the notebook's copy was complete: no tag moved
+    faults.clear()
+    done = promote.promote(cfg, [], all_images=True, to="test")
+    assert {p.image for p in done} == {"ray", "notebook"}
+    assert moved(reg) == {"ray": ["current", "v1"], "scipy-notebook": ["current", "v1"]}
+
+
+def test_a_tag_that_fails_to_move_is_named_with_those_that_moved_and_a_rerun_completes_it(fronted):
+    cfg, reg, digests, faults = fronted
+    faults.append(("PUT", "/v2/mlops-test/ray/manifests/v1", 500))
+    with pytest.raises(RegistryError) as e:
+        promote.promote(cfg, [], all_images=True, to="test")
+    assert "stopped while its tags moved" in e.value.message
+    assert "tags moved so far: mlops-test/scipy-notebook:v1." in e.value.hint and "run the same" in e.value.hint.lower()
+    assert moved(reg) == {"ray": [], "scipy-notebook": ["v1"]}  # no `current` moved: the environment runs as before
+    faults.clear()
+    promote.promote(cfg, [], all_images=True, to="test")
+    assert moved(reg) == {"ray": ["current", "v1"], "scipy-notebook": ["current", "v1"]}
+    assert [e.digest for e in history.history(cfg, "ray", "test")] == [digests["ray"]]
+
+
+def test_an_attestation_the_registry_will_not_give_is_named_by_the_gate(fronted):
+    cfg, reg, digests, faults = fronted
+    faults.append(("GET", "/v2/mlops-desa/ray/blobs/", 500))  # the attestations' blobs (and the image's)
+    with pytest.raises(CheckFailed) as e:
+        promote.promote(cfg, ["ray:v1", "notebook:v1"], to="test")
+    assert "could not be read from the registry" in str(e.value) and "answered 500" in str(e.value)
+    assert "is not a DSSE envelope" not in str(e.value)
+
+
+def test_history_follows_what_each_runner_saw_not_their_clocks(desa, keys, monkeypatch):
+    """A runner whose clock is 10 minutes behind promotes after another: history and rollback see the
+    promotions in the order they happened; two runners at once both land, in one order for everyone."""
+    import datetime
+    import threading
+
+    cfg, reg, digests = desa
+    key = keys["trusted"][0]
+    verify(reg, key, digests)
+    behind = threading.local()
+    real = history.now
+    monkeypatch.setattr(history, "now", lambda: (datetime.datetime.fromisoformat(real()) - datetime.timedelta(
+        minutes=10)).isoformat() if getattr(behind, "on", False) else real())
+    promote.promote(cfg, [], all_images=True, to="test")
+    newer = seed_image(reg, "mlops-desa/ray", "v2", layers=1)
+    verify(reg, key, {**digests, "ray": newer}, only=["ray"])
+
+    def late():
+        behind.on = True
+        promote.promote(cfg, ["ray:v2"], to="test")
+    runner = threading.Thread(target=late)
+    runner.start()
+    runner.join()
+    assert [e.digest for e in history.history(cfg, "ray", "test")] == [digests["ray"], newer]
+    assert reg.manifest("mlops-test/ray", "current").digest == newer
+    entries = history.history(cfg, "ray", "test")
+    assert entries[1].when < entries[0].when  # its clock said earlier; the order did not listen
+    history.rollback(cfg, ["ray"], "test")
+    assert reg.manifest("mlops-test/ray", "current").digest == digests["ray"]
+    third = seed_image(reg, "mlops-desa/ray", "v3", layers=1)
+    verify(reg, key, {**digests, "ray": third}, only=["ray"])
+    runners = [threading.Thread(target=promote.promote, args=(cfg, [f"ray:{v}"]), kwargs={"to": "test"})
+               for v in ("v2", "v3")]
+    for r in runners:
+        r.start()
+    for r in runners:
+        r.join()
+    seen = [e.digest for e in history.history(cfg, "ray", "test")]
+    assert seen[:3] == [digests["ray"], newer, digests["ray"]] and sorted(seen[3:]) == sorted([newer, third])
+    assert reg.manifest("mlops-test/ray", "current").digest == seen[-1]  # what every reader's order ends with
+
+
+def test_a_rollback_keeps_the_environment_on_a_verified_set(desa, keys):
+    """The pair promoted together twice: rolling ray back alone would run it next to a notebook it was
+    never verified with: refused, naming the partner; --all moves both back, together."""
+    cfg, reg, digests = desa
+    key = keys["trusted"][0]
+    verify(reg, key, digests)
+    promote.promote(cfg, [], all_images=True, to="test")
+    second = {n: seed_image(reg, f"mlops-desa/{repo}", "v2", layers=1) for n, repo in REPOS.items()}
+    verify(reg, key, second)
+    promote.promote(cfg, ["ray:v2", "notebook:v2"], to="test")
+    with pytest.raises(CheckFailed) as e:
+        history.rollback(cfg, ["ray"], "test")
+    assert f"ray@{digests['ray']} would run in test next to notebook@{second['notebook']}" in str(e.value)
+    assert "imagekit rollback --all --env test" in str(e.value)
+    assert reg.manifest("mlops-test/ray", "current").digest == second["ray"]  # nothing moved
+    done = history.rollback(cfg, [], "test", all_images=True)
+    assert {r.image: r.digest for r in done} == digests
+    assert {n: reg.manifest(f"mlops-test/{repo}", "current").digest for n, repo in REPOS.items()} == digests
+    assert status.status(cfg, ["test"])[0].pair_verified

@@ -34,6 +34,13 @@ FAKES = textwrap.dedent(f'''
     contract = runtime.ContractReport("ray", "nb", [runtime.Item("ray", "head: KubeRay raylet probe (52365)", False, REASON)])
     statuses = [status.EnvironmentStatus("prod", "mlops-prod", False, [status.ImageStatus(
         "ray", "harbor.example.org/mlops-prod/ray", "2.41.0-py311-sunat-v15", DIGEST, DIGEST, False, {{}}, REASON)])]
+    change = diff.Change("scikit-learn", "1.9.1", "1.8.0", "changed", "high", "models pickle its classes")
+    diffs = [diff.ImageDiff("ray", f"harbor.example.org/mlops-test/ray@{DIGEST}", f"harbor.example.org/mlops-prod/ray@{DIGEST}",
+                            False, ("3.11.2", "3.11.2"), ("a" * 64, "b" * 64), [change])]
+    promoted = [promote.Promotion("ray", "promote", "harbor.example.org/mlops-test/ray", "harbor.example.org/mlops-prod/ray",
+                                  DIGEST, ["2.41.0-py311-sunat-v15", "current"])]
+    env_cli.diff_core.diff = lambda *a, **k: diffs
+    promote_cli.core.promote = lambda *a, **k: promoted
     verify_cli.verify_stored = lambda *a, **k: lake
     verify_cli.verify_mlflow = lambda *a, **k: registry
     verify_cli.verify_compat = lambda *a, **k: verify
@@ -47,6 +54,8 @@ FAKES = textwrap.dedent(f'''
 COMMANDS = {"verify-stored": ([], MODEL), "verify-stored --mlflow-uri http://mlflow": (["--mlflow-uri"], "intrusion/12"),
             "verify-compat": ([], f"round trip {MODEL}"), "runtime-check": ([], "ray: head: KubeRay raylet probe (52365)"),
             "status": ([], f"harbor.example.org/mlops-prod/ray@{DIGEST}")}
+FULL_LINES = {"diff --env test --env prod": ("harbor.example.org/mlops-prod/ray@" + DIGEST, "scikit-learn"),
+              "promote --all --to prod": ("harbor.example.org/mlops-prod/ray@" + DIGEST, "2.41.0-py311-sunat-v15")}
 
 
 def run(tmp_path, args: str, *, terminal: bool, columns: int = 200) -> str:
@@ -95,3 +104,11 @@ def test_a_wide_terminal_gets_a_table_with_the_whole_identifier(tmp_path):
 def test_the_json_is_unchanged_by_the_rendering(tmp_path):
     report = json.loads(run(tmp_path, "verify-stored --json", terminal=False))["result"]
     assert report["models"][0]["name"] == MODEL and report["models"][0]["reason"] == REASON
+
+
+@pytest.mark.parametrize("args", list(FULL_LINES))
+def test_diff_and_promote_lines_carry_whole_references_piped_and_on_a_narrow_terminal(tmp_path, args):
+    for text in (run(tmp_path, args, terminal=False), run(tmp_path, args, terminal=True, columns=60)):
+        ref, what = FULL_LINES[args]
+        assert "…" not in text and any(ref in line for line in text.replace("\r", "").splitlines()), text
+        assert what in text

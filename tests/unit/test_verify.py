@@ -262,6 +262,11 @@ def test_what_the_parts_raise_becomes_an_engine_error_naming_the_step():
         assert str(e.value).startswith(f"verify-stored could not go on: {type(raised).__name__}")
     with pytest.raises(KeyError), infrastructure("verify-stored"):  # a bug is not said to be the engine's
         raise KeyError("x")
+    from imagekit.errors import PreconditionError
+    with pytest.raises(PreconditionError) as e, infrastructure("verify-compat"):  # nor a file of this machine
+        open("/nonexistent/notebooks/iris.ipynb")
+    assert str(e.value).startswith("verify-compat could not go on: No such file or directory: "
+                                   "/nonexistent/notebooks/iris.ipynb") and "permissions" in e.value.hint
 
 
 def report_of(*, trips=("iris",), trip_ok=True, static_ok=True, lifecycle=True, pushed=True):

@@ -54,6 +54,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum, frame) -> None:
+    _common.asked["terminated"] = True
     raise Terminated()
 
 
@@ -83,6 +84,8 @@ def main() -> None:
         except Exception as e:  # a bug: said as an error (with what to do), never a traceback
             raise InternalError(f"imagekit failed unexpectedly: {type(e).__name__}: {e}",
                                 hint="this is a bug in imagekit: please report it with the command you ran") from None
+        if code == 130:  # typer's answer to an interrupt, once every `with` has unwound
+            raise Terminated() if _common.asked.get("terminated") else KeyboardInterrupt()
         sys.exit(code or 0)
     except ImagekitError as e:
         _common.err.print(f"[bold red]error:[/] {_common.escape(redact.text(str(e)))}")
@@ -90,6 +93,7 @@ def main() -> None:
             _common.print_json(_common.envelope(_common.asked.get("command") or _command() or "imagekit", error=e))
         sys.exit(e.exit_code)
     except KeyboardInterrupt as e:
-        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-        _common.err.print(f"{what}: every container this command started was removed")
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+        terminated = isinstance(e, Terminated) or bool(_common.asked.get("terminated"))
+        _common.err.print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: every container this command "
+                          f"started was removed")
+        sys.exit(143 if terminated else 130)

@@ -94,18 +94,24 @@ def history(ctx: typer.Context, image: str = typer.Argument(..., help="image nam
                                      for e in entries) or f"nothing was promoted into {env}")
 
 
-def rollback(ctx: typer.Context, image: str = typer.Argument(..., help="image name in imagekit.toml"),
+def rollback(ctx: typer.Context,
+             images: Optional[List[str]] = typer.Argument(None, metavar="[IMAGE]...", help="images to roll back"),
+             all_images: bool = typer.Option(False, "--all", help="roll back the verified set together"),
              env: str = typer.Option(..., "--env", help="environment"), manifests: Optional[Path] = MANIFESTS,
              as_json: bool = JSON) -> None:
     """Move an environment's `current` back one promotion.
 
-    Recorded in the history. With --manifests DIR (or the environment's `manifests` setting) the
-    image references of ENV's GitOps folder follow.
+    Each image named (with --all, every image of the verified set that has an earlier promotion in
+    effect) goes back to the digest its `current` named before, recorded in the history. All or
+    nothing: afterwards ENV must run a set one valid attestation names together, so rolling one image
+    back alone from a set promoted together is refused, naming its partner (use --all). With
+    --manifests DIR, the image references of ENV's GitOps folder follow.
 
-    Example: imagekit rollback ray --env prod --manifests gitops/prod
+    Example: imagekit rollback --all --env prod --manifests gitops/prod
+    Example: imagekit rollback ray --env prod
     """
     cfg = load(ctx)
     folder = _folder(cfg, env, manifests)
-    result = log.rollback(cfg, image, env)
-    _emit_following(ctx, cfg, env, folder, "rollback", result, as_json,
-                    f"{result.image}: {result.target}:current -> {result.digest} (was {result.source})")
+    done = log.rollback(cfg, images or [], env, all_images=all_images)
+    _emit_following(ctx, cfg, env, folder, "rollback", done, as_json, "\n".join(
+        f"{r.image}: {r.target}:current -> {r.digest} (was {r.source})" for r in done))

@@ -48,13 +48,14 @@ class Endpoint:
     secret_key: str = field(repr=False)
 
 
-def choose(cfg: Config, engine: Engine) -> tuple[str, bool]:
-    """(image, is it MinIO): verify.minio_image where it is present or can be pulled, else the name of
-    the stand-in image of imagekit.toml (verify.s3_standin), which the caller builds."""
+def choose(cfg: Config, engine: Engine) -> tuple[str, bool, str]:
+    """(image, is it MinIO, why not MinIO): verify.minio_image where it is present or can be pulled, else
+    the name of the stand-in image of imagekit.toml (verify.s3_standin), which the caller builds."""
     minio = cfg.verify.minio_image
-    if minio and (engine.image(minio) or engine.pull(minio)):
-        return minio, True
-    return cfg.image(cfg.verify.s3_standin).name, False  # ConfigError when imagekit.toml has no such image
+    why = "verify.minio_image is not set" if not minio else "" if engine.image(minio) else engine.pull(minio)
+    if not why:
+        return minio, True, ""
+    return cfg.image(cfg.verify.s3_standin).name, False, why  # ConfigError when imagekit.toml has no such image
 
 
 def store_for(cfg: Config, engine: Engine, url: str | None, note: Callable[[str], None]) -> Server | Endpoint:
@@ -63,10 +64,10 @@ def store_for(cfg: Config, engine: Engine, url: str | None, note: Callable[[str]
     url = url or cfg.verify.s3_endpoint
     if url:
         return endpoint(cfg, url)
-    image, minio = choose(cfg, engine)
+    image, minio, why = choose(cfg, engine)
     if minio:
         return Server(image, f"MinIO ({image})", True)
-    note(f"{cfg.verify.minio_image} cannot be had here; using the stand-in image '{image}'")
+    note(f"{cfg.verify.minio_image} cannot be had here ({why}); using the stand-in image '{image}'")
     standin = built(cfg, engine, image, note)
     return Server(standin.image_id, f"stand-in {standin.repository}:{standin.tags[0]} ({cfg.verify.minio_image} "
                                     f"unavailable)", False)

@@ -45,9 +45,10 @@ def present(cfg: Config, engine: Engine, ref: str) -> None:
     env = next((e for e in cfg.environments if registry_for(cfg, e).host == host), None) or (
         cfg.environments[0] if cfg.environments else None)
     auth = registry_for(cfg, env).credentials() if host and env else None
-    if not engine.pull(ref, auth=auth):
-        raise PreconditionError(f"image {ref} is neither in the engine nor pullable",
-                                hint="build it (`imagekit build`) or pass a reference the engine can pull")
+    if why := engine.pull(ref, auth=auth):
+        raise PreconditionError(f"image {ref} is neither in the engine nor pullable: {why}",
+                                hint="build it (`imagekit build`), or pass a reference the engine can pull (the "
+                                     "credentials of the environment whose registry it names are used)")
 
 
 def subject(cfg: Config, engine: Engine, role: str, ref: str | None, name: str | None = None) -> Subject:

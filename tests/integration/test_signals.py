@@ -1,0 +1,51 @@
+"""Nothing left behind: a container that dies at start is named with its exit code and last lines and
+removed; a verify-compat stopped by SIGTERM (a cancelled CI job) in any phase removes every container
+and network it started and says so. Only what this test run labelled counts (leftovers)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+
+import pytest
+from helpers import ROOT, variant
+
+PHASES = {"static": "static alignment", "servers": "S3: ", "training": "training iris",
+          "serving": "starting Ray Serve", "lifecycle": "lifecycle: starting a Ray head",
+          "signing": "signing the attestation"}
+
+
+def test_a_ray_image_that_exits_at_start_is_named_and_removed(cfg, built, engine, tmp_path, cli, leftovers):
+    ray = built.image("ray")
+    broken = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-exits-at-start",
+                     'CMD ["bash", "-c", "echo \\"serve: no model server in this image\\" >&2; exit 3"]')
+    before = leftovers()
+    code, out, err = cli("--config", cfg.source, "verify-compat", "--ray-image", broken, "--scenario", "iris",
+                         "--no-record", "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and "exited at start (exit code 3)" in error["message"], error
+    assert "serve: no model server in this image" in error["message"] and "Traceback" not in err
+    assert leftovers() == before
+
+
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_sigterm_in_any_phase_removes_every_container_and_says_so(phase, own_project, engine, leftovers, tmp_path):
+    cfg, env = own_project
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    shutil.copy(ROOT / "examples" / "notebooks" / "iris.ipynb", folder)  # a whole run: it is signed at the end
+    before = leftovers()
+    run = subprocess.Popen([str(ROOT / ".venv" / "bin" / "imagekit"), "--config", cfg.source, "verify-compat"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, **env, "IMAGEKIT_VERIFY_NOTEBOOKS": str(folder)})
+    seen = []
+    for line in run.stderr:
+        seen.append(line)
+        if PHASES[phase] in line:
+            run.send_signal(signal.SIGTERM)
+            break
+    rest = run.communicate(timeout=300)[1]
+    assert any(PHASES[phase] in line for line in seen), "".join(seen)
+    assert run.returncode == 143, "".join(seen) + rest
+    assert "terminated (SIGTERM): every container this command started was removed" in rest
+    assert "Traceback" not in rest and leftovers() == before

@@ -1,0 +1,94 @@
+"""The one way containers are started (a fake engine: no Docker needed here; tests/integration run them):
+what a wait says, what a container that exited says, and that every container of a run is removed."""
+import docker.errors
+import pytest
+import requests
+
+from imagekit import containers, wait
+from imagekit.errors import EngineError
+
+
+class Fake:
+    """A docker-py container that fails its wait as asked."""
+
+    def __init__(self, raised=None, status="running", code=0, logs=b""):
+        self.raised, self.status, self.attrs, self._logs = raised, status, {"State": {"ExitCode": code}}, logs
+        self.removed = False
+
+    def wait(self, timeout):
+        raise self.raised
+
+    def reload(self):
+        pass
+
+    def logs(self, tail=None):
+        return self._logs
+
+    def remove(self, force=False):
+        self.removed = True
+
+
+def container(fake) -> containers.Container:
+    c = containers.Container("imagekit-test/x:1", ["serve", "run"])
+    c.c = fake
+    return c
+
+
+def test_a_wait_says_a_timeout_only_when_it_was_one():
+    with pytest.raises(EngineError, match="did not finish within 5 s"):
+        container(Fake(requests.exceptions.ReadTimeout("read timed out"))).wait(5)
+    with pytest.raises(EngineError) as e:  # the engine itself failing is said as the engine said it
+        container(Fake(docker.errors.APIError("500", explanation="the engine restarted"))).wait(5)
+    assert "the engine restarted" in str(e.value) and "did not finish" not in str(e.value)
+
+
+def test_a_container_that_exited_says_its_code_and_last_lines_and_a_wait_on_it_stops_at_once():
+    c = container(Fake(status="exited", code=3, logs=b"starting\nserve: no model server in this image\n"))
+    assert c.exited() == "exited at start (exit code 3): serve: no model server in this image"
+    with pytest.raises(wait.NotReady) as e:
+        wait.until("the model server", lambda: None, 600, gone=c.exited)
+    assert e.value.seconds < 1 and "exit code 3" in e.value.message
+
+
+def test_a_wait_names_what_it_waited_for_and_the_last_thing_it_saw_and_lets_bugs_through():
+    with pytest.raises(wait.NotReady) as e:
+        wait.until("the S3 server", lambda: wait.Pending("HTTP 503 starting"), 0.2, every=0.05)
+    assert e.value.message == f"the S3 server did not come within {e.value.seconds:.0f} s; last seen: HTTP 503 starting"
+    with pytest.raises(KeyError):  # only what it is told to retry is "not yet"
+        wait.until("x", lambda: {}["missing"], 5, retry=(ConnectionError,))
+
+
+def test_every_container_of_a_run_is_removed_when_it_ends_also_one_it_never_heard_of():
+    """An interrupt during the engine's answer to a create: the container exists, the run has no handle
+    on it; its label (the run's part) finds it."""
+    made_while_cut_short = Fake()
+
+    class Engine:
+        class client:
+            class networks:
+                made = []
+
+                @classmethod
+                def create(cls, name, labels):
+                    network = Fake()
+                    network.name, network.labels = name, labels
+                    cls.made.append(network)
+                    return network
+
+                @classmethod
+                def list(cls, filters):
+                    return [n for n in cls.made if f"{containers.PART_LABEL}={n.labels[containers.PART_LABEL]}"
+                            == filters["label"]]
+
+            class containers:
+                @staticmethod
+                def list(all, filters):
+                    return [made_while_cut_short] if filters["label"].startswith(containers.PART_LABEL) else []
+
+    with pytest.raises(KeyboardInterrupt):
+        with containers.Run(Engine(), "test") as run:
+            run.containers += [container(Fake()), container(Fake())]
+            raise KeyboardInterrupt
+    assert all(c.c.removed for c in run.containers) and made_while_cut_short.removed
+    assert Engine.client.networks.made[0].removed
+    assert run.close() == f"2 container(s) (container, container) and network {run.name}"
