@@ -14,7 +14,7 @@ help: ## show the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 dev-up: ## install and start the Docker engine, the local registry (127.0.0.1:5000), debootstrap
-	bash scripts/dev-up.sh
+	PYTHON=$(PYTHON) bash scripts/dev-up.sh
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -6,11 +6,30 @@ set -euo pipefail
 
 REGISTRY_ADDR="${IMAGEKIT_DEV_REGISTRY_ADDR:-127.0.0.1:5000}"
 STATE="${IMAGEKIT_DEV_STATE:-/var/lib/imagekit-dev}"
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+PYTHON="${PYTHON:-python3}"
 
 say() { printf 'dev-up: %s\n' "$*"; }
+refuse() { say "$1"; say "  -> $2"; exit 2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then  # the engine, the registry and debootstrap need root: said at once, not after a wait
+  command -v sudo >/dev/null && sudo -n true 2>/dev/null \
+    || refuse "installing and starting the Docker engine needs root" "run as root, or with sudo (sudo make build push)"
+  SUDO="sudo"
+fi
+command -v apt-get >/dev/null || refuse "this script installs with apt-get (Debian, Ubuntu)" \
+  "install docker.io, docker-registry, debootstrap, skopeo, curl, procps, python3-venv, nodejs and npm yourself"
+
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || refuse \
+  "imagekit needs Python 3.11 or newer; $PYTHON is $("$PYTHON" -V 2>&1 || echo missing)" \
+  "apt-get install python3.11 python3.11-venv (Ubuntu 22.04: from the deadsnakes PPA), then make PYTHON=python3.11 ..."
 
 missing=()
+command -v curl >/dev/null || missing+=(curl)
+command -v ps >/dev/null || missing+=(procps)
+command -v make >/dev/null || missing+=(make)
+{ command -v node >/dev/null && command -v npm >/dev/null; } || missing+=(nodejs npm)  # the tests' verifiers
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)  # `make venv`
 { command -v dockerd >/dev/null && [ -x /usr/bin/docker ]; } || missing+=(docker.io)  # the docker client on PATH may be another one
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v debootstrap >/dev/null || missing+=(debootstrap)

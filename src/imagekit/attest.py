@@ -20,12 +20,13 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from imagekit import redact
+from imagekit import files, redact
 from imagekit.config import Config
 from imagekit.errors import ConfigError
 
@@ -196,3 +197,20 @@ def trusted_key(cfg: Config) -> ec.EllipticCurvePublicKey:
 def signing_key(cfg: Config) -> ec.EllipticCurvePrivateKey | None:
     """The key verify-compat signs with (IMAGEKIT_TRUST_SIGNING_KEY: a PEM file's path, or the PEM)."""
     return load_private(cfg.trust.signing_key) if cfg.trust.signing_key else None
+
+
+def make_pair(private: Path, public: Path) -> tuple[Path, Path]:
+    """A new ECDSA P-256 key pair: the private key (PKCS#8 PEM, mode 600, never over an existing one) and
+    the public key (PEM, to commit)."""
+    if private.exists():
+        raise ConfigError(f"{private} exists: a signing key is not replaced by accident",
+                          hint="remove it first, or pass --private PATH for another one")
+    key = ec.generate_private_key(ec.SECP256R1())
+    private.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    files.write(public, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public

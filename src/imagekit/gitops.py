@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from imagekit import files
+from imagekit import attest, files
 from imagekit.config import Config
 from imagekit.errors import ConfigError
 from imagekit.inventory import MOVING_TAG, Held, runs
@@ -43,9 +43,12 @@ class FolderUpdate:
 
 
 def pins(cfg: Config, env_name: str) -> dict[str, Held]:
-    """Repository name -> what `current` names in the environment, for each image of the verified set."""
+    """Repository name -> what the environment runs of each image of the verified set: what `current`
+    names; in the first environment (images enter it by push, nothing is promoted there) its newest
+    set verified together, which takes the trusted key (trust.public_key)."""
     env = cfg.environment(env_name)
-    return {cfg.image(n).repository: h for n, h in runs(cfg, env, verified_set(cfg)).items()}
+    public = attest.trusted_key(cfg) if env == cfg.environments[0] and cfg.trust.public_key else None
+    return {cfg.image(n).repository: h for n, h in runs(cfg, env, verified_set(cfg), public).items()}
 
 
 def _base(ref: str) -> str:

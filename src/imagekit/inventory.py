@@ -137,11 +137,14 @@ def runs(cfg: Config, env: Environment, members: list[str], public=None) -> dict
             where = repo(cfg, env, name)
             found[name] = Held(f"{reg.host}/{where}", version_of(reg, where, reg.manifest(where, digest)), digest)
     if not found:
+        first = env == cfg.environments[0]
         raise PreconditionError(
             f"{env.name} runs none of the verified images yet (nothing under {MOVING_TAG}"
             + (", and no set verified together there)" if public is not None else ")"),
-            hint=f"promote into it first (imagekit promote --all --to {env.name})" if env != cfg.environments[0] else
-            "push the images and verify them (`imagekit push`, `imagekit verify-compat` with the signing key)")
+            hint=f"promote into it first (imagekit promote --all --to {env.name})" if not first else
+            "images enter the first environment by push: push and verify them (`imagekit push`, `imagekit "
+            "verify-compat` with the signing key)" + ("; its newest verified set is read with the trusted key: "
+                                                      "set trust.public_key" if public is None else ""))
     return found
 
 

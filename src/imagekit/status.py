@@ -32,10 +32,11 @@ class EnvironmentStatus:
 
 
 def status(cfg: Config, envs: list[str] | None = None) -> list[EnvironmentStatus]:
-    public = attest.trusted_key(cfg)
+    """Without a trusted key (trust.public_key unset: a new project), every image is shown unverified."""
+    public = attest.trusted_key(cfg) if cfg.trust.public_key else None
     members = verified_set(cfg)
     first = cfg.environments[0]
-    newest = newest_set(cfg, registry_for(cfg, first), first, members, public)
+    newest = newest_set(cfg, registry_for(cfg, first), first, members, public) if public else None
     tags = {name: newest.tags[name] if newest else "" for name in members}
     result = []
     for env in [cfg.environment(e) for e in envs] if envs else cfg.environments:
@@ -44,7 +45,9 @@ def status(cfg: Config, envs: list[str] | None = None) -> list[EnvironmentStatus
         for name in members:
             where = repo(cfg, env, name)
             good, why, layouts = [], "nothing under current", {}
-            if now[name]:
+            if now[name] and public is None:
+                why = "trust.public_key is not set: no attestation can be checked (imagekit keys makes the pair)"
+            elif now[name]:
                 verdicts = record.verdicts(reg, where, now[name], public)
                 good = [v.images for f, v in verdicts if v.statement and f.layout == record.CANONICAL]
                 layouts = {layout: any(v.statement and f.layout == layout for f, v in verdicts)

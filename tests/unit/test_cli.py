@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import typer
@@ -10,7 +11,7 @@ from imagekit.cli import app
 def test_the_cli_has_exactly_its_commands_each_with_help():
     commands = typer.main.get_command(app).commands
     assert set(commands) == {"lock", "os", "build", "push", "verify-compat", "verify-stored", "runtime-check", "promote", "history", "rollback",
-                             "diff", "status", "manifests", "doctor"}
+                             "diff", "status", "manifests", "keys", "doctor"}
     for name in commands:
         result = CliRunner().invoke(app, [name, "--help"])
         assert result.exit_code == 0 and "Usage: " in result.output and "Example: " in result.output, name
@@ -132,3 +133,23 @@ def test_a_bad_value_is_refused_with_the_envelope_before_any_work(cli, project, 
     code, out, _ = cli("--config", str(project()), *args)
     error = json.loads(out)["error"]
     assert code == 2 and error["kind"] == "UsageError" and message in error["message"], error
+
+
+def test_keys_makes_a_pair_whose_private_key_no_git_add_can_commit(tmp_path, cli, monkeypatch):
+    import subprocess
+
+    from imagekit import attest
+    from support import write_project
+
+    path = write_project(tmp_path / "repo")
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    code, _, err = cli("--config", str(path), "keys", "--private", str(tmp_path / "repo" / "imagekit.key"))
+    assert code == 2 and "a `git add -A` would commit the signing key" in err  # refused, nothing written
+    assert not (tmp_path / "repo" / "imagekit.key").exists()
+    code, out, _ = cli("--config", str(path), "keys", "--private", str(tmp_path / "secrets" / "imagekit.key"), "--json")
+    made = json.loads(out)["result"]
+    private, public = Path(made["private"]), Path(made["public"])
+    assert code == 0 and public == tmp_path / "repo" / "keys" / "imagekit.pub" and oct(private.stat().st_mode)[-3:] == "600"
+    assert attest.keyid(attest.load_private(str(private)).public_key()) == made["keyid"]
+    code, _, err = cli("--config", str(path), "keys", "--private", str(private))
+    assert code == 2 and "exists: a signing key is not replaced" in err

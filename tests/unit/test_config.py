@@ -110,3 +110,29 @@ def test_choices_and_lists_are_typed(project):
         config.load(project(BASE), env={"IMAGEKIT_LOCK_RESOLVER": "poetry"})
     cfg = config.load(project(BASE), env={"IMAGEKIT_VERIFY_BUCKETS": "a, b", "IMAGEKIT_VERIFY_STORED_BATCH_SIZE": "7"})
     assert cfg.verify.buckets == ("a", "b") and cfg.verify.stored_batch_size == 7
+
+
+def test_the_built_in_os_image_default_is_the_one_that_works_debootstrap(tmp_path, monkeypatch):
+    """With no [os] image in imagekit.toml, nothing is pulled: the OS image is bootstrapped (a slim
+    python image has neither the lock's Python nor the platform's tools)."""
+    from imagekit import osimage
+    from support import write_project
+
+    cfg = config.load(write_project(tmp_path))
+    assert cfg.os.image == ""
+
+    class Engine:
+        pulled = []
+
+        def image(self, ref):
+            return None
+
+        def pull(self, ref, auth=None):
+            self.pulled.append(ref)
+            return "not reachable"
+
+    said = []
+    monkeypatch.setattr(osimage, "bootstrap", lambda cfg, engine, on_line: (_ for _ in ()).throw(RuntimeError("here")))
+    with pytest.raises(RuntimeError, match="here"):
+        osimage.ensure(cfg, Engine(), on_line=said.append)
+    assert Engine.pulled == [] and said == ["no os.image is set; bootstrapping Debian bookworm"]

@@ -184,3 +184,30 @@ def test_check_names_a_view_pin_deleted_a_view_missing_and_a_pin_held_twice_in_a
     with pytest.raises(CheckFailed, match="learn is in more than one view of ray's lineage"):
         lock.check(cfg, name_changes=False)
     assert lock.lock(cfg).resolved is False and lock.check(cfg).packages == 4  # derived again, clean
+
+
+def test_lock_resolver_pip_tools_in_imagekit_toml_is_what_lock_check_uses(indexed, monkeypatch, cli):
+    """lock.resolver = "pip-tools" in the file (not only --resolver): `lock --check` asks pip-compile."""
+    cfg = indexed()
+    lock.lock(cfg)
+    text = open(cfg.source).read()
+    open(cfg.source, "w").write('[lock]\nresolver = "pip-tools"\n' + text)
+    asked = []
+    monkeypatch.setattr(lock, "pip_tools_check", lambda c: asked.append(c.lock.resolver) or lock.check(c))
+    monkeypatch.setenv("IMAGEKIT_LOCK_INDEX_URL", cfg.lock.index_url)
+    code, out, err = cli("--config", cfg.source, "lock", "--check")
+    assert code == 0 and asked == ["pip-tools"] and "accepted unchanged by pip-compile" in out, err
+
+
+def test_netrc_credentials_reach_the_pip_tools_container_in_its_environment_only(tmp_path):
+    from imagekit import redact
+    from imagekit.lock.resolver import with_netrc
+
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine artifactory.example.org login ci-reader password netrc-s3cret-pw\n")
+    netrc.chmod(0o600)
+    url = with_netrc("https://artifactory.example.org/api/pypi/simple", str(netrc))
+    assert url == "https://ci-reader:netrc-s3cret-pw@artifactory.example.org/api/pypi/simple"
+    assert redact.text(f"pip said: {url}") == "pip said: https://***@artifactory.example.org/api/pypi/simple"
+    assert with_netrc("https://other.example.org/simple", str(netrc)) == "https://other.example.org/simple"
+    assert with_netrc("https://u:p@artifactory.example.org/simple", str(netrc)) == "https://u:p@artifactory.example.org/simple"

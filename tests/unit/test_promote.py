@@ -724,3 +724,27 @@ def test_a_rollback_keeps_the_environment_on_a_verified_set(desa, keys):
     assert {r.image: r.digest for r in done} == digests
     assert {n: reg.manifest(f"mlops-test/{repo}", "current").digest for n, repo in REPOS.items()} == digests
     assert status.status(cfg, ["test"])[0].pair_verified
+
+
+def test_status_works_before_there_is_a_key_and_shows_every_image_unverified(desa, keys, tmp_path, cli):
+    cfg, reg, digests = desa
+    verify(reg, keys["trusted"][0], digests)
+    promote.promote(cfg, [], all_images=True, to="test")
+    text = open(cfg.source).read().replace(f'public_key = "{keys["trusted"][1]}"\n', "")
+    (tmp_path / "nokey.toml").write_text(text)
+    keyless = config.load(tmp_path / "nokey.toml", env=dict(cfg.env))
+    assert not keyless.trust.public_key
+    _, test_env, _ = status.status(keyless)
+    assert [(i.current, i.verified) for i in test_env.images] == [(digests["notebook"], False), (digests["ray"], False)]
+    assert all("trust.public_key is not set" in i.why for i in test_env.images)
+
+
+def test_the_first_environment_manifests_are_its_newest_verified_set(desa, keys):
+    """Images enter desa by push (no `current` there): its manifests pin the set verified together."""
+    from imagekit import manifests
+
+    cfg, reg, digests = desa
+    verify(reg, keys["trusted"][0], digests)
+    pinned = manifests.pinned(cfg, "desa")
+    assert pinned.ray.endswith(f"/mlops-desa/ray@{digests['ray']}") and pinned.notebook_digest == digests["notebook"]
+    assert (pinned.ray_tag, pinned.notebook_tag) == ("v1", "v1")

@@ -43,9 +43,9 @@ def root(ctx: typer.Context,
     ctx.obj = _common.State(config=config, quiet=quiet, verbose=verbose)
 
 
-from imagekit.cli import build, doctor, environments, lock, osimage, promote, push, runtime, verify  # noqa: E402
+from imagekit.cli import build, doctor, environments, keys, lock, osimage, promote, push, runtime, verify  # noqa: E402
 
-for module in (lock, osimage, build, push, verify, runtime, promote, environments, doctor):  # each registers its commands
+for module in (lock, osimage, build, push, verify, runtime, promote, environments, keys, doctor):  # each registers its commands
     module.register(app)
 
 

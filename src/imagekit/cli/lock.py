@@ -41,10 +41,11 @@ def lock(ctx: typer.Context,
         if upgrade_package:
             raise UsageError("--check and --upgrade-package do not go together", option="--upgrade-package",
                              hint="check the committed lock, or move a package: not both at once")
-        result = core.pip_tools_check(cfg) if resolver == "pip-tools" else core.check(cfg)
+        pip_tools = cfg.lock.resolver == "pip-tools"  # --resolver, IMAGEKIT_LOCK_RESOLVER or imagekit.toml
+        result = core.pip_tools_check(cfg) if pip_tools else core.check(cfg)
         return emit(ctx, result, as_json, f"{result.path}: up to date ({result.packages} pins, views "
                                      + ", ".join(f"{k}={v}" for k, v in result.views.items()) + ")"
-                                     + (", accepted unchanged by pip-compile" if resolver == "pip-tools" else ""))
+                                     + (", accepted unchanged by pip-compile" if pip_tools else ""))
     result = core.lock(cfg, upgrade=tuple(upgrade_package or ()))
     what = f"resolved by {result.resolver}" if result.resolved else "inputs unchanged, nothing resolved"
     lines = [f"{result.path}: {what} in {result.seconds:.1f} s, {result.packages} pins",

@@ -248,7 +248,7 @@ def check(cfg: Config, *, name_changes: bool = True) -> LockResult:
         stale = _stale(cfg, f, old)
         if stale and name_changes:
             try:
-                _, new = _resolve(cfg, f, compiler(cfg, "uv"))
+                _, new = _resolve(cfg, f, compiler(cfg))  # the configured resolver (lock.resolver)
                 stale += [f"{f.path.name} would change: {c}" for c in diff_pins(old.pins, new.pins)]
             except ToolError as e:
                 stale.append(f"could not re-resolve to name the package changes: {e.message.splitlines()[0]}")

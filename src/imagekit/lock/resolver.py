@@ -51,6 +51,24 @@ def index_url(url: str, username: str, password: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc}"))
 
 
+def with_netrc(url: str, path: str | None = None) -> str:
+    """``url`` with the credentials ~/.netrc (or ``path``) holds for its host, when it carries none: uv on
+    this machine reads ~/.netrc itself, pip in the OS image's container cannot see it."""
+    import netrc
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.username or not parts.hostname:
+        return url
+    try:
+        found = netrc.netrc(path).authenticators(parts.hostname)
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return url
+    if not found:
+        return url
+    redact.register(found[2] or "")
+    return index_url(url, found[0], found[2] or "")
+
+
 def uv_compile(root: Path, target: Target, files: list[Path], extra: list[str], output: Path | None = None) -> str:
     """``uv pip compile`` of ``files`` for ``target``; returns the output (no header)."""
     from uv import find_uv_bin
@@ -113,7 +131,8 @@ def pip_tools_compile(engine, os_image: str, root: Path, target: Target, files: 
            "--only-binary :all:", "-o", "/work/out.txt", *(f"--upgrade-package={n}" for n in upgrade),
            *(["--find-links=/find-links"] if target.find_links else []),
            *sorted(k.removeprefix("/work/") for k in inputs if k.endswith(".in"))]
-    env = {"PIP_INDEX_URL": target.index_url, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {"PIP_INDEX_URL": with_netrc(target.index_url), "PIP_CONFIG_FILE": os.devnull,
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}  # credentials in the container's environment only, never a file
     if CA_BUNDLE.is_file():
         inputs["/etc/imagekit-ca.crt"] = CA_BUNDLE
         env.update(PIP_CERT="/etc/imagekit-ca.crt", SSL_CERT_FILE="/etc/imagekit-ca.crt")
