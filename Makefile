@@ -60,5 +60,5 @@ $(VERIFIERS)/node_modules/.installed: $(VERIFIERS)/package-lock.json
 
 verifiers: $(VERIFIERS)/node_modules/.installed ## the tests' independent verifiers (sigstore-js, from the lockfile)
 
-test: dev-up venv verifiers ## every test: unit and integration (real engine, real registry)
-	$(PYTEST) $(PYTEST_ARGS)
+test: dev-up venv verifiers ## every test: unit and integration (real engine, real registry); the 25 slowest named
+	$(PYTEST) --durations=25 $(PYTEST_ARGS)
