@@ -191,6 +191,17 @@ def test_skipping_an_environment_needs_force(desa, keys):
     assert {p.image: p.digest for p in done} == digests
 
 
+def test_a_skipped_environment_through_the_cli_is_exit_2_with_the_envelope(desa, keys, cli, monkeypatch, secure_registry):
+    cfg, reg, digests = desa
+    verify(reg, keys["trusted"][0], digests)
+    for name, value in secure_registry.items():
+        monkeypatch.setenv(name, value)
+    code, out, _ = cli("--config", cfg.source, "promote", "--all", "--to", "prod", "--from", "desa", "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and "desa -> prod skips test" in error["message"] and "--force" in error["hint"]
+    assert untouched(reg, "prod")
+
+
 def test_image_at_digest_promotes_that_digest_under_current_only(desa, keys):
     cfg, reg, digests = desa
     verify(reg, keys["trusted"][0], digests)
@@ -748,3 +759,28 @@ def test_the_first_environment_manifests_are_its_newest_verified_set(desa, keys)
     pinned = manifests.pinned(cfg, "desa")
     assert pinned.ray.endswith(f"/mlops-desa/ray@{digests['ray']}") and pinned.notebook_digest == digests["notebook"]
     assert (pinned.ray_tag, pinned.notebook_tag) == ("v1", "v1")
+
+
+def test_promoting_the_same_digests_again_writes_no_tag(tmp_path, registry_process, keys):
+    """The second promotion of the same set into prod is a no-op: Harbor's immutability (the front
+    refuses any PUT to a tag that exists) sees no write, and the history gains no entry."""
+    from support import RegistryFront, immutable_tags
+
+    refused = []
+    front = RegistryFront(registry_process.host, immutable_tags(registry_process.host, refused))
+    try:
+        (tmp_path / "imagekit.toml").write_text(GATE.format(pub=keys["trusted"][1]))
+        cfg = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": front.host})
+        reg = Registry.from_config(cfg)
+        digests = {n: seed_image(reg, f"mlops-desa/{repo}", "v1", layers=2) for n, repo in REPOS.items()}
+        verify(reg, keys["trusted"][0], digests)
+        promote.promote(cfg, [], all_images=True, to="test")
+        promote.promote(cfg, [], all_images=True, to="prod")
+        entries = history.history(cfg, "ray", "prod")
+        again = promote.promote(cfg, [], all_images=True, to="prod")
+        assert {p.image: p.digest for p in again} == digests
+        assert refused == [] and history.history(cfg, "ray", "prod") == entries
+        assert reg.manifest("mlops-prod/ray", "current").digest == digests["ray"]
+    finally:
+        front.stop()
+
