@@ -351,3 +351,60 @@ def test_verify_stored_refuses_bad_options_before_any_work(tmp_path, cli, monkey
     code, out, _ = cli("--config", str(write_project(tmp_path)), "verify-stored", *args, "--json")
     error = json.loads(out)["error"]
     assert code == 2 and error["kind"] == "UsageError" and message in error["message"]
+
+
+class PullingEngine:
+    """An engine that holds no image and records each pull (ref, credentials); ``answer`` is why it refuses."""
+
+    def __init__(self, answer: str = "") -> None:
+        self.pulls, self.answer = [], answer
+
+    def image(self, ref):
+        return None
+
+    def pull(self, ref, *, auth=None):
+        self.pulls.append((ref, auth))
+        return self.answer
+
+
+TWO_REGISTRIES = """
+[registry]
+url = "harbor.example.org"
+[[environments]]
+name = "desa"
+project = "mlops-desa"
+[[environments]]
+name = "prod"
+project = "mlops-prod"
+registry = "harbor-prod.example.org"
+[[images]]
+name = "base"
+"""
+
+
+def test_an_image_not_in_the_engine_is_pulled_with_its_environments_credentials(tmp_path):
+    from imagekit.verify import subjects
+
+    cfg = config.load(write_project(tmp_path, TWO_REGISTRIES, {"base": ""}), env={
+        "IMAGEKIT_REGISTRY_USERNAME": "robot$desa", "IMAGEKIT_REGISTRY_PASSWORD": "pw-desa",
+        "IMAGEKIT_ENV_PROD_USERNAME": "robot$prod", "IMAGEKIT_ENV_PROD_PASSWORD": "pw-prod"})
+    engine = PullingEngine()
+    subjects.present(cfg, engine, "harbor-prod.example.org/mlops-prod/ray:v1")
+    subjects.present(cfg, engine, "harbor.example.org/mlops-desa/ray:v1")
+    assert engine.pulls == [("harbor-prod.example.org/mlops-prod/ray:v1", ("robot$prod", "pw-prod")),
+                            ("harbor.example.org/mlops-desa/ray:v1", ("robot$desa", "pw-desa"))]
+    engine.answer = "the registry harbor.example.org refused the credentials: unauthorized"
+    with pytest.raises(PreconditionError, match="ray:v1 is neither in the engine nor pullable: the registry "
+                                                "harbor.example.org refused the credentials"):
+        subjects.present(cfg, engine, "harbor.example.org/mlops-desa/ray:v1")
+
+
+def test_runtime_check_pulls_the_images_it_is_given_and_names_a_refused_pull(tmp_path):
+    from imagekit import runtime
+
+    cfg = config.load(write_project(tmp_path, TWO_REGISTRIES, {"base": ""}), env={
+        "IMAGEKIT_ENV_PROD_USERNAME": "robot$prod", "IMAGEKIT_ENV_PROD_PASSWORD": "pw-prod"})
+    engine = PullingEngine("the registry harbor-prod.example.org has no such image: manifest unknown")
+    with pytest.raises(PreconditionError, match="harbor-prod.example.org has no such image"):  # before any container
+        runtime.check_pair(cfg, engine, "harbor-prod.example.org/mlops-prod/ray:v9", "notebook:v1")
+    assert engine.pulls == [("harbor-prod.example.org/mlops-prod/ray:v9", ("robot$prod", "pw-prod"))]
