@@ -9,19 +9,17 @@ Pushes go to fresh docker-registry processes on loopback ports of this script's 
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
 import time
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' support
-
 from imagekit import build, config, push
-from support import RegistryProcess
 from imagekit.engine import Engine
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' support
+from support import RegistryProcess  # noqa: E402
 
 
 def timed(fn):

@@ -13,23 +13,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' support
-
-from imagekit import build, config, promote, push
-from support import RegistryProcess, make_keys, record_verified, seed_image, sign_pair
-from imagekit import record
-from imagekit.verify.policy import required_scenarios
+from imagekit import build, config, promote, push, record
 from imagekit.engine import Engine
 from imagekit.registry import Registry
+from imagekit.verify.policy import required_scenarios
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' support
+from support import RegistryProcess, make_keys, record_verified, seed_image, sign_pair  # noqa: E402
 
 
 CALLS = [0]
