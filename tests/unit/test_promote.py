@@ -625,13 +625,18 @@ def fronted(tmp_path, registry_process, keys):
                 return fault[2], b'{"errors":[{"code":"UNKNOWN","message":"injected by the test"}]}'
         return None
     front = RegistryFront(registry_process.host, rule)
+    yield (*verified_desa(tmp_path, front.host, keys), faults)
+    front.stop()
+
+
+def verified_desa(tmp_path, host, keys):
+    """(cfg, reg, digests): v1 of both images in desa on the registry at ``host``, verified."""
     (tmp_path / "imagekit.toml").write_text(GATE.format(pub=keys["trusted"][1]))
-    cfg = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": front.host})
+    cfg = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": host})
     reg = Registry.from_config(cfg)
     digests = {n: seed_image(reg, f"mlops-desa/{repo}", "v1", layers=2) for n, repo in REPOS.items()}
     verify(reg, keys["trusted"][0], digests)
-    yield cfg, reg, digests, faults
-    front.stop()
+    return cfg, reg, digests
 
 
 def moved(reg):
@@ -769,11 +774,7 @@ def test_promoting_the_same_digests_again_writes_no_tag(tmp_path, registry_proce
     refused = []
     front = RegistryFront(registry_process.host, immutable_tags(registry_process.host, refused))
     try:
-        (tmp_path / "imagekit.toml").write_text(GATE.format(pub=keys["trusted"][1]))
-        cfg = config.load(tmp_path / "imagekit.toml", env={"IMAGEKIT_REGISTRY_URL": front.host})
-        reg = Registry.from_config(cfg)
-        digests = {n: seed_image(reg, f"mlops-desa/{repo}", "v1", layers=2) for n, repo in REPOS.items()}
-        verify(reg, keys["trusted"][0], digests)
+        cfg, reg, digests = verified_desa(tmp_path, front.host, keys)
         promote.promote(cfg, [], all_images=True, to="test")
         promote.promote(cfg, [], all_images=True, to="prod")
         entries = history.history(cfg, "ray", "prod")
