@@ -63,13 +63,13 @@ def securesystemslib_verifies(envelope: dict, pub: Path) -> bool:
         return False
 
 
-def variant(engine, base_ref, tmp_path, name, steps, files=()):
-    """A deliberately misaligned image FROM the built one, built with the network off."""
+def variant(engine, base_ref, tmp_path, name, steps, files=(), user="ray"):
+    """A deliberately misaligned image FROM the built one, built with the network off (its user: ``user``)."""
     context = tmp_path / name
     context.mkdir()
     for f in files:
         (context / f.name).write_bytes(f.read_bytes())
-    (context / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\nUSER root\n{steps}\nUSER ray\n")
+    (context / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\nUSER root\n{steps}\nUSER {user}\n")
     from imagekit import buildkit
 
     return buildkit.build(engine, context, tags=[f"imagekit-test/{name}:latest"], buildargs={"PARENT": base_ref},

@@ -6,8 +6,7 @@ ends, fails or is interrupted (SIGINT; SIGTERM once the CLI turns it into an int
 ``Container`` is one container in the testcontainers style: image, command, environment, an alias on
 the run's network, ports published on this machine (``url``), ``exec``, ``put``, ``read``, ``logs``;
 a start that fails (the container exits) says the exit code and its last lines. One small class per
-kind adds its command and its readiness: the S3 server, the MLflow tracking server, a Ray head and
-worker, the model server, and an idle container of an image (the notebook trainer, the checkers).
+kind (services.py) adds its command and its readiness.
 """
 from __future__ import annotations
 
@@ -27,13 +26,12 @@ from urllib.parse import urlsplit
 import docker.errors
 import requests
 
-from imagekit import forward, proc
+from imagekit import forward, inimage, proc
 from imagekit.engine import Engine
 from imagekit.errors import EngineError, ToolError
 
 RUN_LABEL, KIND_LABEL, PART_LABEL = "org.imagekit.run", "org.imagekit.kind", "org.imagekit.part"
 _PROCESS_RUN = secrets.token_hex(6)
-IDLE = ["sleep", "infinity"]
 
 
 def run_id() -> str:
@@ -49,13 +47,15 @@ def host() -> str:
 class Container:
     """One container: configured here, created and started by ``Run.start``."""
     kind = "container"
+    settle: float | None = None  # seconds Run.start waits for ready() when not told (None: it does not wait)
 
     def __init__(self, image: str, command: list[str] | None = None, *, alias: str = "", env: Mapping[str, str] = (),
                  ports: tuple[int, ...] = (), user: str | None = None, shm: str = "512m",
-                 network_mode: str | None = None, entrypoint: list[str] | None = None) -> None:
+                 network_mode: str | None = None, files: Mapping[str, Path | bytes] = ()) -> None:
         self.image, self.command, self.alias, self.env = image, command, alias, dict(env)
-        self.ports, self.user, self.shm, self.network_mode, self.entrypoint = ports, user, shm, network_mode, entrypoint
-        self.c = None  # the docker-py container, once created
+        self.ports, self.user, self.shm, self.network_mode, self.files = ports, user, shm, network_mode, dict(files)
+        self.c, self.config, self.entry = None, {}, []  # once created: the docker-py container, the image's
+        # config, and what an exec goes through (its entrypoint, see inimage.entrypoint)
 
     @property
     def what(self) -> str:
@@ -67,8 +67,11 @@ class Container:
             "network": network, "networking_config": {network: engine.client.api.create_endpoint_config(
                 aliases=[self.alias] if self.alias else None)}}
         try:
+            info = engine.image(self.image)
+            self.config = info.config if info else {}
+            self.entry = inimage.entrypoint(self.config)
             self.c = engine.client.containers.create(
-                self.image, self.command, entrypoint=self.entrypoint, user=self.user, environment=self.env,
+                self.image, self.command, user=self.user, environment=self.env,
                 detach=True, shm_size=self.shm, ports={f"{p}/tcp": publish for p in self.ports},
                 labels={**labels, KIND_LABEL: self.kind}, hostname=self.alias or None, name=name,
                 extra_hosts={forward.HOST_ALIAS: "host-gateway"} if network else None, **where)
@@ -97,6 +100,8 @@ class Container:
         if self.c.status in ("running", "created"):
             return ""
         code = self.c.attrs.get("State", {}).get("ExitCode")
+        if code == 0 and self.config.get("Entrypoint") and self.command:
+            return "exited at start: " + inimage.ran_nothing(self.image, self.config, self.logs(30))
         return f"exited at start (exit code {code}): {proc.reason(self.logs(30)) or 'it printed nothing'}"
 
     def url(self, port: int) -> str:
@@ -119,6 +124,10 @@ class Container:
         except docker.errors.APIError as e:
             return 126, f"cannot run it in the container: {e.explanation}"
         return (code or 0), (out or b"").decode(errors="replace") if not detach else ""
+
+    def python(self, *args: str, path: str = "", env: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """``python ARGS`` with the image's Python, through its entrypoint (``path``: first on PYTHONPATH)."""
+        return self.exec([*self.entry, *inimage.python(*args, path=path)], env=env)
 
     def sh(self, script: str) -> tuple[int, str]:
         """``bash -c script`` (as KubeRay's exec probes run): exit code, output stripped."""
@@ -237,9 +246,10 @@ class Run(contextlib.AbstractContextManager):
         role = re.sub(r"[^a-z0-9]+", "-", (container.alias or container.kind).lower()).strip("-")
         container.create(self.engine, f"{self.name}-{role}-{len(self.containers)}",
                          self.network.name if self.network else None, self.labels)
-        for dest, src in (inputs or {}).items():
+        for dest, src in {**container.files, **(inputs or {})}.items():
             container.put(dest, src)
         container.start()
+        ready = ready if ready is not None else container.settle
         if ready is not None:
             container.ready(ready)
         return container
@@ -287,13 +297,3 @@ def run(engine: Engine, image: str, cmd: list[str], *, inputs: Mapping[str, Path
         c = r.start(Container(image, cmd, user=user, env=env or {}, network_mode=network), inputs=inputs)
         output = c.wait(timeout)
         return (output, {path: c.read(path) for path in outputs}) if outputs else output
-
-
-class Idle(Container):
-    """An image's container doing nothing until it is asked (exec): the notebook trainer, a checker."""
-    kind = "idle container"
-
-    def __init__(self, image: str, *, kind: str = "", **kw) -> None:
-        super().__init__(image, IDLE, **kw)
-        self.kind = kind or self.kind
-

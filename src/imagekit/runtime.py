@@ -128,7 +128,7 @@ def ray_items(run: containers.Run, ray: str, on_line: Callable[[str], None],
 def notebook_items(run: containers.Run, notebook: str, on_line: Callable[[str], None], look: Look | None = None) -> list[Item]:
     on_line("notebook: docker-stacks conventions and jupyterhub-singleuser under a real hub")
     token = secrets.token_hex(16)
-    c = run.start(containers.Idle(notebook, kind="notebook server", alias="notebook", ports=(8000,)))
+    c = run.start(services.Idle(notebook, kind="notebook server", alias="notebook", ports=(8000,)))
     items = tools(c, NOTEBOOK_TOOLS, "notebook")
     _, ids = c.sh('echo "$(id -un) $(id -u) $(id -g) $(id -gn)"')
     items.append(Item("notebook", "user jovyan uid 1000 gid 100 (users)", ids == "jovyan 1000 100 users", ids))
@@ -185,14 +185,15 @@ def lifecycle(run: containers.Run, notebook: str, head: containers.Container | N
         return Item("pair", LIFE, False, "no head to deploy to (see the ray items)")
     on_line("pair: the lifecycle notebook deploys to the head through Ray Client")
     copied = {nb.name: nb.read_bytes() for nb in sorted(folder.glob("*.ipynb"))}  # what is hashed is what ran
-    c = run.start(containers.Idle(notebook, kind="lifecycle client", alias="client",
+    c = run.start(services.Idle(notebook, kind="lifecycle client", alias="client",
                                   env={"RAY_ADDRESS": "ray://head:10001", "SERVE_URL": "http://head:8000"}))
     c.sh(f"mkdir -p /tmp/{LIFECYCLE}")  # as the image's user: the notebooks write their results there
     for name, body in copied.items():
         c.put(f"/tmp/{LIFECYCLE}/{name}", body)
     details, ok = [], bool(copied)
     for name in copied:
-        script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && timeout 300 jupyter nbconvert --to notebook "
+        script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && timeout 300 \"$(command -v python || command -v "
+                  f"python3)\" -m nbconvert --to notebook "
                   f"--execute --output /tmp/{LIFECYCLE}/out-{name} {name} >/dev/null 2>/tmp/nbconvert.log; "
                   f"rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/nbconvert.log; exit $rc")
         code, out = c.sh(script)

@@ -1,13 +1,31 @@
-"""The servers a run starts, one class per kind, each with its command, its readiness and its URL:
+"""The containers a run starts, one class per kind, each with its command, its readiness and its URL:
 the S3 server (MinIO or the stand-in), MLflow's tracking server, a Ray node (head or worker) started
-as KubeRay starts it, and the model server (Ray Serve in the Ray image)."""
+as KubeRay starts it, the model server (Ray Serve in the Ray image, imagekit's serving code copied in),
+and an image's container doing nothing until asked (the notebook trainer, the checkers)."""
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
 
-from imagekit import wait
+from imagekit import inimage, wait
 from imagekit.containers import Container
+
+
+class Idle(Container):
+    """An image's container doing nothing until it is asked (exec): the notebook trainer, a checker. Its
+    command goes through the image's entrypoint (docker-stacks' start.sh runs its hooks first); it is
+    ready once the command itself has said so, and an entrypoint that never runs it is named."""
+    kind = "idle container"
+    settle = 120.0
+    SAID = "imagekit: idle"
+
+    def __init__(self, image: str, *, kind: str = "", **kw) -> None:
+        super().__init__(image, ["sh", "-c", f"echo '{self.SAID}'; exec sleep infinity"], **kw)
+        self.kind = kind or self.kind
+
+    def ready(self, timeout: float) -> None:
+        wait.until(f"{self.what} running its command", lambda: self.SAID in self.logs(200), timeout,
+                   gone=self.exited)
 
 
 class S3Server(Container):
@@ -65,12 +83,15 @@ class TrackingServer(Container):
 
 
 class ModelServer(Container):
-    """The Ray image serving ``models`` with Ray Serve (the model server imagekit's images carry)."""
+    """The Ray image serving ``models`` with Ray Serve: imagekit's model server copied in, run with the
+    image's Python (`serve run`), never the image's default command."""
     kind = "model server"
 
     def __init__(self, image: str, env: Mapping[str, str], models: Mapping[str, dict]) -> None:
-        super().__init__(image, None, alias="serve", env={**env, "IMAGEKIT_MODELS": json.dumps(models)},
-                         ports=(8000,), shm="1g")
+        super().__init__(image, inimage.python("-c", inimage.SERVE, "run", f"{inimage.SERVING_IN}/serve.yaml",
+                                               path=inimage.SERVING_IN),
+                         alias="serve", env={**env, "IMAGEKIT_MODELS": json.dumps(models)}, ports=(8000,), shm="1g",
+                         files=inimage.serving())
         self.models = models
 
     def ready(self, timeout: float) -> dict:

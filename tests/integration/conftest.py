@@ -9,6 +9,8 @@ import sys
 import pytest
 from helpers import ROOT, variant
 
+from support import vendor_image
+
 from imagekit import build, config, containers, lock, osimage, push, wheels
 from imagekit.engine import Engine
 
@@ -50,6 +52,13 @@ def built(cfg, engine) -> build.BuildResult:
     return build.build(cfg, engine)
 
 
+@pytest.fixture(scope="session")
+def vendor(engine, built) -> dict[str, str]:
+    """The vendor images' stand-ins (rayproject/ray, docker-stacks' scipy-notebook) holding the lock's
+    packages in conda prefixes, without imagekit's labels or code: a team's pair as it runs today."""
+    return {which: vendor_image(engine, which, built.image(which).image_id) for which in ("ray", "notebook")}
+
+
 @pytest.fixture
 def run(engine):
     """A run of the test's own: its containers (labelled with this test run) are always removed, also
@@ -68,17 +77,34 @@ def leftovers(engine):
 
 
 @pytest.fixture(scope="session")
-def ray_sklearn_1_8(cfg, engine, built, tmp_path_factory):
-    """The Ray image with scikit-learn 1.8.0 instead of the lock's 1.9.1 (downloads the wheel)."""
-    ray, tmp = next(i for i in built.images if i.name == "ray"), tmp_path_factory.mktemp("sklearn")
+def sklearn_1_8(cfg, tmp_path_factory):
+    """scikit-learn 1.8.0's wheel (the lock has 1.9.1), downloaded from the index."""
+    tmp = tmp_path_factory.mktemp("sklearn")
     platforms = [arg for p in wheels.pip_platforms(cfg.lock.platform) for arg in ("--platform", p)]
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
                     "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", *platforms,
-                    "-d", str(tmp / "dl"), "scikit-learn==1.8.0"], check=True)
-    wheel = next((tmp / "dl").glob("scikit_learn-1.8.0-*.whl"))
-    return variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp, "ray-sklearn-1-8",
-                   f"COPY {wheel.name} /tmp/\nRUN pip install -q --no-index --no-deps /tmp/{wheel.name} && rm /tmp/*.whl",
-                   files=[wheel])
+                    "-d", str(tmp), "scikit-learn==1.8.0"], check=True)
+    return next(tmp.glob("scikit_learn-1.8.0-*.whl"))
+
+
+def with_sklearn_1_8(engine, image: str, wheel, tmp, name: str, pip: str = "pip") -> str:
+    return variant(engine, image, tmp, name, f"COPY {wheel.name} /tmp/\nRUN {pip} install -q --no-index --no-deps "
+                                             f"/tmp/{wheel.name} && rm /tmp/*.whl", files=[wheel])
+
+
+@pytest.fixture(scope="session")
+def ray_sklearn_1_8(engine, built, sklearn_1_8, tmp_path_factory):
+    """The Ray image with scikit-learn 1.8.0 instead of the lock's 1.9.1 (downloads the wheel)."""
+    ray = built.image("ray")
+    return with_sklearn_1_8(engine, f"{ray.repository}:{ray.tags[0]}", sklearn_1_8, tmp_path_factory.mktemp("v"),
+                            "ray-sklearn-1-8")
+
+
+@pytest.fixture(scope="session")
+def vendor_ray_sklearn_1_8(engine, vendor, sklearn_1_8, tmp_path_factory):
+    """The Ray stand-in with scikit-learn 1.8.0 installed into its conda prefix by pip, as a team would."""
+    return with_sklearn_1_8(engine, vendor["ray"], sklearn_1_8, tmp_path_factory.mktemp("v"), "vendor-ray-sklearn-1-8",
+                            pip="/home/ray/anaconda3/bin/python -m pip")
 
 
 @pytest.fixture(scope="session")

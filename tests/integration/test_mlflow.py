@@ -300,3 +300,12 @@ def test_each_notebook_run_finds_only_what_it_logged_on_a_shared_server(cfg, eng
             found[n] = roundtrip.logged(c, f"run-{n}")
     assert [len(found[0]), len(found[1])] == [1, 1] and found[0][0]["uri"] != found[1][0]["uri"]
     assert all(m["name"] == "risk" and m["registered"] == [] for m in found[0] + found[1])  # not the bystander's
+
+
+def test_a_team_ray_image_checks_the_registry_as_it_is(cfg, engine, refs, team_mlflow, vendor):
+    """The Ray stand-in (conda prefix, no mlflowcheck of its own): imagekit's checker is copied in."""
+    url, _ = team_mlflow
+    report = verify_mlflow(cfg, engine, ray=vendor["ray"], baseline=refs["ray"], mlflow_uri=url,
+                           models=("intrusion@champion",))
+    [model] = report.models
+    assert report.ok and model.candidate.name == "intrusion/1" and model.candidate.differences == []

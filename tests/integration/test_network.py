@@ -4,7 +4,7 @@ gateway (whatever the engine's host routes to), its peers by name, and the engin
 host.docker.internal. Read from inside a container (its routes and hosts), with no traffic sent."""
 import ipaddress
 
-from imagekit import containers, forward
+from imagekit import containers, forward, services
 
 ROUTES = "python3 -c \"print(open('/proc/net/route').read())\""
 
@@ -19,8 +19,8 @@ def _gateway(routes: str) -> str:
 
 
 def test_the_run_network_is_an_ordinary_bridge_of_the_run_with_a_default_route(engine, base_image, run):
-    a = run.start(containers.Idle(base_image, alias="a"))
-    b = run.start(containers.Idle(base_image, alias="b"))
+    a = run.start(services.Idle(base_image, alias="a"))
+    b = run.start(services.Idle(base_image, alias="b"))
     net = engine.client.networks.get(run.network.id).attrs
     assert net["Driver"] == "bridge" and not net["Internal"], net
     assert net["Labels"][containers.RUN_LABEL] == containers.run_id()
@@ -36,6 +36,6 @@ def test_the_run_network_is_an_ordinary_bridge_of_the_run_with_a_default_route(e
 
 
 def test_a_container_without_a_network_has_no_route_at_all(engine, base_image, run):
-    c = run.start(containers.Idle(base_image, network_mode="none"))
+    c = run.start(services.Idle(base_image, network_mode="none"))
     code, routes = c.sh(ROUTES)
     assert code == 0 and _gateway(routes) == "", routes

@@ -14,7 +14,7 @@ import pytest
 from helpers import ROOT, variant
 
 import support
-from imagekit import config, containers, services
+from imagekit import config, services
 from imagekit.errors import EngineError, PreconditionError
 from imagekit.verify import s3store
 from imagekit.verify.compat import verify_compat
@@ -141,7 +141,7 @@ def test_an_s3_server_stopped_during_the_check_stops_it_with_a_clear_error(cfg, 
 
 def test_an_endpoint_the_containers_cannot_reach_is_refused_before_any_work(engine, built, run):
     ray = next(i for i in built.images if i.name == "ray")
-    c = run.start(containers.Idle(ray.image_id, network_mode="none"))
+    c = run.start(services.Idle(ray.image_id, network_mode="none"))
     started = time.monotonic()
     with pytest.raises(PreconditionError) as e:
         s3store.reachable(c, "http://192.0.2.1:9000", "the S3 server", "http://minio.example:9000")
@@ -233,3 +233,10 @@ def test_a_ray_image_without_stored_check_is_named_as_too_old(cfg, engine, built
         verify_stored(lcfg, engine, ray=older, prefix="iris/", s3_endpoint=url)
     assert str(e.value).startswith("the stored-model check stopped: ") and "No module named stored_check" in str(e.value)
     assert "predates imagekit's stored_check" in e.value.hint and "Traceback" not in str(e.value)
+
+
+def test_a_team_ray_image_checks_the_lake_as_it_is(lake, engine, vendor):
+    """The Ray stand-in (conda prefix, no stored_check of its own): imagekit's checker is copied in."""
+    lcfg, url, _ = lake
+    report = verify_stored(lcfg, engine, ray=vendor["ray"], prefix="iris/", s3_endpoint=url)
+    assert report.ok and report.checked + report.reused == len(report.models) >= 1, report.models

@@ -46,18 +46,31 @@ def postgres_image(engine, os_ref: str, work: Path) -> str:
     return debs_image(engine, os_ref, "postgres", work)
 
 
-def variant_image(engine, name: str, parent: str) -> str:
-    """``imagekit-test/<name>:<hash>``: tests/images/<name> built FROM ``parent`` (a built image: variants
-    are made from what the run already has), its tag naming the parent and the files, built once."""
+def variant_image(engine, name: str, parent: str, extra: tuple[Path, ...] = ()) -> str:
+    """``imagekit-test/<name>:<hash>``: tests/images/<name> (and the ``extra`` files) built FROM ``parent``
+    (a built image: variants are made from what the run already has), its tag naming the parent and the
+    files, built once."""
     import hashlib
+    import tempfile
 
     folder = IMAGES / name
     digest = hashlib.sha256(engine.image(parent).id.encode())
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in [*sorted(p for p in folder.rglob("*") if p.is_file()), *extra]:
         digest.update(path.name.encode() + path.read_bytes())
     tag = f"imagekit-test/{name}:{digest.hexdigest()[:12]}"
     if not engine.image(tag):
         named = f"imagekit-test/{name}-parent:{engine.image(parent).id[7:19]}"  # BuildKit builds FROM a name
         engine.tag(parent, named)
-        buildkit.build(engine, folder, tags=[tag], buildargs={"PARENT": named}, labels={})
+        with tempfile.TemporaryDirectory(prefix=f"imagekit-{name}-") as tmp:
+            shutil.copytree(folder, tmp, dirs_exist_ok=True)
+            for path in extra:
+                shutil.copy(path, tmp)
+            buildkit.build(engine, Path(tmp), tags=[tag], buildargs={"PARENT": named}, labels={})
     return tag
+
+
+def vendor_image(engine, which: str, parent: str) -> str:
+    """The stand-in of a vendor image (``ray``: rayproject/ray, ``notebook``: docker-stacks' scipy-notebook),
+    made FROM imagekit's built image of that kind: a conda prefix, the vendor's user, entrypoint and hooks,
+    and no label of imagekit's (tests/images/vendor-<which>)."""
+    return variant_image(engine, f"vendor-{which}", parent, extra=(IMAGES / "vendor_prefix.py",))

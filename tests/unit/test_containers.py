@@ -4,7 +4,7 @@ import docker.errors
 import pytest
 import requests
 
-from imagekit import containers, wait
+from imagekit import containers, inimage, wait
 from imagekit.errors import EngineError
 
 
@@ -92,3 +92,28 @@ def test_every_container_of_a_run_is_removed_when_it_ends_also_one_it_never_hear
     assert all(c.c.removed for c in run.containers) and made_while_cut_short.removed
     assert Engine.client.networks.made[0].removed
     assert run.close() == f"2 container(s) (container, container) and network {run.name}"
+
+
+@pytest.mark.parametrize("entrypoint, through", [
+    (None, []),
+    (["/usr/bin/tini", "--"], []),
+    (["tini", "-g", "--", "start.sh"], ["start.sh"]),  # docker-stacks: start.sh runs the hooks
+    (["dumb-init", "/docker-entrypoint.sh"], ["/docker-entrypoint.sh"]),
+    (["/entrypoint.sh", "--verbose"], ["/entrypoint.sh", "--verbose"]),
+])
+def test_an_exec_goes_through_the_images_entrypoint_without_its_init(entrypoint, through):
+    assert inimage.entrypoint({"Entrypoint": entrypoint}) == through
+
+
+def test_the_images_python_is_found_on_path_and_the_code_first_on_pythonpath():
+    cmd = inimage.python("-m", "stored_check", "--out", "x", path=inimage.SERVING_IN)
+    assert cmd[:2] == ["sh", "-c"] and cmd[3:] == ["imagekit", "-m", "stored_check", "--out", "x"]
+    assert "command -v python || command -v python3" in cmd[2] and f"PYTHONPATH={inimage.SERVING_IN}" in cmd[2]
+    assert sorted(inimage.serving()) == sorted(f"{inimage.SERVING_IN}/{n}" for n in (
+        "mlflowcheck.py", "model_server.py", "modelcheck.py", "serve.yaml", "stored_check.py"))
+
+
+def test_an_entrypoint_that_runs_nothing_is_named_with_what_it_said():
+    why = inimage.ran_nothing("team/nb:v8", {"Entrypoint": ["tini", "--", "start.sh"]}, "starting\n")
+    assert why == ("the image team/nb:v8 has an entrypoint (tini -- start.sh) that ran without running the command "
+                   "it was given (starting)")

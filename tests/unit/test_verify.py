@@ -62,12 +62,63 @@ def test_static_alignment_names_every_difference(locked):
     assert not report.ok
     assert set(report.differences) == {
         "python: ray has 3.11.4, the lock targets 3.11.2",
-        "python: notebook 3.11.2, ray 3.11.4",
+        "python: notebook 3.11.2, ray 3.11.4: a driver that joins the Ray cluster must match Python to the patch "
+        "(Ray Client: the minor); take both images at the same Python patch",
         "learn: ray has 1.6.1, lock 1.7.0",
         "learn: notebook 1.7.0, ray 1.6.1, lock 1.7.0",
         "extra-tool: missing in ray (lock 0.1)",
         "rogue: 2.0 in ray is not in its lock view",
     }
+
+
+def team(name, python="3.11.2", blas=("openblas 0.3.27",), **changes):
+    """A team's image (no imagekit label): its packages, a few more than the lock's, in a conda prefix."""
+    f = facts(name, python, **{"vendor-extra": "9.9", **changes})
+    return static.ImageFacts(ref=f"team/{name}:v8", name="", python=f.python, packages=f.packages,
+                             prefix="/opt/conda", blas=list(blas))
+
+
+def test_a_team_pair_without_labels_is_judged_against_its_partner_and_listed_against_the_lock(locked):
+    cfg, lk = locked
+    report = static.compare(cfg, lk, team("notebook", learn="1.6.1"), team("ray", learn="1.6.1", numbers="1.0"))
+    assert report.differences == ["numbers: notebook 1.1, ray 1.0, lock 1.1"]  # the partner decides
+    assert "learn: team/notebook:v8 has 1.6.1, the lock's shared view 1.7.0" in report.notes
+    assert "numbers: team/ray:v8 has 1.0, the lock's shared view 1.1" in report.notes
+    assert not any("label" in d or "vendor-extra" in d for d in report.differences + report.notes)
+    assert static.compare(cfg, lk, team("notebook"), team("ray")).ok
+
+
+def test_a_team_pair_whose_pythons_differ_is_refused_with_what_it_breaks(locked):
+    cfg, lk = locked
+    patch = static.compare(cfg, lk, team("notebook", python="3.11.0"), team("ray"))
+    assert patch.differences == ["python: notebook 3.11.0, ray 3.11.2: a driver that joins the Ray cluster must match "
+                                 "Python to the patch (Ray Client: the minor); take both images at the same Python patch"]
+    assert "python: team/notebook:v8 has 3.11.0, the lock targets 3.11.2" in patch.notes
+    minor = static.compare(cfg, lk, team("notebook", python="3.12.7"), team("ray")).differences
+    assert minor[0].startswith("python: notebook 3.12.7, ray 3.11.2: different minors")
+
+
+def test_an_image_of_imagekit_keeps_the_strict_rules_beside_a_team_image(locked):
+    cfg, lk = locked
+    report = static.compare(cfg, lk, team("notebook"), facts("ray", learn="1.6.1"))
+    assert "learn: ray has 1.6.1, lock 1.7.0" in report.differences
+
+
+def test_a_blas_difference_is_a_warning_not_a_failure(locked):
+    cfg, lk = locked
+    report = static.compare(cfg, lk, team("notebook"), team("ray", blas=("mkl 2024.2",)))
+    assert report.ok and report.notes == [
+        "blas (warning): notebook openblas 0.3.27, ray mkl 2024.2: a model may predict differently in the last "
+        "bits; the round trip's comparison decides"]
+
+
+def test_a_relocated_file_is_no_difference_and_a_patched_one_is(locked):
+    cfg, lk = locked
+    moved = static.ImageFacts(ref="r", name="ray", python="3.11.2", packages=facts("ray").packages,
+                              relocated=[("learn", "../../../bin/learn", "/opt/venv")],
+                              changed=[("numbers", "numbers/core.py", "changed")])
+    assert static.compare(cfg, lk, facts("notebook"), moved).differences == [
+        "numbers: numbers/core.py in ray is changed since install (not what its RECORD lists, same version 1.1)"]
 
 
 finite = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

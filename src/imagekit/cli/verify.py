@@ -176,6 +176,8 @@ def _render(report) -> None:
         rows.append(render.Row("lifecycle (Ray Client)", report.lifecycle.ok, {"serve": f"{report.lifecycle.seconds:.1f} s"},
                                report.lifecycle.detail))
     render.table("check", rows)
+    for n in static.notes:  # a team image against the lock, a BLAS difference: listed, not failures
+        out.print(f"  [yellow]note[/] static: {escape(n)}")
     for s in report.roundtrip.scenarios:
         for w in s.warnings:
             out.print(f"  [yellow]warning[/] {s.name} in ray: {escape(w)}")

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from imagekit import containers, inventory, proc
+from imagekit import containers, inimage, inventory, proc
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import PreconditionError, UsageError, infrastructure
@@ -84,12 +84,13 @@ class RegistryReport(Models):
 
 def _check_in(run: containers.Run, image: str, env: dict[str, str], models: list[str], note) -> list[dict]:
     c = checker(run, image, env)
-    code, tail = c.stream(["python", "-m", "mlflowcheck", "--out", OUTCOMES, *models], note, "mlflowcheck: ")
+    code, tail = c.stream([*c.entry, *inimage.python("-m", "mlflowcheck", "--out", OUTCOMES, *models,
+                                                     path=inimage.SERVING_IN)], note, "mlflowcheck: ")
     if code != 0:
         fatal = proc.reason("\n".join(tail), prefix="mlflowcheck: ") or f"exit code {code}"
-        if "No module named mlflowcheck" in fatal:
-            raise PreconditionError(f"{image} has no mlflowcheck: a Ray image built before imagekit's release v15",
-                                    hint="pass a Ray image built by this imagekit")
+        if "No module named" in fatal:
+            raise PreconditionError(f"the Ray image {image} cannot check MLflow models: {fatal}",
+                                    hint="its Python needs mlflow (mlflow-skinny) and ray to load MLflow models")
         raise PreconditionError(f"the MLflow registry cannot be read from the Ray image: {fatal}",
                                 hint="check the model names (NAME, NAME@ALIAS or NAME/VERSION) and the server")
     return [json.loads(line) for line in c.read(OUTCOMES).decode().splitlines() if line]

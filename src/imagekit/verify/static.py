@@ -6,32 +6,14 @@ from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 
-from imagekit import containers, lock
+from imagekit import containers, inimage, lock
 from imagekit.build import IMAGE_LABEL
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import PreconditionError
 
 VENV_TOOLS = {"setuptools"}  # a venv's own where one is made with pip (older images), not locked
-# Run inside the image: its Python, its distributions, and every installed file whose content is not
-# what the distribution's RECORD lists (sha256): a file patched under the same version.
-FACTS = """
-import base64, hashlib, json, platform, importlib.metadata as m
-packages, changed = {}, []
-for d in m.distributions():
-    packages[d.metadata['Name']] = d.version
-    for f in d.files or []:
-        if f.hash is None or f.hash.mode != 'sha256':
-            continue
-        try:
-            with open(f.locate(), 'rb') as fh:
-                digest = base64.urlsafe_b64encode(hashlib.sha256(fh.read()).digest()).rstrip(b'=').decode()
-        except OSError:
-            digest = None
-        if digest != f.hash.value:
-            changed.append([d.metadata['Name'], str(f), 'missing' if digest is None else 'changed'])
-print(json.dumps({'python': platform.python_version(), 'packages': packages, 'changed': changed}))
-"""
+FACTS = inimage.HERE / "image_facts.py"  # run inside the image with its own Python: see that file
 
 
 @dataclass(frozen=True)
@@ -41,6 +23,11 @@ class ImageFacts:
     python: str
     packages: dict[str, str]
     changed: list[tuple[str, str, str]] = field(default_factory=list)  # (distribution, file, changed|missing)
+    prefix: str = ""  # where its Python lives (sys.prefix): /opt/venv, /home/ray/anaconda3, /opt/conda...
+    installers: dict[str, str] = field(default_factory=dict)  # distribution -> pip, uv, conda... (its INSTALLER)
+    conda: dict[str, dict] = field(default_factory=dict)  # conda-meta: name -> {version, build, channel}
+    relocated: list[tuple[str, str, str]] = field(default_factory=list)  # (distribution, file, prefix it was moved from)
+    blas: list[str] | None = None  # what numpy and scipy link against (threadpoolctl), None: not known
 
 
 @dataclass(frozen=True)
@@ -49,6 +36,7 @@ class StaticReport:
     ray: ImageFacts
     differences: list[str]
     others: list[ImageFacts] = field(default_factory=list)  # the rest of the verified set (verify.images)
+    notes: list[str] = field(default_factory=list)  # listed, not failures: a team image against the lock, BLAS
 
     @property
     def ok(self) -> bool:
@@ -56,35 +44,63 @@ class StaticReport:
 
 
 def inspect(engine: Engine, ref: str) -> ImageFacts:
-    """Ask the image itself (its interpreter, its installed distributions), with the network off."""
+    """Ask the image itself (its interpreter, its installed distributions), with the network off, through
+    its entrypoint with the command replaced."""
     info = engine.image(ref)
     if info is None:
         raise PreconditionError(f"image {ref} is not in the engine",
                                 hint="run `imagekit build`, or pass an image that exists")
-    name = info.labels.get(IMAGE_LABEL, "")
-    data = json.loads(containers.run(engine, ref, ["python", "-c", FACTS]).strip().splitlines()[-1])
-    packages = {canonicalize_name(k): v for k, v in data["packages"].items() if canonicalize_name(k) not in VENV_TOOLS}
-    changed = [(canonicalize_name(d), f, how) for d, f, how in data["changed"]]
-    return ImageFacts(ref=ref, name=name, python=data["python"], packages=packages, changed=changed)
+    where = f"{inimage.IN}/{FACTS.name}"
+    out = containers.run(engine, ref, inimage.python(where), inputs={where: FACTS})
+    line = next((x for x in reversed(out.strip().splitlines()) if x.startswith('{"python"')), "")
+    if not line:
+        raise PreconditionError(inimage.ran_nothing(ref, info.config, out),
+                                hint="pass an image whose entrypoint runs the command it is given (as `exec \"$@\"`)")
+    data = json.loads(line)
+    keep = {canonicalize_name(k): v for k, v in data["packages"].items() if canonicalize_name(k) not in VENV_TOOLS}
+    return ImageFacts(ref=ref, name=info.labels.get(IMAGE_LABEL, ""), python=data["python"], packages=keep,
+                      changed=[(canonicalize_name(d), f, how) for d, f, how in data["changed"]],
+                      prefix=data.get("prefix", ""),
+                      installers={canonicalize_name(k): v for k, v in data.get("installers", {}).items()},
+                      conda=data.get("conda", {}), blas=data.get("blas"),
+                      relocated=[(canonicalize_name(d), f, old) for d, f, old in data.get("relocated", [])])
+
+
+def python_pair(a: str, pa: str, b: str, pb: str) -> str:
+    """Two Pythons that differ, with what it breaks between a notebook and a Ray cluster."""
+    if pa.split(".")[:2] != pb.split(".")[:2]:
+        return (f"python: {a} {pa}, {b} {pb}: different minors, so neither a driver that joins the Ray cluster "
+                f"(same patch) nor Ray Client (same minor) can connect; take both images at the same Python patch")
+    return (f"python: {a} {pa}, {b} {pb}: a driver that joins the Ray cluster must match Python to the patch "
+            f"(Ray Client: the minor); take both images at the same Python patch")
 
 
 def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts,
             others: list[ImageFacts] | None = None) -> StaticReport:
-    """Each image against its lock view and the lock's Python; the notebook against the Ray image
-    (and every other image of the verified set) for each package both hold."""
+    """Each image against the lock, the notebook against the Ray image (and every other image of the
+    verified set) for Python and each package both hold, and every installed file against its RECORD.
+    An image of imagekit's (its label names an image of this config) is held to its lock view and the
+    lock's Python; any other image (a team's own) is judged against its partner, and its differences
+    from the lock's shared view are listed as notes."""
     others = others or []
     views = lock.load_views(cfg, lk)
+    shared = views.versions(cfg.verify.server)
+    shared = {n: v for n, v in views.versions(cfg.verify.trainer).items() if shared.get(n) == v}
     target = cfg.lock.python
-    diffs = []
+    diffs, notes = [], []
     for facts in (notebook, ray, *others):
-        if facts.python != target:
-            diffs.append(f"python: {facts.name or facts.ref} has {facts.python}, the lock targets {target}")
+        who = facts.name or facts.ref
         for dist, path, how in facts.changed:
-            diffs.append(f"{dist}: {path} in {facts.name or facts.ref} is {how} since install (not what its RECORD "
+            diffs.append(f"{dist}: {path} in {who} is {how} since install (not what its RECORD "
                          f"lists, same version {facts.packages.get(dist, '?')})")
-        if facts.name not in views.own:
-            diffs.append(f"{facts.ref} carries no imagekit image label; cannot tell which lock view it should hold")
+        if facts.name not in views.own:  # a team's image: listed, not judged, against the lock
+            if facts.python != target:
+                notes.append(f"python: {who} has {facts.python}, the lock targets {target}")
+            notes.extend(f"{name}: {who} has {facts.packages.get(name) or 'nothing'}, the lock's shared view {want}"
+                         for name, want in sorted(shared.items()) if facts.packages.get(name) != want)
             continue
+        if facts.python != target:
+            diffs.append(f"python: {who} has {facts.python}, the lock targets {target}")
         expected = views.versions(facts.name)
         for name in sorted(expected.keys() | facts.packages.keys()):
             want, got = expected.get(name), facts.packages.get(name)
@@ -96,9 +112,13 @@ def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts,
                 diffs.append(f"{name}: {facts.name} has {got}, lock {want}")
     for other, role in [(ray, "ray"), *((o, o.name or o.ref) for o in others)]:
         if notebook.python != other.python:
-            diffs.append(f"python: notebook {notebook.python}, {role} {other.python}")
+            diffs.append(python_pair("notebook", notebook.python, role, other.python))
         for name in sorted(notebook.packages.keys() & other.packages.keys()):
             if notebook.packages[name] != other.packages[name]:
                 diffs.append(f"{name}: notebook {notebook.packages[name]}, {role} {other.packages[name]}, "
                              f"lock {lk.pins[name].version if name in lk.pins else 'none'}")
-    return StaticReport(notebook=notebook, ray=ray, differences=diffs, others=others)
+        if notebook.blas is not None and other.blas is not None and notebook.blas != other.blas:
+            notes.append(f"blas (warning): notebook {', '.join(notebook.blas) or 'none'}, {role} "
+                         f"{', '.join(other.blas) or 'none'}: a model may predict differently in the last bits; "
+                         f"the round trip's comparison decides")
+    return StaticReport(notebook=notebook, ray=ray, differences=diffs, others=others, notes=notes)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from imagekit import containers, forward, proc
+from imagekit import containers, forward, inimage, proc, services
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import EngineError, PreconditionError, UsageError, infrastructure
@@ -96,11 +96,14 @@ def check(engine: Engine, ray: str, image_id: str, s3: s3store.Server | s3store.
         note(f"checking {len(keys)} stored models in batches of {batch_size} "
              f"{'on the Ray cluster at ' + cluster if cluster else 'on a Ray of its own in the ray image'}")
         c.put(LIST, "\n".join(keys).encode())
-        code, tail = c.stream(["python", "-m", "stored_check", "--list", LIST, "--out", OUTCOMES, "--image",
-                               image_id, "--batch-size", str(batch_size), *(["--recheck"] if recheck else [])], note,
-                              "stored_check: ")
+        code, tail = c.stream([*c.entry, *inimage.python(
+            "-m", "stored_check", "--list", LIST, "--out", OUTCOMES, "--image", image_id, "--batch-size",
+            str(batch_size), *(["--recheck"] if recheck else []), path=inimage.SERVING_IN)], note, "stored_check: ")
         if code != 0:
             why = proc.reason("\n".join(tail), prefix="stored_check: ") or f"exit code {code}"
+            if "No module named" in why or why.startswith("imagekit:"):  # the image, not the engine
+                raise PreconditionError(f"the Ray image {ray} cannot check stored models: {why}",
+                                        hint="its Python needs ray, boto3 and the model libraries")
             raise EngineError(f"the stored-model check stopped: {why}", hint=_hint(why, cluster))
         records = [json.loads(line) for line in c.read(OUTCOMES).decode().splitlines() if line]
     models = sorted((judge(r) for r in records), key=lambda m: m.name)
@@ -111,8 +114,6 @@ def check(engine: Engine, ray: str, image_id: str, s3: s3store.Server | s3store.
 
 
 def _hint(fatal: str, cluster: str) -> str:
-    if "No module named stored_check" in fatal:
-        return "the Ray image predates imagekit's stored_check (release v13): pass a Ray image built by this imagekit"
     if "S3" in fatal:
         return "check the S3 server and run again: outcomes kept so far are reused"
     if "environment" in fatal or "stored_check" in fatal:
@@ -122,11 +123,11 @@ def _hint(fatal: str, cluster: str) -> str:
     return "run again with --verbose to see the check's output"
 
 
-def checker(run: containers.Run, image: str, env: dict[str, str], *, host_network: bool = False) -> containers.Idle:
+def checker(run: containers.Run, image: str, env: dict[str, str], *, host_network: bool = False) -> services.Idle:
     """An idle container of the Ray image for an in-image check (on the host's network when it drives a
     cluster: a port-forward on localhost is then reached as the user's shell reaches it)."""
-    return run.start(containers.Idle(image, kind="Ray checker", env=env, shm="1g",
-                                     network_mode="host" if host_network else None))
+    return run.start(services.Idle(image, kind="Ray checker", env=env, shm="1g", files=inimage.serving(),
+                                   network_mode="host" if host_network else None))
 
 
 @infrastructure("verify-stored")
