@@ -1,7 +1,10 @@
-"""`imagekit diff`: what differs between two images, or between two environments' images, read from
-the registry (the labels imagekit builds into each image), ranked by the risk for unpickling."""
+"""`imagekit diff`: what differs between two images, or between two environments' images, ranked by
+the risk for unpickling. An image of imagekit.toml named by environment (``[ENV/]IMAGE``) is read from the
+registry (the labels imagekit builds into each image); any other image reference (a team's image,
+local or pulled) is read from inside the image, as the static check reads it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,11 +12,13 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from imagekit import attest, build, inventory, osimage
 from imagekit.config import Config
+from imagekit.engine import Engine
 from imagekit.errors import PreconditionError, UsageError
 from imagekit.images import Environment
 from imagekit.inventory import MOVING_TAG
 from imagekit.oci import Reference
 from imagekit.registry import Registry
+from imagekit.verify import static, subjects
 from imagekit.verify.policy import verified_set
 
 # What a pickle is made of, most telling first: the interpreter, then the libraries whose classes
@@ -50,18 +55,38 @@ class ImageDiff:
     changes: list[Change]
 
 
-def _side(cfg: Config, text: str) -> tuple[str, Side]:
-    """``[ENV/]IMAGE[:TAG|@DIGEST]`` (ENV: an environment's name or project, default the first;
-    default tag `current`) -> (image name, what the registry says about it)."""
+def _side(cfg: Config, text: str, engine: Callable[[], Engine | None]) -> tuple[str, Side]:
+    """``[ENV/]IMAGE[:TAG|@DIGEST]`` (ENV: an environment's name or project, default the first; default tag
+    `current`) -> (image name, what the registry says about it); an image in the engine, or any other
+    reference (pulled) -> (the reference, what the image itself holds)."""
     ref = Reference.parse(text)
+    local = engine()
+    if local is not None and local.image(text):
+        return text, inside(local, text)
     env_name, _, image_name = ref.repository.rpartition("/")
-    env = _environment(cfg, env_name) if env_name else cfg.environments[0]
+    env = next((e for e in cfg.environments if env_name in (e.name, e.project)), None) if env_name else (
+        cfg.environments[0] if cfg.environments else None)
     img = next((i for i in cfg.images if image_name in (i.name, i.repository)), None)
-    if img is None:
+    ours = env is not None and (not ref.registry or ref.registry == inventory.registry_for(cfg, env).host)
+    if ours and img is not None:
+        return img.name, facts(inventory.registry_for(cfg, env), inventory.repo(cfg, env, img.name),
+                               ref.digest or ref.tag or MOVING_TAG)
+    if ours and env_name:
         raise UsageError(f"{text!r}: no image {image_name!r} in imagekit.toml",
-                         hint=f"write [ENV/]IMAGE[:TAG|@DIGEST] with IMAGE one of {', '.join(i.name for i in cfg.images)}")
-    return img.name, facts(inventory.registry_for(cfg, env), inventory.repo(cfg, env, img.name),
-                           ref.digest or ref.tag or MOVING_TAG)
+                         hint=f"write [ENV/]IMAGE[:TAG|@DIGEST] with IMAGE one of {', '.join(i.name for i in cfg.images)}, "
+                              f"or an image reference the engine has or can pull")
+    if local is None:
+        raise PreconditionError(f"{text!r} is no image of imagekit.toml, and no Docker engine answers to read it from",
+                                hint="start the engine (`make dev-up`), or write [ENV/]IMAGE")
+    subjects.present(cfg, local, text)
+    return text, inside(local, text)
+
+
+def inside(engine: Engine, ref: str) -> Side:
+    """What ``ref`` holds, asked of its own Python (as the static check asks it)."""
+    f, info = static.inspect(engine, ref), engine.image(ref)
+    return Side(ref=f"{ref.split('@')[0]}@{info.id}", python=f.python, lock=info.labels.get(build.LOCK_LABEL, ""),
+                packages=f.packages)
 
 
 def _environment(cfg: Config, name: str) -> Environment:
@@ -79,7 +104,8 @@ def facts(reg: Registry, repo: str, ref: str) -> Side:
     labels = inventory.labels(reg, repo, manifest)
     if inventory.PACKAGES_LABEL not in labels:
         raise PreconditionError(f"{reg.host}/{repo}@{manifest.digest} has no {inventory.PACKAGES_LABEL} label",
-                                hint="it was not built by this imagekit (or by an older one); rebuild it to diff it")
+                                hint=f"it was not built by this imagekit (or by an older one): diff it by its image "
+                                     f"reference ({reg.host}/{repo}:TAG), which is read from inside the image")
     return Side(ref=f"{reg.host}/{repo}@{manifest.digest}", python=labels.get(osimage.PYTHON_LABEL, ""),
                 lock=labels.get(build.LOCK_LABEL, ""), packages=inventory.packages(labels))
 
@@ -129,12 +155,14 @@ def compare(image: str, a: Side, b: Side, private: set[str]) -> ImageDiff:
                      python=(a.python, b.python), lock=(a.lock, b.lock), changes=ranked)
 
 
-def diff(cfg: Config, refs: list[str], envs: list[str]) -> list[ImageDiff]:
+def diff(cfg: Config, refs: list[str], envs: list[str],
+         engine: Callable[[], Engine | None] = lambda: None) -> list[ImageDiff]:
     """Two references (``diff A B``), or two environments (``--env A --env B``: every image of the
-    verified set as each environment runs it)."""
+    verified set as each environment runs it). ``engine``: the Docker engine, for image references
+    (None: none answers)."""
     private = private_packages(cfg)
     if len(refs) == 2 and not envs:
-        (name_a, a), (name_b, b) = _side(cfg, refs[0]), _side(cfg, refs[1])
+        (name_a, a), (name_b, b) = _side(cfg, refs[0], engine), _side(cfg, refs[1], engine)
         return [compare(name_a if name_a == name_b else f"{name_a} / {name_b}", a, b, private)]
     if len(envs) == 2 and not refs:
         a_env, b_env = (_environment(cfg, e) for e in envs)

@@ -70,3 +70,17 @@ def test_an_image_whose_entrypoint_runs_nothing_is_named_as_such(cfg, cli, engin
     error = json.loads(out)["error"]
     assert code == 2 and "ran without running the command it was given" in error["message"], error
     assert leftovers() == before
+
+
+def test_diff_reads_images_from_inside_them(cfg, cli, engine, built, vendor, tmp_path):
+    without = variant(engine, vendor["ray"], tmp_path, "vendor-ray-no-custom",
+                      "RUN /home/ray/anaconda3/bin/python -m pip uninstall -q -y sunat-custom-models")
+    code, out, err = cli("--config", cfg.source, "diff", vendor["ray"], without, "--json")
+    [d] = json.loads(out)["result"]
+    assert code == 0 and d["python"] == ["3.11.2", "3.11.2"], err
+    assert [(c["name"], c["a"], c["b"], c["kind"], c["risk"]) for c in d["changes"]] == [
+        ("sunat-custom-models", "1.0.0", "", "removed", "high")]
+    ours = built.image("ray")
+    code, out, err = cli("--config", cfg.source, "diff", f"{ours.repository}:{ours.tags[0]}", vendor["ray"], "--json")
+    [d] = json.loads(out)["result"]
+    assert code == 0 and d["changes"] == [] and d["lock"][1] == "" and not d["same_digest"], err

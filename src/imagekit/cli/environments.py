@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import List, Optional
 
@@ -33,20 +34,36 @@ def _diff_lines(result: list[diff_core.ImageDiff]) -> str:
 
 def diff(ctx: typer.Context,
          refs: Optional[List[str]] = typer.Argument(None, metavar="[A B]",
-                                                    help="two images: [ENV/]IMAGE[:TAG|@DIGEST] (default tag current)"),
+                                                    help="two images: [ENV/]IMAGE[:TAG|@DIGEST] (default tag current), "
+                                                         "or any image reference (local or pulled)"),
          env: Optional[List[str]] = typer.Option(None, "--env", help="two environments: every verified image under current"),
          as_json: bool = JSON) -> None:
     """Compare two images or environments, riskiest first.
 
     Python, the lock, and every package added, removed or changed, ranked by the risk for unpickling
-    (Python, numpy, scikit-learn, cloudpickle, category-encoders, ..., the private model packages),
-    read from the registry.
+    (Python, numpy, scikit-learn, cloudpickle, category-encoders, ..., the private model packages).
+    imagekit's images ([ENV/]IMAGE) are read from the registry's labels; any other image (an image in
+    the engine, or a reference it pulls, with the credentials of the environment whose registry it
+    names) from inside the image: its own Python and distributions, conda prefixes included.
 
     Example: imagekit diff --env desa --env prod
     Example: imagekit diff desa/ray:2.41.0-py311-sunat-v15 prod/ray
+    Example: imagekit diff harbor.example.org/mlops-prod/ray:2.41.0-py311-sunat-v6 ray:2.41.0-py311-sunat-v7
     """
-    result = diff_core.diff(load(ctx), refs or [], env or [])
+    result = diff_core.diff(load(ctx), refs or [], env or [], engine=_engine)
     emit(ctx, result, as_json, _diff_lines(result))
+
+
+@functools.cache
+def _engine():
+    """The Docker engine, or None where none answers (a diff of environments needs none)."""
+    from imagekit.engine import Engine
+    from imagekit.errors import EngineError
+
+    try:
+        return Engine.connect()
+    except EngineError:
+        return None
 
 
 def _status(result: list[status_core.EnvironmentStatus]) -> None:
