@@ -1,8 +1,10 @@
 """Build every image from the lock, parents first, hermetically; describe what was built.
 
 An image is its parent, then its own locked packages as Python layers (``layers.py``), then what
-its Dockerfile adds (users, files, entrypoint; no network, no package installs). An image whose
-inputs did not change is not built again (``imagekit-build/<name>:<content key>``).
+its Dockerfile adds (users, files, entrypoint; no network, no package installs). An image on a
+vendor base (``base = "REF"``, ``vendor.py``) is that image instead of its parent, with its whole
+view laid into the vendor's prefix. An image whose inputs did not change is not built again
+(``imagekit-build/<name>:<content key>``).
 """
 from __future__ import annotations
 
@@ -17,15 +19,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagekit import buildkit, files, layers, lock, osimage, proc, wheels
+from imagekit import buildkit, files, layers, lock, osimage, proc, tars, vendor, wheels
 from imagekit.config import Config
 from imagekit.digests import sha256_file, sha256_hex
 from imagekit.engine import Engine
 from imagekit.errors import ConfigError, EngineError, ImagekitError, PreconditionError, ToolError
-from imagekit.images import ImageSpec, build_order, leaves, lineage
+from imagekit.images import IMAGE_LABEL, ImageSpec, build_order, leaves, lineage
 
 CONTENT_LABEL = "org.imagekit.content"
-IMAGE_LABEL = "org.imagekit.image"
 PINS_LABEL = "org.imagekit.pins.sha256"  # what the image installs (its lineage's pins), not the whole lock
 PACKAGES_LABEL = "org.imagekit.packages"  # those pins, "name==version" by space: `imagekit diff` reads them
 LOCK_LABEL = "org.imagekit.lock.sha256"  # the lock the image was built from
@@ -46,6 +47,8 @@ class BuiltImage:
     sbom: str
     labels: dict[str, str] = field(default_factory=dict)
     layers: list[dict] = field(default_factory=list)  # its Python layers: group, diff_id, size, packages
+    base: dict = field(default_factory=dict)  # a vendor base: name, digest, python, prefix ({}: imagekit's OS image)
+    drift: list[dict] = field(default_factory=list)  # each vendor distribution: kept, replaced (old -> new), added
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def _stage(img: ImageSpec, folder: Path) -> Path:
     if img.dockerfile is None:
         (context / "Dockerfile").write_text(DEFAULT_DOCKERFILE)
     for path in [context, *context.rglob("*")]:
-        os.utime(path, (layers.MTIME, layers.MTIME), follow_symlinks=False)
+        os.utime(path, (tars.MTIME, tars.MTIME), follow_symlinks=False)
     return context
 
 
@@ -146,8 +149,10 @@ def uv_binary() -> Path:
 class _Builder:
     """One build: the OS image, the lock's views, and what was built so far (parents first)."""
 
-    def __init__(self, cfg: Config, engine: Engine, builder: str, note: Callable[[str], None], workdir: Path):
+    def __init__(self, cfg: Config, engine: Engine, builder: str, note: Callable[[str], None], workdir: Path,
+                 bases: dict[str, vendor.Base]):
         self.cfg, self.engine, self.builder, self.note, self.workdir = cfg, engine, builder, note, workdir
+        self.bases = bases
         self.os_image = osimage.ensure(cfg, engine, on_line=note)
         lock.check(cfg, name_changes=False)  # a stale lock is drift: CheckFailed names it
         self.lock = lock.shared_lock(cfg)
@@ -163,13 +168,22 @@ class _Builder:
         pins = self.views.pins(img.name)
         own = list(self.views.own[img.name])
         self.note(f"{img.name}: fetching {len(own)} wheels")
+        base = self.bases.get(img.name)
+        if base:  # the whole view, laid into the vendor's prefix
+            own = pins
+            self.note(f"{img.name}: on {base.ref} ({base.digest[:19]}), Python {base.facts.python} in {base.facts.prefix}")
         fetched = wheels.fetch(cfg, pins, on_line=self.note)
-        parent = self.built[img.parent] if img.parent else None
-        parent_ref, parent_key = (parent.image_id, parent.content) if parent else (self.os_image.ref,
-                                                                                   self.os_image.image_id)
+        parent = self.built[img.parent] if img.parent and not base else None
+        prefix = base.prefix if base else tars.Prefix()
+        parent_ref, parent_key = ((base.image_id, base.image_id) if base else (parent.image_id, parent.content)
+                                  if parent else (self.os_image.ref, self.os_image.image_id))
         groups = layers.plan(own, {p.name: fetched.wheels[p.name].stat().st_size for p in own},
                              alone_bytes=cfg.build.layer_alone_mb * 1_000_000, buckets=cfg.build.layer_buckets)
-        interpreter = f"CPython {self.os_image.python} {self.os_image.image_id}"
+        interpreter = (f"CPython {base.facts.python} {prefix.key()}" if base else
+                       f"CPython {self.os_image.python} {self.os_image.image_id}")
+        drift = vendor.drift(base, pins) if base else []
+        removal = vendor.removals(engine, base, [d.name for d in drift if d.status == "replaced"],
+                                  cfg.cache_dir) if base else None
         lock_digest = self.lock.digest if img.shared else lock.read(lock.view_path(cfg, img.name)).digest
         tags = render_tags(cfg, img, pins, lock_digest, self.rev)
         context = _stage(img, self.workdir)
@@ -178,7 +192,7 @@ class _Builder:
         internal = INTERNAL.format(name=img.name, key=content[:12])
         local = [f"{img.repository}:{t}" for t in tags]
         existing = engine.image(internal)
-        venv_layer = parent is None
+        venv_layer = parent is None and not base
         if existing:
             self.note(f"{img.name}: unchanged (content {content[:12]}), not rebuilt")
             image_id, labels = existing.id, existing.labels
@@ -188,25 +202,29 @@ class _Builder:
         else:
             self.note(f"{img.name}: Python layers ({len(groups)} groups)")
             py_layers = layers.install(engine, parent_ref, interpreter, groups, fetched.wheels, cfg.cache_dir,
-                                       venv_layer=venv_layer, uv_bin=uv_binary(), on_line=self.note)
+                                       venv_layer=venv_layer, uv_bin=uv_binary(), on_line=self.note, prefix=prefix)
             labels = {"org.opencontainers.image.title": img.repository,
                       "org.opencontainers.image.source": cfg.project.source or str(cfg.root),
                       "org.opencontainers.image.revision": self.rev, "org.opencontainers.image.created": self.created,
                       "org.opencontainers.image.version": tags[0], IMAGE_LABEL: img.name, PINS_LABEL: pins_digest(pins),
                       PACKAGES_LABEL: " ".join(sorted(f"{p.name}=={p.version}" for p in pins)),
-                      LOCK_LABEL: lock_digest, osimage.PYTHON_LABEL: self.os_image.python, CONTENT_LABEL: content}
+                      LOCK_LABEL: lock_digest, osimage.PYTHON_LABEL: base.facts.python if base else self.os_image.python,
+                      CONTENT_LABEL: content, **(base.labels() if base else {})}
             python_ref = INTERNAL.format(name=f"{img.name}-python", key=content[:12])
-            layers.assemble(engine, parent_ref, py_layers, python_ref, labels={IMAGE_LABEL: img.name})
+            layers.assemble(engine, parent_ref, [*filter(None, [removal]), *py_layers], python_ref,
+                            labels={IMAGE_LABEL: img.name}, venv=not base)
             self.note(f"{img.name}: building {img.dockerfile.name if img.dockerfile else 'labels'}")
             image_id = buildkit.build(engine, context, tags=[internal, *local], buildargs={"PARENT": python_ref},
                                     labels=labels, builder=self.builder, on_line=self.note)
-            layers.check(engine, image_id, uv_binary(), what=img.name)
+            layers.check(engine, image_id, uv_binary(), what=img.name,
+                         **(vendor.pip_check(img, base, drift) if base else {}))
         sbom_path = self.out / f"{img.name}.cdx.json"
         built = BuiltImage(name=img.name, repository=img.repository, image_id=image_id, content=content, tags=tags,
                            size=engine.image(image_id).size, cached=bool(existing),
                            seconds=round(time.monotonic() - started, 1), sbom=str(sbom_path), labels=labels,
                            layers=[{"group": l.group, "diff_id": l.diff_id, "size": l.size,
-                                    "packages": list(l.packages)} for l in py_layers])
+                                    "packages": list(l.packages)} for l in [*filter(None, [removal]), *py_layers]],
+                           base=base.describe() if base else {}, drift=[asdict(d) for d in drift])
         _write_json(sbom_path, _sbom(img, built, pins, fetched))
         self.built[img.name] = built
         return built
@@ -234,11 +252,18 @@ def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builde
     """Build the named images (default: all) and their parents; skip what is already built."""
     started = time.monotonic()
     note = on_line or (lambda line: None)
-    wanted = {i.name for n in (names or [i.name for i in cfg.images]) for i in lineage(cfg.images, cfg.image(n).name)}
+    wanted = set()
+    for n in names or [i.name for i in cfg.images]:
+        for i in lineage(cfg.images, cfg.image(n).name):  # parents first; a vendor base ends the chain
+            wanted.add(i.name)
+            if i.base:
+                break
+    bases = {i.name: vendor.resolve(cfg, engine, i.base) for i in build_order(cfg.images) if i.name in wanted and i.base}
+    vendor.check_pythons(cfg, bases)  # before anything is built
     staging = cfg.cache_dir / "build"
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="run-", dir=staging) as workdir:  # each build its own: builds may overlap
-        b = _Builder(cfg, engine, builder, note, Path(workdir))
+        b = _Builder(cfg, engine, builder, note, Path(workdir), bases)
         for img in build_order(cfg.images):
             if img.name in wanted:
                 b.image(img)
@@ -258,7 +283,7 @@ def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builde
 def shared_bytes(cfg: Config, engine: Engine, built: dict[str, BuiltImage]) -> dict[str, int]:
     """For each pair of leaf images: the bytes of the layers both carry (their common ancestor)."""
     result = {}
-    tops = [i for i in leaves(cfg.images) if i.name in built and i.shared]
+    tops = [i for i in leaves(cfg.images) if i.name in built and i.shared and not i.base]
     for n, a in enumerate(tops):
         for b in tops[n + 1:]:
             common = [i.name for i in lineage(cfg.images, a.name) if i.name in {j.name for j in lineage(cfg.images, b.name)}]

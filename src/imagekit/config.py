@@ -36,7 +36,7 @@ FILENAME = "imagekit.toml"
 
 RENAMED = {"base": "os"}
 IMAGE_KEYS = {"name": str, "repository": str, "context": str, "parent": str,
-              "requirements": str, "tags": list, "shared": bool}
+              "requirements": str, "tags": list, "shared": bool, "base": str}
 ENV_KEYS = {"name": str, "project": str, "immutable": bool, "registry": str, "namespace": str, "redis": str,
             "redis_secret": str, "manifests": str}
 OTHER_VARIABLES = ("IMAGEKIT_CONFIG", "IMAGEKIT_RUN_ID")
@@ -261,13 +261,16 @@ def _images(items: Any, root: Path, source: str) -> tuple[ImageSpec, ...]:
                               source=source)
         specs.append(ImageSpec(name=item["name"], repository=item.get("repository", item["name"]),
                                context=context, parent=item.get("parent"), tags=tuple(tags),
-                               shared=item.get("shared", True),
+                               shared=item.get("shared", True), base=item.get("base", ""),
                                requirements=root / item.get("requirements", str(context / "requirements.in"))))
     build_order(specs, source=source)
     for spec in specs:
         if spec.parent and not spec.shared:
             raise ConfigError("an image with shared = false cannot have a parent", key=f"images.{spec.name}.parent",
                               source=source)
+        if spec.base and not spec.shared:
+            raise ConfigError("an image with shared = false cannot have a vendor base", key=f"images.{spec.name}.base",
+                              source=source, hint="a vendor-based image holds the shared lock's views")
     return tuple(specs)
 
 

@@ -1,13 +1,10 @@
-"""Every container imagekit starts, started one way, through the engine's one client.
-
-A ``Run`` is what one command starts: a Docker network of its own and its containers, each labelled
-with the run (``org.imagekit.run``: IMAGEKIT_RUN_ID, or one id per process), all removed when the run
-ends, fails or is interrupted (SIGINT; SIGTERM once the CLI turns it into an interrupt). A
-``Container`` is one container in the testcontainers style: image, command, environment, an alias on
-the run's network, ports published on this machine (``url``), ``exec``, ``put``, ``read``, ``logs``;
-a start that fails (the container exits) says the exit code and its last lines. One small class per
-kind (services.py) adds its command and its readiness.
-"""
+"""Every container imagekit starts, started one way, through the engine's one client. A ``Run`` is what
+one command starts: a network of its own and its containers, each labelled with the run
+(``org.imagekit.run``: IMAGEKIT_RUN_ID, or one id per process), all removed when the run ends, fails or
+is interrupted (SIGINT; SIGTERM once the CLI turns it into an interrupt). A ``Container`` is one, in
+the testcontainers style: image, command, environment, an alias on the run's network, published ports
+(``url``), ``exec`` (through the image's entrypoint), ``put``, ``read``, ``logs``; a start that fails
+says the exit code and its last lines. One small class per kind (services.py) adds its readiness."""
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +48,9 @@ class Container:
 
     def __init__(self, image: str, command: list[str] | None = None, *, alias: str = "", env: Mapping[str, str] = (),
                  ports: tuple[int, ...] = (), user: str | None = None, shm: str = "512m",
-                 network_mode: str | None = None, files: Mapping[str, Path | bytes] = ()) -> None:
-        self.image, self.command, self.alias, self.env = image, command, alias, dict(env)
+                 network_mode: str | None = None, files: Mapping[str, Path | bytes] = (),
+                 entrypoint: list[str] | None = None) -> None:
+        self.image, self.command, self.alias, self.env, self.entrypoint = image, command, alias, dict(env), entrypoint
         self.ports, self.user, self.shm, self.network_mode, self.files = ports, user, shm, network_mode, dict(files)
         self.c, self.config, self.entry = None, {}, []  # once created: the docker-py container, the image's
         # config, and what an exec goes through (its entrypoint, see inimage.entrypoint)
@@ -69,9 +67,11 @@ class Container:
         try:
             info = engine.image(self.image)
             self.config = info.config if info else {}
+            if self.entrypoint is not None:  # the image's own replaced (a build step, not the image's work)
+                self.config = {**self.config, "Entrypoint": self.entrypoint}
             self.entry = inimage.entrypoint(self.config)
             self.c = engine.client.containers.create(
-                self.image, self.command, user=self.user, environment=self.env,
+                self.image, self.command, entrypoint=self.entrypoint, user=self.user, environment=self.env,
                 detach=True, shm_size=self.shm, ports={f"{p}/tcp": publish for p in self.ports},
                 labels={**labels, KIND_LABEL: self.kind}, hostname=self.alias or None, name=name,
                 extra_hosts={forward.HOST_ALIAS: "host-gateway"} if network else None, **where)
@@ -289,11 +289,12 @@ class Run(contextlib.AbstractContextManager):
 
 def run(engine: Engine, image: str, cmd: list[str], *, inputs: Mapping[str, Path | bytes] | None = None,
         outputs: tuple[str, ...] = (), network: str = "none", user: str | None = None,
-        env: Mapping[str, str] | None = None, timeout: float = 600) -> str | tuple[str, dict[str, bytes]]:
-    """Run ``cmd`` in a throwaway container of ``image`` (``network``: none unless asked, bridge or host),
-    host files or folders (or bytes) copied in first: its output (with ``outputs``: and those files'
-    bytes), or ToolError with its exit code, last lines and output."""
+        env: Mapping[str, str] | None = None, timeout: float = 600, entrypoint: list[str] | None = None
+        ) -> str | tuple[str, dict[str, bytes]]:
+    """Run ``cmd`` in a throwaway container of ``image`` (``network``: none unless asked, bridge or host), host
+    files, folders or bytes copied in first: its output (with ``outputs``: and those files' bytes), or ToolError."""
     with Run(engine, "command", network=False) as r:
-        c = r.start(Container(image, cmd, user=user, env=env or {}, network_mode=network), inputs=inputs)
+        c = r.start(Container(image, cmd, user=user, env=env or {}, network_mode=network, entrypoint=entrypoint),
+                    inputs=inputs)
         output = c.wait(timeout)
         return (output, {path: c.read(path) for path in outputs}) if outputs else output

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from imagekit import attest, build, inventory, osimage
+from imagekit import attest, build, facts, inventory, osimage
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import PreconditionError, UsageError
@@ -18,7 +18,6 @@ from imagekit.images import Environment
 from imagekit.inventory import MOVING_TAG
 from imagekit.oci import Reference
 from imagekit.registry import Registry
-from imagekit.verify import static, subjects
 from imagekit.verify.policy import verified_set
 
 # What a pickle is made of, most telling first: the interpreter, then the libraries whose classes
@@ -69,7 +68,7 @@ def _side(cfg: Config, text: str, engine: Callable[[], Engine | None]) -> tuple[
     img = next((i for i in cfg.images if image_name in (i.name, i.repository)), None)
     ours = env is not None and (not ref.registry or ref.registry == inventory.registry_for(cfg, env).host)
     if ours and img is not None:
-        return img.name, facts(inventory.registry_for(cfg, env), inventory.repo(cfg, env, img.name),
+        return img.name, labelled(inventory.registry_for(cfg, env), inventory.repo(cfg, env, img.name),
                                ref.digest or ref.tag or MOVING_TAG)
     if ours and env_name:
         raise UsageError(f"{text!r}: no image {image_name!r} in imagekit.toml",
@@ -78,13 +77,13 @@ def _side(cfg: Config, text: str, engine: Callable[[], Engine | None]) -> tuple[
     if local is None:
         raise PreconditionError(f"{text!r} is no image of imagekit.toml, and no Docker engine answers to read it from",
                                 hint="start the engine (`make dev-up`), or write [ENV/]IMAGE")
-    subjects.present(cfg, local, text)
+    inventory.present(cfg, local, text)
     return text, inside(local, text)
 
 
 def inside(engine: Engine, ref: str) -> Side:
     """What ``ref`` holds, asked of its own Python (as the static check asks it)."""
-    f, info = static.inspect(engine, ref), engine.image(ref)
+    f, info = facts.inspect(engine, ref), engine.image(ref)
     return Side(ref=f"{ref.split('@')[0]}@{info.id}", python=f.python, lock=info.labels.get(build.LOCK_LABEL, ""),
                 packages=f.packages)
 
@@ -97,7 +96,8 @@ def _environment(cfg: Config, name: str) -> Environment:
     return found
 
 
-def facts(reg: Registry, repo: str, ref: str) -> Side:
+def labelled(reg: Registry, repo: str, ref: str) -> Side:
+    """What the registry's labels say an image of imagekit's holds."""
     manifest = reg.manifest(repo, ref)
     if manifest is None:
         raise PreconditionError(f"{reg.host}/{repo}:{ref} does not exist", hint="push or promote it first")
@@ -120,7 +120,7 @@ def _runs(cfg: Config, env: Environment) -> dict[str, Side]:
         raise PreconditionError(f"{env.name} runs no {', '.join(sorted(set(members) - set(held)))} under {MOVING_TAG} "
                                 f"and holds no set verified together",
                                 hint="push and verify the images (`imagekit verify-compat`), or diff two images")
-    return {n: facts(reg, h.path, h.digest) for n, h in held.items()}
+    return {n: labelled(reg, h.path, h.digest) for n, h in held.items()}
 
 
 def private_packages(cfg: Config) -> set[str]:

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from imagekit.errors import ConfigError
 
+IMAGE_LABEL = "org.imagekit.image"  # which image of imagekit.toml an image is
+BASE_NAME, BASE_DIGEST = "org.opencontainers.image.base.name", "org.opencontainers.image.base.digest"  # OCI's
+
 
 @dataclass(frozen=True)
 class ImageSpec:
@@ -15,9 +18,10 @@ class ImageSpec:
     repository: str
     context: Path  # Dockerfile (optional) and files; requirements.in by default
     requirements: Path
-    parent: str | None = None  # another image's name; None: the OS image
+    parent: str | None = None  # another image's name, whose lock view it inherits (and, without base, its FROM)
     tags: tuple[str, ...] = ()
     shared: bool = True  # False: resolved on its own (lockfiles/<name>.txt), never pushed
+    base: str = ""  # a vendor image (REF) it is built FROM, its views laid into the vendor's prefix; "": parent/OS
 
     @property
     def dockerfile(self) -> Path | None:

@@ -1,7 +1,8 @@
 """What each environment runs, read from the registry in one place: an image's repository there, what
 its moving tag `current` names, its version tags, the labels imagekit builds into images, and the
 newest set one valid attestation names together (what `promote --all` moves, and what the first
-environment "runs", where nothing is promoted into: images enter it by push)."""
+environment "runs", where nothing is promoted into: images enter it by push); and an image a check
+needs, pulled with the credentials of the environment whose registry it names."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +11,8 @@ from imagekit import record
 from imagekit.config import Config
 from imagekit.errors import PreconditionError
 from imagekit.images import Environment
-from imagekit.oci import Manifest
+from imagekit.engine import Engine
+from imagekit.oci import Manifest, Reference
 from imagekit.registry import Registry
 
 MOVING_TAG = "current"  # the environment's moving tag: may move even where tags are immutable
@@ -164,3 +166,18 @@ def pair_problems(target: Environment, after: dict[str, str], moving: dict[str, 
                         f"which verify-compat never passed together with it (it passed with {verified}); "
                         f"move the verified set as one step: `{together}`")
     return problems
+
+
+def present(cfg: Config, engine: Engine, ref: str) -> None:
+    """``ref`` is in the engine, pulled if it was not (with the credentials of the environment whose
+    registry it names, else registry.*), or PreconditionError."""
+    if engine.image(ref):
+        return
+    host = Reference.parse(ref).registry
+    env = next((e for e in cfg.environments if registry_for(cfg, e).host == host), None) or (
+        cfg.environments[0] if cfg.environments else None)
+    auth = registry_for(cfg, env).credentials() if host and env else None
+    if why := engine.pull(ref, auth=auth):
+        raise PreconditionError(f"image {ref} is neither in the engine nor pullable: {why}",
+                                hint="build it (`imagekit build`), or pass a reference the engine can pull (the "
+                                     "credentials of the environment whose registry it names are used)")

@@ -1,4 +1,5 @@
-"""Python layers: an image's locked packages installed into /opt/venv as several reproducible layers.
+"""Python layers: an image's locked packages installed into /opt/venv (or, on a vendor base, into the
+vendor's own prefix: ``Prefix``) as several reproducible layers.
 
 imagekit assembles these layers itself, as ko, apko and nix2container do, rather than letting a
 Dockerfile ``COPY`` them: only then are their bytes a function of the wheels alone.
@@ -17,9 +18,7 @@ Dockerfile ``COPY`` them: only then are their bytes a function of the wheels alo
 """
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
 import shutil
 import tarfile
@@ -28,16 +27,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit import containers, digests, files, proc
+from imagekit import containers, digests, files, proc, tars
 from imagekit.digests import sha256_hex
 from imagekit.engine import Engine, ImageInfo
 from imagekit.errors import CheckFailed, EngineError, ToolError
 from imagekit.lock import Pin, render_pins
+from imagekit.tars import VENV, Prefix, write_tar
 from imagekit.wheels import link
 
-VENV = "/opt/venv"
 RECIPE = "imagekit python layers v2"  # change when the install recipe changes: invalidates cached layers
-MTIME = 315532800  # 1980-01-01T00:00:00Z: fixed file times (zip-safe), the same for every build
 CREATED = "1980-01-01T00:00:00Z"
 ENV = {"VIRTUAL_ENV": VENV, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
@@ -93,7 +91,8 @@ def lookup(interpreter: str, groups: Sequence[Group], wheels: dict[str, Path], c
 
 
 def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Group], wheels: dict[str, Path],
-            cache: Path, *, venv_layer: bool, uv_bin: Path, on_line: Callable[[str], None]) -> list[Layer]:
+            cache: Path, *, venv_layer: bool, uv_bin: Path, on_line: Callable[[str], None],
+            prefix: Prefix = Prefix()) -> list[Layer]:
     """The layers of ``groups`` (and, with ``venv_layer``, the venv itself first): from the cache,
     or installed in one network-less container of ``parent``."""
     folder = cache_dir(cache)
@@ -108,7 +107,7 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
     if missing:
         on_line(f"installing {sum(len(g.pins) for g in missing)} packages into {len(missing)} layers "
                 f"({len(wanted) - len(missing)} layers cached)")
-        layers.update(_install(engine, parent, missing, wheels, folder, uv_bin, on_line))
+        layers.update(_install(engine, parent, missing, wheels, folder, uv_bin, on_line, prefix))
     return [layers[g] for g in wanted]
 
 
@@ -130,15 +129,16 @@ def _cached(folder: Path, group: Group, key: str, *, verify: bool = False) -> La
                  path=path, cached=True)
 
 
-def _script(groups: Sequence[Group]) -> str:
+def _script(groups: Sequence[Group], prefix: Prefix) -> str:
     lines = ["set -euo pipefail", "export UV_CACHE_DIR=/tmp/imagekit/uv-cache PYTHONHASHSEED=0",
-             f"[ -x {VENV}/bin/python ] || python3 -m venv --without-pip {VENV}", "mkdir -p /imagekit/out"]
+             *([f"[ -x {VENV}/bin/python ] || python3 -m venv --without-pip {VENV}"] if prefix.venv else []),
+             "mkdir -p /imagekit/out"]
     for g in groups:
         out = f"/imagekit/out/{g.name}"
         if g.name == "venv":
             lines.append(f"mkdir -p {out} && cp -a {VENV}/. {out}/")
             continue
-        lines += [f"/imagekit/uv pip install --quiet --python {VENV}/bin/python --prefix {out} --no-deps"
+        lines += [f"/imagekit/uv pip install --quiet --python {prefix.python} --prefix {out} --no-deps"
                   f" --require-hashes --no-index --find-links /imagekit/wheels --link-mode copy"
                   f" -r /imagekit/groups/{g.name}.txt",
                   # uv's record of when it saw a local wheel: build-time noise, not part of the package
@@ -146,13 +146,13 @@ def _script(groups: Sequence[Group]) -> str:
                   f"sed -i '/[.]dist-info\\/uv_cache[.]json,/d' {out}/lib/python*/site-packages/*.dist-info/RECORD",
                   # a file that does not compile (as pip and uv, not fatal: Python compiles it at import, or
                   # it is a template) is said, never hidden: its errors go beside the group's tree
-                  f"{VENV}/bin/python -m compileall -q -j0 -s {out} -p {VENV} --invalidation-mode checked-hash"
+                  f"{prefix.python} -m compileall -q -j0 -s {out} -p {prefix.path} --invalidation-mode checked-hash"
                   f" {out} > /imagekit/{g.name}.compile 2>&1 || mv /imagekit/{g.name}.compile {out}.uncompiled"]
     return "\n".join(lines) + "\n"
 
 
 def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict[str, Path], folder: Path,
-             uv_bin: Path, on_line: Callable[[str], None]) -> dict[Group, Layer]:
+             uv_bin: Path, on_line: Callable[[str], None], prefix: Prefix) -> dict[Group, Layer]:
     """Install ``groups`` (group -> key) in one container and write their layers to the cache."""
     with tempfile.TemporaryDirectory(prefix="imagekit-install-", dir=folder) as tmp:
         stage = Path(tmp) / "in"
@@ -163,10 +163,10 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
             for p in g.pins:
                 link(wheels[p.name], stage / "wheels" / wheels[p.name].name)
         link(uv_bin, stage / "uv")
-        (stage / "install.sh").write_text(_script(groups))
-        with containers.Run(engine, "install", network=False) as run:
-            c = run.start(containers.Container(parent, ["bash", "/imagekit/install.sh"], user="root",
-                                               network_mode="none"), inputs={"/imagekit": stage})
+        (stage / "install.sh").write_text(_script(groups, prefix))
+        with containers.Run(engine, "install", network=False) as run:  # not through the image's entrypoint
+            c = run.start(containers.Container(parent, ["/imagekit/install.sh"], user="root", network_mode="none",
+                                               entrypoint=["bash"]), inputs={"/imagekit": stage})
             c.wait(1800)  # ToolError with the output's tail on failure
             shutil.rmtree(stage)
             out = Path(tmp) / "out"
@@ -180,14 +180,14 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
             failed = sorted(set(re.findall(r"Error compiling '([^']+)'", said.read_text())))
             on_line(f"{said.stem}: no bytecode for {len(failed)} file(s) that do not compile (Python will not "
                     f"import them either): {', '.join(failed[:5]) or proc.reason(said.read_text())}")
-        return {g: _write(folder, g, key, out / g.name) for g, key in groups.items()}
+        return {g: _write(folder, g, key, out / g.name, prefix) for g, key in groups.items()}
 
 
-def _write(folder: Path, group: Group, key: str, tree: Path) -> Layer:
-    """Write ``tree`` as the layer tar of ``group`` (rooted at /opt/venv), then record it."""
+def _write(folder: Path, group: Group, key: str, tree: Path, prefix: Prefix = Prefix()) -> Layer:
+    """Write ``tree`` as the layer tar of ``group`` (rooted at the prefix), then record it."""
     path = folder / f"{key}.tar"
     with files.writing(path) as f:  # builds may run at once
-        write_tar(f, tree, VENV.strip("/"))
+        write_tar(f, tree, prefix.path.strip("/"), owners=prefix if not prefix.venv else None)
     meta = {"diff_id": digests.oci_file(path), "size": path.stat().st_size, "group": group.name,
             "packages": [f"{p.name}=={p.version}" for p in group.pins]}
     files.write(folder / f"{key}.json", json.dumps(meta))
@@ -195,46 +195,33 @@ def _write(folder: Path, group: Group, key: str, tree: Path) -> Layer:
                  path=path, cached=False)
 
 
-def write_tar(f, tree: Path, prefix: str, *, mtime: int = MTIME) -> None:
-    """A tar of ``tree`` as ``prefix/...``: sorted entries, fixed times, owner root (0:0), no pax
-    time fields, the parent folders of ``prefix`` included, modes canonical (folders and
-    executables 0755, other files 0644: whatever umask made the tree). The same tree gives the same
-    bytes."""
-    entries = []
-    for dirpath, dirnames, filenames in os.walk(tree):
-        for name in dirnames + filenames:
-            full = Path(dirpath) / name
-            entries.append((f"{prefix}/{full.relative_to(tree).as_posix()}", full))
-    parents = [("/".join(prefix.split("/")[:n]), None) for n in range(1, prefix.count("/") + 2)]
-    with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, full in [*parents, *sorted(entries)]:
-            info = tarfile.TarInfo(name)
-            info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
-            st = full.lstat() if full else None
-            if full is None or full.is_dir() and not full.is_symlink():
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            elif full.is_symlink():
-                info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(full), 0o777
-                tar.addfile(info)
-            else:
-                info.size, info.mode = st.st_size, 0o755 if st.st_mode & 0o100 else 0o644
-                with open(full, "rb") as data:
-                    tar.addfile(info, data)
+def write_whiteouts(folder: Path, group: Group, key: str, paths: Sequence[str], owners: Prefix) -> Layer:
+    """A layer of whiteouts only, removing ``paths`` (absolute) from the layers below, recorded in the cache."""
+    path = folder / f"{key}.tar"
+    folder.mkdir(parents=True, exist_ok=True)
+    with files.writing(path) as f:
+        write_tar(f, None, "", owners=owners, whiteouts=paths)
+    meta = {"diff_id": digests.oci_file(path), "size": path.stat().st_size, "group": group.name,
+            "packages": [f"removes {len(paths)} files"]}
+    files.write(folder / f"{key}.json", json.dumps(meta))
+    return Layer(group=group.name, diff_id=meta["diff_id"], size=meta["size"], packages=tuple(meta["packages"]),
+                 path=path, cached=False)
 
 
-def assemble(engine: Engine, parent: str, layers: Sequence[Layer], ref: str, *, labels: dict[str, str]) -> str:
+def assemble(engine: Engine, parent: str, layers: Sequence[Layer], ref: str, *, labels: dict[str, str],
+             venv: bool = True) -> str:
     """Load ``parent`` + ``layers`` as ``ref`` into the engine; return the image id.
 
-    The config is the parent's, with the venv on PATH, ``labels`` merged and the new diff ids
-    appended; its times are fixed, so the same parent and layers give the same image id.
+    The config is the parent's, with the venv on PATH (``venv``; a vendor's environment stays as it
+    is), ``labels`` merged and the new diff ids appended; its times are fixed, so the same parent
+    and layers give the same image id.
     """
     info: ImageInfo = engine.image(parent)
     history = [*engine.history(parent), *({"created": CREATED, "created_by": f"imagekit: {layer_description(l)}",
                                             "comment": "imagekit python layer"} for l in layers)]
     env = info.env
-    env.update(ENV)
-    if not env.get("PATH", "").startswith(f"{VENV}/bin:"):
+    env.update(ENV if venv else {})
+    if venv and not env.get("PATH", "").startswith(f"{VENV}/bin:"):
         env["PATH"] = f"{VENV}/bin:" + env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     config = {**info.config, "Env": [f"{k}={v}" for k, v in env.items()],
               "Labels": {**info.labels, **labels}}
@@ -247,12 +234,12 @@ def assemble(engine: Engine, parent: str, layers: Sequence[Layer], ref: str, *, 
         return image_id
     with tempfile.TemporaryFile() as archive:
         with tarfile.open(fileobj=archive, mode="w") as tar:
-            _add(tar, f"{image_id[7:]}.json", raw)
+            tars.add(tar, f"{image_id[7:]}.json", raw)
             for layer in layers:
                 tar.add(str(layer.path), arcname=f"{layer.diff_id[7:]}/layer.tar")
             manifest = [{"Config": f"{image_id[7:]}.json", "RepoTags": [ref],
                          "Layers": [f"{d[7:]}/layer.tar" for d in image["rootfs"]["diff_ids"]]}]
-            _add(tar, "manifest.json", json.dumps(manifest).encode())
+            tars.add(tar, "manifest.json", json.dumps(manifest).encode())
         archive.seek(0)
         engine.load(archive)
     loaded = engine.image(ref)
@@ -261,27 +248,21 @@ def assemble(engine: Engine, parent: str, layers: Sequence[Layer], ref: str, *, 
     return image_id
 
 
-def check(engine: Engine, image: str, uv_bin: Path, *, what: str) -> None:
+def check(engine: Engine, image: str, uv_bin: Path, *, what: str, python: str = f"{VENV}/bin/python",
+          name: Callable[[str], str] = str, hint: str = "the lock should make this impossible: is lock.python the "
+                                                       "OS image's Python? run `imagekit lock` and build again") -> None:
     """Every installed distribution's requirements, Requires-Python included, are met by the image
-    (``uv pip check`` with its interpreter, network off). CheckFailed names each problem."""
+    (``uv pip check`` with its interpreter, network off). CheckFailed names each problem (as ``name``
+    words it)."""
     try:
-        containers.run(engine, image, ["/tmp/imagekit-uv", "pip", "check", "--python", f"{VENV}/bin/python"],
-                       inputs={"/tmp/imagekit-uv": uv_bin}, user="root")
+        containers.run(engine, image, ["/tmp/imagekit-uv", "pip", "check", "--python", python],
+                       inputs={"/tmp/imagekit-uv": uv_bin}, user="root", entrypoint=[])
     except ToolError as e:
-        problems = [line.strip() for line in e.output.splitlines() if line.strip().startswith("The package")]
+        problems = [name(line.strip()) for line in e.output.splitlines() if line.strip().startswith("The package")]
         raise CheckFailed(f"{what}: the installed packages do not fit together (uv pip check)",
-                          differences=problems or e.output.strip().splitlines()[-5:],
-                          hint="the lock should make this impossible: is lock.python the OS image's Python? "
-                               "run `imagekit lock` and build again") from None
+                          differences=problems or e.output.strip().splitlines()[-5:], hint=hint) from None
 
 
 def layer_description(layer: Layer) -> str:
     what = ", ".join(layer.packages[:6]) + (f" and {len(layer.packages) - 6} more" if len(layer.packages) > 6 else "")
     return f"{VENV} {layer.group}" + (f": {what}" if what else "")
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime = len(data), MTIME
-    tar.addfile(info, io.BytesIO(data))
-

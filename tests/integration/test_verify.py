@@ -10,7 +10,7 @@ import boto3
 import pytest
 from helpers import ROOT, securesystemslib_verifies, sigstore_js, variant
 
-from imagekit import attest, config, containers, lock, record
+from imagekit import attest, config, containers, facts, lock, record
 from imagekit.registry import Registry
 from imagekit.verify import static
 from imagekit.verify.compat import verify_compat
@@ -85,8 +85,8 @@ def test_a_file_patched_under_the_same_version_fails_static_alignment_naming_it(
     patched = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-sklearn-patched",
                       "RUN echo '# patched' >> /opt/venv/lib/python3.11/site-packages/sklearn/utils/validation.py")
     notebook = next(i for i in built.images if i.name == "notebook")
-    report = static.compare(cfg, lock.shared_lock(cfg), static.inspect(engine, notebook.image_id),
-                            static.inspect(engine, patched))
+    report = static.compare(cfg, lock.shared_lock(cfg), facts.inspect(engine, notebook.image_id),
+                            facts.inspect(engine, patched))
     assert report.differences == ["scikit-learn: sklearn/utils/validation.py in ray is changed since install (not what "
                                   "its RECORD lists, same version 1.9.1)"]
 

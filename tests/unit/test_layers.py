@@ -4,7 +4,7 @@ import io
 import os
 import tarfile
 
-from imagekit import layers
+from imagekit import layers, tars
 from imagekit.lock import Pin
 
 
@@ -53,20 +53,20 @@ def test_the_same_files_give_the_same_layer_whatever_their_times_and_owners(tmp_
     blobs = []
     for name in ("one", "two"):
         buf = io.BytesIO()
-        layers.write_tar(buf, tmp_path / name, "opt/venv")
+        tars.write_tar(buf, tmp_path / name, "opt/venv")
         blobs.append(buf.getvalue())
     assert blobs[0] == blobs[1]
     with tarfile.open(fileobj=io.BytesIO(blobs[0])) as tar:
         members = tar.getmembers()
     names = [m.name for m in members]
     assert names[:2] == ["opt", "opt/venv"] and names[2:] == sorted(names[2:])
-    assert {m.mtime for m in members} == {layers.MTIME} and {(m.uid, m.gid) for m in members} == {(0, 0)}
+    assert {m.mtime for m in members} == {tars.MTIME} and {(m.uid, m.gid) for m in members} == {(0, 0)}
     assert next(m for m in members if m.name.endswith("bin/tool")).mode == 0o755
     assert next(m for m in members if m.name.endswith("bin/alias")).linkname == "tool"
     assert all("atime" not in m.pax_headers and "ctime" not in m.pax_headers for m in members)
     (tmp_path / "two" / "pkg" / "b.py").write_text("B = 3\n")  # and the check can fail: content counts
     buf = io.BytesIO()
-    layers.write_tar(buf, tmp_path / "two", "opt/venv")
+    tars.write_tar(buf, tmp_path / "two", "opt/venv")
     assert buf.getvalue() != blobs[0]
 
 
@@ -90,7 +90,7 @@ def test_layer_bytes_do_not_depend_on_the_umask_the_tree_was_made_under(tmp_path
     for mask in (0o002, 0o022):
         tree = tree_under_umask(tmp_path / f"umask-{mask:o}", mask)
         buf = io.BytesIO()
-        layers.write_tar(buf, tree, "opt/venv")
+        tars.write_tar(buf, tree, "opt/venv")
         made[mask] = buf.getvalue()
     assert os.stat(tmp_path / "umask-2" / "bin").st_mode & 0o777 == 0o775  # the trees do differ
     assert hashlib.sha256(made[0o002]).digest() == hashlib.sha256(made[0o022]).digest()

@@ -14,7 +14,7 @@ REASON = "trained and served in different environments: scikit-learn: trained wi
 DIGEST = "sha256:" + "d" * 64
 FAKES = textwrap.dedent(f'''
     import sys
-    from imagekit import diff, history, promote, runtime, status
+    from imagekit import diff, facts, history, promote, runtime, status
     from imagekit.verify import compat, mlflowstore, roundtrip, static, stored
     from imagekit.verify.subjects import Subject
     import imagekit.cli.environments as env_cli, imagekit.cli.promote as promote_cli
@@ -27,10 +27,10 @@ FAKES = textwrap.dedent(f'''
     outcome = mlflowstore.Outcome("intrusion/12", "models:/intrusion/12", ["intrusion@champion"],
                                   ["scikit-learn: logged with 1.9.1, serving with 1.8.0"], True, True, False, None, REASON)
     registry = mlflowstore.RegistryReport("http://mlflow", "ray", "base", [mlflowstore.RegistryModel(outcome, "", [], "")], 1.0)
-    facts = static.ImageFacts("x", "ray", "3.11.2", {{}})
+    held = facts.ImageFacts("x", "ray", "3.11.2", {{}})
     trip = roundtrip.RoundtripReport("s3", "v", [roundtrip.ScenarioResult(MODEL, False, REASON, None, [], 1.0, 1.0)], 1.0, 1.0)
     verify = compat.VerifyReport(Subject("notebook", "nb", "mlops-desa/scipy-notebook", DIGEST),
-                                 Subject("ray", "ray", "mlops-desa/ray", DIGEST), static.StaticReport(facts, facts, []), trip)
+                                 Subject("ray", "ray", "mlops-desa/ray", DIGEST), static.StaticReport(held, held, []), trip)
     contract = runtime.ContractReport("ray", "nb", [runtime.Item("ray", "head: KubeRay raylet probe (52365)", False, REASON)])
     statuses = [status.EnvironmentStatus("prod", "mlops-prod", False, [status.ImageStatus(
         "ray", "harbor.example.org/mlops-prod/ray", "2.41.0-py311-sunat-v15", DIGEST, DIGEST, False, {{}}, REASON)])]

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagekit import config, lock, proc
+from imagekit.facts import ImageFacts
 from imagekit.errors import PreconditionError
 from imagekit.verify import policy, roundtrip, static
 from imagekit.verify.compare import TOLERANCE, compare
@@ -46,7 +47,7 @@ def locked(tmp_path, index):
 def facts(name, python="3.11.2", **changes):
     packages = {"learn": "1.7.0", "numbers": "1.1", **({"soupy": "1.0"} if name == "notebook" else {"extra-tool": "0.1"})}
     packages.update(changes)
-    return static.ImageFacts(ref=f"{name}:test", name=name, python=python,
+    return ImageFacts(ref=f"{name}:test", name=name, python=python,
                              packages={k: v for k, v in packages.items() if v is not None})
 
 
@@ -74,7 +75,7 @@ def test_static_alignment_names_every_difference(locked):
 def team(name, python="3.11.2", blas=("openblas 0.3.27",), **changes):
     """A team's image (no imagekit label): its packages, a few more than the lock's, in a conda prefix."""
     f = facts(name, python, **{"vendor-extra": "9.9", **changes})
-    return static.ImageFacts(ref=f"team/{name}:v8", name="", python=f.python, packages=f.packages,
+    return ImageFacts(ref=f"team/{name}:v8", name="", python=f.python, packages=f.packages,
                              prefix="/opt/conda", blas=list(blas))
 
 
@@ -114,7 +115,7 @@ def test_a_blas_difference_is_a_warning_not_a_failure(locked):
 
 def test_a_relocated_file_is_no_difference_and_a_patched_one_is(locked):
     cfg, lk = locked
-    moved = static.ImageFacts(ref="r", name="ray", python="3.11.2", packages=facts("ray").packages,
+    moved = ImageFacts(ref="r", name="ray", python="3.11.2", packages=facts("ray").packages,
                               relocated=[("learn", "../../../bin/learn", "/opt/venv")],
                               changed=[("numbers", "numbers/core.py", "changed")])
     assert static.compare(cfg, lk, facts("notebook"), moved).differences == [
@@ -175,7 +176,7 @@ def test_a_difference_beyond_the_tolerance_fails_and_within_it_passes(p, data, d
 
 def test_every_image_of_the_verified_set_is_held_to_its_view_and_to_the_notebook(locked):
     cfg, lk = locked
-    batch = static.ImageFacts(ref="batch:test", name="ray", python="3.11.2",
+    batch = ImageFacts(ref="batch:test", name="ray", python="3.11.2",
                               packages={"learn": "1.6.1", "numbers": "1.1", "extra-tool": "0.1"})
     report = static.compare(cfg, lk, facts("notebook"), facts("ray"), [batch])
     assert "learn: notebook 1.7.0, ray 1.6.1, lock 1.7.0" in report.differences and report.others == [batch]
@@ -327,7 +328,7 @@ def report_of(*, trips=("iris",), trip_ok=True, static_ok=True, lifecycle=True, 
     from imagekit.verify.subjects import Subject
 
     digest = "sha256:" + "1" * 64 if pushed else ""
-    image = static.ImageFacts(ref="x", name="ray", python="3.11.2", packages={})
+    image = ImageFacts(ref="x", name="ray", python="3.11.2", packages={})
     scenario = lambda n: roundtrip.ScenarioResult(n, trip_ok, "" if trip_ok else "differs", 0.0, [], 1.0, 1.0)  # noqa: E731
     return VerifyReport(notebook=Subject("notebook", "nb", "mlops-desa/scipy-notebook" if pushed else "", digest),
                         ray=Subject("ray", "ray", "mlops-desa/ray" if pushed else "", digest),
@@ -434,20 +435,20 @@ name = "base"
 
 
 def test_an_image_not_in_the_engine_is_pulled_with_its_environments_credentials(tmp_path):
-    from imagekit.verify import subjects
+    from imagekit import inventory
 
     cfg = config.load(write_project(tmp_path, TWO_REGISTRIES, {"base": ""}), env={
         "IMAGEKIT_REGISTRY_USERNAME": "robot$desa", "IMAGEKIT_REGISTRY_PASSWORD": "pw-desa",
         "IMAGEKIT_ENV_PROD_USERNAME": "robot$prod", "IMAGEKIT_ENV_PROD_PASSWORD": "pw-prod"})
     engine = PullingEngine()
-    subjects.present(cfg, engine, "harbor-prod.example.org/mlops-prod/ray:v1")
-    subjects.present(cfg, engine, "harbor.example.org/mlops-desa/ray:v1")
+    inventory.present(cfg, engine, "harbor-prod.example.org/mlops-prod/ray:v1")
+    inventory.present(cfg, engine, "harbor.example.org/mlops-desa/ray:v1")
     assert engine.pulls == [("harbor-prod.example.org/mlops-prod/ray:v1", ("robot$prod", "pw-prod")),
                             ("harbor.example.org/mlops-desa/ray:v1", ("robot$desa", "pw-desa"))]
     engine.answer = "the registry harbor.example.org refused the credentials: unauthorized"
     with pytest.raises(PreconditionError, match="ray:v1 is neither in the engine nor pullable: the registry "
                                                 "harbor.example.org refused the credentials"):
-        subjects.present(cfg, engine, "harbor.example.org/mlops-desa/ray:v1")
+        inventory.present(cfg, engine, "harbor.example.org/mlops-desa/ray:v1")
 
 
 def test_runtime_check_pulls_the_images_it_is_given_and_names_a_refused_pull(tmp_path):
@@ -459,3 +460,12 @@ def test_runtime_check_pulls_the_images_it_is_given_and_names_a_refused_pull(tmp
     with pytest.raises(PreconditionError, match="harbor-prod.example.org has no such image"):  # before any container
         runtime.check_pair(cfg, engine, "harbor-prod.example.org/mlops-prod/ray:v9", "notebook:v1")
     assert engine.pulls == [("harbor-prod.example.org/mlops-prod/ray:v9", ("robot$prod", "pw-prod"))]
+
+
+def test_an_image_built_on_a_vendor_base_may_keep_the_vendors_other_distributions(locked):
+    cfg, lk = locked
+    f = facts("ray", **{"vendor-tool": "1.0"})
+    on_vendor = ImageFacts(ref="r", name="ray", python="3.11.2", packages=f.packages, base="rayproject/ray:2.41.0")
+    report = static.compare(cfg, lk, facts("notebook"), on_vendor)
+    assert report.ok and report.notes == ["vendor-tool: 1.0 in ray, kept from its vendor base rayproject/ray:2.41.0"]
+    assert not static.compare(cfg, lk, facts("notebook"), facts("ray", **{"vendor-tool": "1.0"})).ok

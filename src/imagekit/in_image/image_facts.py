@@ -1,9 +1,14 @@
-"""What an image holds, asked of its own Python (the static check and `imagekit diff`; any image, any
-prefix: imagekit's /opt/venv, a conda prefix of rayproject/ray or docker-stacks). Prints one JSON line:
+"""What an image holds, asked of its own Python (the static check, `imagekit diff`, a build on a vendor
+base; any image, any prefix: imagekit's /opt/venv, a conda prefix of rayproject/ray or docker-stacks).
+Prints one JSON line:
 
     {"python", "executable", "prefix", "packages": {dist: version}, "installers": {dist: "pip"|"uv"|"conda"|...},
      "conda": {name: {"version", "build", "channel"}}, "changed": [[dist, file, "changed"|"missing"]],
-     "relocated": [[dist, file, old prefix]], "blas": ["openblas 0.3.27", ...] | null, "blas_error"}
+     "relocated": [[dist, file, old prefix]], "blas": ["openblas 0.3.27", ...] | null, "blas_error",
+     "folders": [[path, mode, uid, gid], ...]}  (the prefix and every folder above it)
+
+With ``--files DIST ...``: {"files": {dist: [path, ...]}} instead, every path each distribution
+installed (its RECORD's files, its dist-info folder, and conda-meta's record of it with its files).
 
 A file whose content is not what its distribution's RECORD lists (sha256) is "changed", unless it
 differs only by the prefix it names: the RECORD's hash comes back when this prefix is written as an
@@ -64,7 +69,45 @@ def blas():
     return sorted(s.strip() for s in found), ""
 
 
+def folders(prefix):
+    """The prefix and each folder above it, with their mode and owner (a layer keeps them as they are)."""
+    found, path = [], prefix
+    while path not in ("/", ""):
+        st = os.stat(path)
+        found.append([path, st.st_mode & 0o7777, st.st_uid, st.st_gid])
+        path = os.path.dirname(path)
+    return found[::-1]
+
+
+def installed_files(names):
+    """Every path each distribution of ``names`` installed (absolute), conda's record of it included."""
+    prefix, wanted = sys.prefix, {n.lower().replace("_", "-") for n in names}
+    records = []
+    for path in sorted(glob.glob(os.path.join(prefix, "conda-meta", "*.json"))):
+        try:
+            with open(path) as fh:
+                records.append((path, [os.path.join(prefix, f) for f in json.load(fh).get("files", [])]))
+        except (OSError, ValueError):
+            continue
+    out = {}
+    for d in metadata.distributions():
+        name = d.metadata["Name"].lower().replace("_", "-")
+        if name not in wanted or name in out:
+            continue
+        info = os.path.normpath(str(d._path)) if hasattr(d, "_path") else ""
+        paths = {os.path.normpath(str(f.locate())) for f in d.files or []}
+        paths = {p for p in paths if not info or not p.startswith(info + os.sep)} | ({info} if info else set())
+        for record, listed in records:
+            if info and any(f.startswith(info + os.sep) for f in listed):  # conda installed it
+                paths |= {os.path.normpath(f) for f in listed if not f.startswith(info + os.sep)} | {record}
+        out[name] = sorted(paths)
+    return out
+
+
 def main():
+    if sys.argv[1:2] == ["--files"]:
+        print(json.dumps({"files": installed_files(sys.argv[2:])}))
+        return
     prefix = sys.prefix
     conda, placeholders = conda_records(prefix)
     olds = sorted((placeholders | set(MOVED_FROM)) - {prefix}, key=len, reverse=True)
@@ -94,7 +137,8 @@ def main():
     libs, why = blas()
     print(json.dumps({"python": platform.python_version(), "executable": sys.executable, "prefix": prefix,
                       "packages": packages, "installers": installers, "conda": conda, "changed": changed,
-                      "relocated": relocated, "blas": libs, "blas_error": why}))
+                      "relocated": relocated, "blas": libs, "blas_error": why,
+                      "folders": folders(prefix)}))
 
 
 if __name__ == "__main__":

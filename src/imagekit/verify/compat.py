@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from imagekit import attest, lock, record, runtime
+from imagekit import attest, facts, lock, record, runtime
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import ConfigError, UsageError, infrastructure
@@ -85,8 +85,8 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     others = [subject(cfg, engine, n, None, n) for n in members if n not in (cfg.verify.trainer, cfg.verify.server)]
     lk = lock.shared_lock(cfg)
     note("static alignment: asking the images what they hold")
-    aligned = static.compare(cfg, lk, static.inspect(engine, trainer.ref), static.inspect(engine, server.ref),
-                             [static.inspect(engine, o.ref) for o in others])
+    aligned = static.compare(cfg, lk, facts.inspect(engine, trainer.ref), facts.inspect(engine, server.ref),
+                             [facts.inspect(engine, o.ref) for o in others])
     trip = roundtrip.run(engine, trainer.ref, server.ref, store, cfg.path(cfg.verify.notebooks), scenarios=trips,
                          buckets=s3store.buckets(cfg), mlflow=mlflow, on_line=note,
                          trained_in={"IMAGEKIT_IMAGE": trainer.digest or trainer.ref, "IMAGEKIT_LOCK": lk.digest},

@@ -1,33 +1,11 @@
-"""Static alignment: what is installed inside each image, against each other and the lock."""
+"""Static alignment: what is installed inside each image (facts.py), against each other and the lock."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
-from packaging.utils import canonicalize_name
-
-from imagekit import containers, inimage, lock
-from imagekit.build import IMAGE_LABEL
+from imagekit import lock
 from imagekit.config import Config
-from imagekit.engine import Engine
-from imagekit.errors import PreconditionError
-
-VENV_TOOLS = {"setuptools"}  # a venv's own where one is made with pip (older images), not locked
-FACTS = inimage.HERE / "image_facts.py"  # run inside the image with its own Python: see that file
-
-
-@dataclass(frozen=True)
-class ImageFacts:
-    ref: str
-    name: str  # which image of imagekit.toml it claims to be (its label)
-    python: str
-    packages: dict[str, str]
-    changed: list[tuple[str, str, str]] = field(default_factory=list)  # (distribution, file, changed|missing)
-    prefix: str = ""  # where its Python lives (sys.prefix): /opt/venv, /home/ray/anaconda3, /opt/conda...
-    installers: dict[str, str] = field(default_factory=dict)  # distribution -> pip, uv, conda... (its INSTALLER)
-    conda: dict[str, dict] = field(default_factory=dict)  # conda-meta: name -> {version, build, channel}
-    relocated: list[tuple[str, str, str]] = field(default_factory=list)  # (distribution, file, prefix it was moved from)
-    blas: list[str] | None = None  # what numpy and scipy link against (threadpoolctl), None: not known
+from imagekit.facts import ImageFacts
 
 
 @dataclass(frozen=True)
@@ -41,29 +19,6 @@ class StaticReport:
     @property
     def ok(self) -> bool:
         return not self.differences
-
-
-def inspect(engine: Engine, ref: str) -> ImageFacts:
-    """Ask the image itself (its interpreter, its installed distributions), with the network off, through
-    its entrypoint with the command replaced."""
-    info = engine.image(ref)
-    if info is None:
-        raise PreconditionError(f"image {ref} is not in the engine",
-                                hint="run `imagekit build`, or pass an image that exists")
-    where = f"{inimage.IN}/{FACTS.name}"
-    out = containers.run(engine, ref, inimage.python(where), inputs={where: FACTS})
-    line = next((x for x in reversed(out.strip().splitlines()) if x.startswith('{"python"')), "")
-    if not line:
-        raise PreconditionError(inimage.ran_nothing(ref, info.config, out),
-                                hint="pass an image whose entrypoint runs the command it is given (as `exec \"$@\"`)")
-    data = json.loads(line)
-    keep = {canonicalize_name(k): v for k, v in data["packages"].items() if canonicalize_name(k) not in VENV_TOOLS}
-    return ImageFacts(ref=ref, name=info.labels.get(IMAGE_LABEL, ""), python=data["python"], packages=keep,
-                      changed=[(canonicalize_name(d), f, how) for d, f, how in data["changed"]],
-                      prefix=data.get("prefix", ""),
-                      installers={canonicalize_name(k): v for k, v in data.get("installers", {}).items()},
-                      conda=data.get("conda", {}), blas=data.get("blas"),
-                      relocated=[(canonicalize_name(d), f, old) for d, f, old in data.get("relocated", [])])
 
 
 def python_pair(a: str, pa: str, b: str, pb: str) -> str:
@@ -80,8 +35,9 @@ def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts,
     """Each image against the lock, the notebook against the Ray image (and every other image of the
     verified set) for Python and each package both hold, and every installed file against its RECORD.
     An image of imagekit's (its label names an image of this config) is held to its lock view and the
-    lock's Python; any other image (a team's own) is judged against its partner, and its differences
-    from the lock's shared view are listed as notes."""
+    lock's Python (one it built on a vendor image may also hold the vendor's other distributions: notes);
+    any other image (a team's own) is judged against its partner, and its differences from the lock's
+    shared view are listed as notes."""
     others = others or []
     views = lock.load_views(cfg, lk)
     shared = views.versions(cfg.verify.server)
@@ -106,6 +62,8 @@ def compare(cfg: Config, lk: lock.Lock, notebook: ImageFacts, ray: ImageFacts,
             want, got = expected.get(name), facts.packages.get(name)
             if got is None:
                 diffs.append(f"{name}: missing in {facts.name} (lock {want})")
+            elif want is None and facts.base:  # built by imagekit on a vendor image: the vendor's, kept
+                notes.append(f"{name}: {got} in {facts.name}, kept from its vendor base {facts.base}")
             elif want is None:
                 diffs.append(f"{name}: {got} in {facts.name} is not in its lock view")
             elif got != want:

@@ -9,7 +9,7 @@ from imagekit import build
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import PreconditionError
-from imagekit.inventory import registry_for
+from imagekit.inventory import present, registry_for
 from imagekit.oci import Reference
 
 
@@ -34,21 +34,6 @@ def built(cfg: Config, engine: Engine, name: str, on_line) -> build.BuiltImage:
     """The image of imagekit.toml named ``name``, built now (from cache when unchanged)."""
     name = cfg.image(name).name  # a ConfigError when imagekit.toml has no such image
     return build.build(cfg, engine, names=[name], on_line=on_line).image(name)
-
-
-def present(cfg: Config, engine: Engine, ref: str) -> None:
-    """``ref`` is in the engine, pulled if it was not (with the credentials of the environment whose
-    registry it names, else registry.*), or PreconditionError."""
-    if engine.image(ref):
-        return
-    host = Reference.parse(ref).registry
-    env = next((e for e in cfg.environments if registry_for(cfg, e).host == host), None) or (
-        cfg.environments[0] if cfg.environments else None)
-    auth = registry_for(cfg, env).credentials() if host and env else None
-    if why := engine.pull(ref, auth=auth):
-        raise PreconditionError(f"image {ref} is neither in the engine nor pullable: {why}",
-                                hint="build it (`imagekit build`), or pass a reference the engine can pull (the "
-                                     "credentials of the environment whose registry it names are used)")
 
 
 def subject(cfg: Config, engine: Engine, role: str, ref: str | None, name: str | None = None) -> Subject:

@@ -1,0 +1,60 @@
+"""What an image holds, asked of the image itself: its Python (where, which version), its installed
+distributions (and which installer put each there: pip, uv, conda), conda-meta's records, every
+installed file against its RECORD (a moved prefix told from a patch), the BLAS numpy and scipy use.
+Read with the image's own Python through its entrypoint, the network off (in_image/image_facts.py)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from packaging.utils import canonicalize_name
+
+from imagekit import containers, inimage
+from imagekit.engine import Engine
+from imagekit.errors import PreconditionError
+from imagekit.images import BASE_NAME, IMAGE_LABEL
+
+VENV_TOOLS = {"setuptools"}  # a venv's own where one is made with pip (older images), not locked
+FACTS = inimage.HERE / "image_facts.py"  # run inside the image with its own Python: see that file
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    ref: str
+    name: str  # which image of imagekit.toml it claims to be (its label)
+    python: str
+    packages: dict[str, str]
+    changed: list[tuple[str, str, str]] = field(default_factory=list)  # (distribution, file, changed|missing)
+    prefix: str = ""  # where its Python lives (sys.prefix): /opt/venv, /home/ray/anaconda3, /opt/conda...
+    installers: dict[str, str] = field(default_factory=dict)  # distribution -> pip, uv, conda... (its INSTALLER)
+    conda: dict[str, dict] = field(default_factory=dict)  # conda-meta: name -> {version, build, channel}
+    relocated: list[tuple[str, str, str]] = field(default_factory=list)  # (distribution, file, prefix it was moved from)
+    blas: list[str] | None = None  # what numpy and scipy link against (threadpoolctl), None: not known
+    base: str = ""  # the vendor image imagekit built it on (its org.opencontainers.image.base.name), "" if none
+    executable: str = ""  # its Python (sys.executable)
+    folders: list[tuple[str, int, int, int]] = field(default_factory=list)  # the prefix and above: mode, uid, gid
+
+
+def inspect(engine: Engine, ref: str) -> ImageFacts:
+    """Ask the image itself (its interpreter, its installed distributions), with the network off, through
+    its entrypoint with the command replaced."""
+    info = engine.image(ref)
+    if info is None:
+        raise PreconditionError(f"image {ref} is not in the engine",
+                                hint="run `imagekit build`, or pass an image that exists")
+    where = f"{inimage.IN}/{FACTS.name}"
+    out = containers.run(engine, ref, inimage.python(where), inputs={where: FACTS})
+    line = next((x for x in reversed(out.strip().splitlines()) if x.startswith('{"python"')), "")
+    if not line:
+        raise PreconditionError(inimage.ran_nothing(ref, info.config, out),
+                                hint="pass an image whose entrypoint runs the command it is given (as `exec \"$@\"`)")
+    data = json.loads(line)
+    keep = {canonicalize_name(k): v for k, v in data["packages"].items() if canonicalize_name(k) not in VENV_TOOLS}
+    return ImageFacts(ref=ref, name=info.labels.get(IMAGE_LABEL, ""), python=data["python"], packages=keep,
+                      base=info.labels.get(BASE_NAME, "") if IMAGE_LABEL in info.labels else "",
+                      changed=[(canonicalize_name(d), f, how) for d, f, how in data["changed"]],
+                      prefix=data.get("prefix", ""),
+                      installers={canonicalize_name(k): v for k, v in data.get("installers", {}).items()},
+                      conda=data.get("conda", {}), blas=data.get("blas"), executable=data.get("executable", ""),
+                      folders=[tuple(f) for f in data.get("folders", [])],
+                      relocated=[(canonicalize_name(d), f, old) for d, f, old in data.get("relocated", [])])
