@@ -2,9 +2,12 @@
 (conda prefixes with conda-meta, pip-freeze.txt, start.sh with its hooks, no ENTRYPOINT in the Ray image,
 no label and no code of imagekit's), verified as they are; what a check cannot use in them is named."""
 import json
+import os
 
 import pytest
-from helpers import ROOT, make_wheel, variant
+from helpers import make_wheel, variant
+
+from support import on_vendor_bases
 
 from imagekit import build, config, containers, facts
 from imagekit.errors import PreconditionError
@@ -12,6 +15,8 @@ from imagekit.images import BASE_DIGEST, BASE_NAME
 from imagekit.verify import static
 
 PATCHED = "/home/ray/anaconda3/lib/python3.11/site-packages/sklearn/__init__.py"
+REAL = {"ray": "IMAGEKIT_TEST_VENDOR_RAY", "notebook": "IMAGEKIT_TEST_VENDOR_NOTEBOOK"}  # e.g.
+# rayproject/ray:2.41.0-py311@sha256:... and quay.io/jupyter/scipy-notebook:python-3.11@sha256:... (tags move)
 
 
 def test_the_team_pair_passes_verify_compat_as_it_is(cfg, cli, vendor, leftovers):
@@ -33,6 +38,19 @@ def test_the_team_pair_passes_verify_compat_as_it_is(cfg, cli, vendor, leftovers
     moved_from = {old for _, _, old in notebook["relocated"]}
     assert "/opt/venv" in moved_from and any("_placehold" in old for old in moved_from)
     assert leftovers() == before
+
+
+@pytest.mark.vendor
+def test_the_real_vendor_pair_takes_the_same_path(cfg, cli, engine):
+    refs = {role: os.environ.get(name, "") for role, name in REAL.items()}
+    if not all("@sha256:" in r for r in refs.values()):
+        pytest.skip(f"set {' and '.join(REAL.values())} to the vendor images pinned by digest")
+    for ref in refs.values():
+        if engine.image(ref) is None and engine.pull(ref):
+            pytest.skip(f"{ref} cannot be pulled here")
+    code, out, err = cli("--config", cfg.source, "verify-compat", "--ray-image", refs["ray"], "--notebook-image",
+                         refs["notebook"], "--scenario", "iris", "--no-record", "--json")
+    assert code in (0, 1) and json.loads(out)["result"]["roundtrip"]["scenarios"], err  # judged, not refused
 
 
 def test_the_team_pair_passes_runtime_check(cfg, cli, vendor, leftovers):
@@ -88,21 +106,6 @@ def test_diff_reads_images_from_inside_them(cfg, cli, engine, built, vendor, tmp
     assert code == 0 and d["changes"] == [] and d["lock"][1] == "" and not d["same_digest"], err
 
 
-def on_vendor_bases(cfg, tmp, bases: dict[str, str]) -> config.Config:
-    """The repository's project with ray and notebook built on vendor bases (images/<name>-vendor), its own
-    out/ (the repository's build.json stays as the other tests read it)."""
-    text = open(cfg.source).read()
-    for name, ref in bases.items():
-        head = f'name = "{name}"\n' + ('repository = "scipy-notebook"\n' if name == "notebook" else "") + 'parent = "base"\n'
-        assert head in text
-        text = text.replace(head, head + f'base = "{ref}"\ncontext = "images/{name}-vendor"\n'
-                                         f'requirements = "images/{name}/requirements.in"\n')
-    (tmp / "imagekit.toml").write_text(text)
-    for folder in ("images", "lockfiles", "examples"):
-        (tmp / folder).symlink_to(ROOT / folder)
-    return config.load(tmp / "imagekit.toml", env={})
-
-
 def vendor_wheels(tmp, tool_requires=()):
     """What a team's vendor image may hold beside the lock: sqlparse older than the lock's (with a module
     the lock's has not), a tool of the vendor's own, and no sunat-custom-models (the lock adds it)."""
@@ -122,8 +125,7 @@ def team_ray(engine, vendor, tmp, name, tool_requires=()):
 def built_on_vendor(cfg, engine, vendor, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("on-vendor")
     bases = {"ray": team_ray(engine, vendor, tmp, "vendor-ray-team"), "notebook": vendor["notebook"]}
-    (tmp / "project").mkdir()
-    vcfg = on_vendor_bases(cfg, tmp / "project", bases)
+    vcfg = config.load(on_vendor_bases(cfg.source, tmp / "project", bases), env={})
     return vcfg, bases, build.build(vcfg, engine, names=["ray", "notebook"])
 
 
@@ -158,8 +160,7 @@ def test_images_built_on_vendor_bases_keep_the_vendor_and_lay_the_lock_over_it(e
 
 def test_a_vendor_requirement_the_lock_breaks_is_named(cfg, engine, vendor, tmp_path, cli):
     base = team_ray(engine, vendor, tmp_path, "vendor-ray-conflict", tool_requires=("sqlparse<0.5",))
-    (tmp_path / "project").mkdir()
-    vcfg = on_vendor_bases(cfg, tmp_path / "project", {"ray": base})
+    vcfg = config.load(on_vendor_bases(cfg.source, tmp_path / "project", {"ray": base}), env={})
     code, out, err = cli("--config", vcfg.source, "build", "ray", "--json")
     error = json.loads(out)["error"]
     assert code == 1 and "ray: the installed packages do not fit together" in error["message"], error

@@ -58,3 +58,26 @@ def write_project(root: Path, toml: str | None = None, requirements: dict[str, s
         (root / "images" / name).mkdir(parents=True, exist_ok=True)
         (root / "images" / name / "requirements.in").write_text(text)
     return root / "imagekit.toml"
+
+
+def on_vendor_bases(source: str | Path, root: Path, bases: dict[str, str], *, copy: bool = False) -> Path:
+    """The project of ``source`` (imagekit.toml) in ``root`` with images built on vendor bases (name -> REF:
+    ``base``, the context images/<name>-vendor, the requirements of images/<name>), its own out/; its
+    images/, lockfiles/ and examples/ linked (``copy``: copied, to change them). Returns its imagekit.toml."""
+    import shutil
+
+    source = Path(source)
+    text = source.read_text()
+    for name, ref in bases.items():
+        head = f'name = "{name}"\n' + ('repository = "scipy-notebook"\n' if name == "notebook" else "") + 'parent = "base"\n'
+        assert head in text, f"no [[images]] {name} with parent base in {source}"
+        text = text.replace(head, head + f'base = "{ref}"\ncontext = "images/{name}-vendor"\n'
+                                         f'requirements = "images/{name}/requirements.in"\n')
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "imagekit.toml").write_text(text)
+    for folder in ("images", "lockfiles", "examples"):
+        if copy:
+            shutil.copytree(source.parent / folder, root / folder)  # links followed: serving/
+        else:
+            (root / folder).symlink_to(source.parent / folder)
+    return root / "imagekit.toml"

@@ -109,3 +109,34 @@ def test_a_corrupted_layer_cache_entry_is_detected_before_it_goes_into_an_image(
     found = layers._cached(tmp_path, group, "k" * 64, verify=True)
     assert isinstance(found, str) and "is corrupted" in found and layer.diff_id[:19] in found
     assert layers._cached(tmp_path, group, "k" * 64).diff_id == layer.diff_id  # lookups that use no tar do not hash
+
+
+VENDOR = tars.Prefix(path="/home/ray/anaconda3", python="/home/ray/anaconda3/bin/python", venv=False,
+                     folders=(("/home", 0o755, 0, 0), ("/home/ray", 0o750, 1000, 100),
+                              ("/home/ray/anaconda3", 0o2775, 1000, 100)))
+
+
+def test_a_layer_for_a_vendor_prefix_keeps_its_folders_owners_and_modes(tmp_path):
+    tree(tmp_path / "t", 1_000_000)
+    buf = io.BytesIO()
+    tars.write_tar(buf, tmp_path / "t", VENDOR.path.strip("/"), owners=VENDOR)
+    members = {m.name: m for m in tarfile.open(fileobj=io.BytesIO(buf.getvalue()))}
+    assert (members["home"].mode, members["home"].uid) == (0o755, 0)  # above the prefix: as the base has them
+    assert (members["home/ray"].mode, members["home/ray"].uid, members["home/ray"].gid) == (0o750, 1000, 100)
+    assert (members["home/ray/anaconda3/pkg"].mode, members["home/ray/anaconda3/pkg"].uid) == (0o2775, 1000)
+    tool, module = members["home/ray/anaconda3/bin/tool"], members["home/ray/anaconda3/pkg/a.py"]
+    assert (tool.mode, module.mode, module.uid, module.gid) == (0o775, 0o664, 1000, 100)  # group-writable prefix
+
+
+def test_a_whiteout_layer_removes_each_path_and_keeps_the_folders_on_the_way(tmp_path):
+    site = "/home/ray/anaconda3/lib/python3.11/site-packages"
+    gone = [f"{site}/sqlparse-0.4.0.dist-info", f"{site}/sqlparse/legacy_only.py",
+            "/home/ray/anaconda3/conda-meta/sqlparse-0.4.0-py_0.json"]
+    layer = layers.write_whiteouts(tmp_path, layers.Group("vendor-removals", ()), "k", gone, VENDOR)
+    members = {m.name: m for m in tarfile.open(layer.path)}
+    assert {n for n in members if "/.wh." in n} == {
+        f"{site[1:]}/.wh.sqlparse-0.4.0.dist-info", f"{site[1:]}/sqlparse/.wh.legacy_only.py",
+        "home/ray/anaconda3/conda-meta/.wh.sqlparse-0.4.0-py_0.json"}
+    assert all(m.isfile() and m.size == 0 for n, m in members.items() if "/.wh." in n)
+    assert members["home/ray"].uid == 1000 and members[f"{site[1:]}/sqlparse"].isdir()
+    assert layer.diff_id.startswith("sha256:") and layers._cached(tmp_path, layers.Group("vendor-removals", ()), "k")

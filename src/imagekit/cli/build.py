@@ -23,7 +23,9 @@ def build(ctx: typer.Context,
     Parents first; wheels from the hash-checked cache; each image's packages installed as
     reproducible layers, then its Dockerfile for what is not Python. An image whose inputs did not
     change is not built again. Writes out/build.json and a CycloneDX list per image
-    (out/<image>.cdx.json).
+    (out/<image>.cdx.json). An image with `base = "REF"` is built FROM that vendor image, the lock's
+    view laid into the vendor's prefix; the drift (each vendor distribution kept, replaced or
+    added) is in out/build.json and --json.
 
     Example: imagekit build ray --verbose
     """
@@ -34,6 +36,12 @@ def build(ctx: typer.Context,
         result = core.build(cfg, Engine.connect(), names=images, builder=builder, on_line=note)
     lines = [f"{'cached ' if i.cached else 'built  '} {i.repository}:{i.tags[0]}  {i.image_id[7:19]}  "
              f"{i.size / 1e6:.0f} MB  {i.seconds:.0f} s" for i in result.images]
+    for i in (i for i in result.images if i.base):  # on a vendor base: what became of the vendor's distributions
+        counts = {k: sum(d["status"] == k for d in i.drift) for k in ("kept", "replaced", "added")}
+        moved = [f"{d['name']} {d['vendor']} -> {d['lock']}" for d in i.drift
+                 if d["status"] == "replaced" and d["vendor"] != d["lock"]]
+        lines.append(f"  {i.name} on {i.base['name']}@{i.base['digest']}: {counts['kept']} kept, {counts['replaced']} "
+                     f"replaced ({', '.join(moved) or 'all at the same version'}), {counts['added']} added")
     lines += [f"shared layers {pair}: {size / 1e6:.0f} MB" for pair, size in result.shared_bytes.items()]
     lines.append(f"Python {result.python}, lock {result.lock[:12]}, {result.seconds:.0f} s")
     emit(ctx, result, as_json, "\n".join(lines))
