@@ -125,9 +125,10 @@ class Container:
             return 126, f"cannot run it in the container: {e.explanation}"
         return (code or 0), (out or b"").decode(errors="replace") if not detach else ""
 
-    def python(self, *args: str, path: str = "", env: Mapping[str, str] | None = None) -> tuple[int, str]:
-        """``python ARGS`` with the image's Python, through its entrypoint (``path``: first on PYTHONPATH)."""
-        return self.exec([*self.entry, *inimage.python(*args, path=path)], env=env)
+    def python(self, *args: str, path: str = "") -> list[str]:
+        """The command ``python ARGS`` with the image's Python, through its entrypoint (``path``: first on
+        PYTHONPATH), for ``exec`` or ``stream``."""
+        return [*self.entry, *inimage.python(*args, path=path)]
 
     def sh(self, script: str) -> tuple[int, str]:
         """``bash -c script`` (as KubeRay's exec probes run): exit code, output stripped."""

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 
-from imagekit import containers, inimage
+from imagekit import containers, inimage, proc
 from imagekit.engine import Engine
-from imagekit.errors import PreconditionError
+from imagekit.errors import PreconditionError, ToolError
 from imagekit.images import BASE_NAME, IMAGE_LABEL
 
 VENV_TOOLS = {"setuptools"}  # a venv's own where one is made with pip (older images), not locked
@@ -43,7 +43,15 @@ def inspect(engine: Engine, ref: str) -> ImageFacts:
         raise PreconditionError(f"image {ref} is not in the engine",
                                 hint="run `imagekit build`, or pass an image that exists")
     where = f"{inimage.IN}/{FACTS.name}"
-    out = containers.run(engine, ref, inimage.python(where), inputs={where: FACTS})
+    try:
+        out = containers.run(engine, ref, inimage.python(where), inputs={where: FACTS})
+    except ToolError as e:  # the image's entrypoint (or its Python) failed: the image's fault, said as such
+        entry = " ".join(info.config.get("Entrypoint") or [])
+        raise PreconditionError(f"the image {ref} could not be asked what it holds"
+                                f"{' through its entrypoint (' + entry + ')' if entry else ''}: "
+                                f"{proc.reason(e.output) or 'it printed nothing'}",
+                                hint="pass an image whose entrypoint runs the command it is given, with Python 3 "
+                                     "on PATH") from None
     line = next((x for x in reversed(out.strip().splitlines()) if x.startswith('{"python"')), "")
     if not line:
         raise PreconditionError(inimage.ran_nothing(ref, info.config, out),

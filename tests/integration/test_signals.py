@@ -18,12 +18,13 @@ PHASES = {"static": "static alignment", "servers": "S3: ", "training": "training
 def test_a_ray_image_that_exits_at_start_is_named_and_removed(cfg, built, engine, tmp_path, cli, leftovers):
     ray = built.image("ray")
     broken = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-exits-at-start",
-                     'CMD ["bash", "-c", "echo \\"serve: no model server in this image\\" >&2; exit 3"]')
+                     'ENTRYPOINT ["bash", "-c", "echo \\"serve: no model server in this image\\" >&2; exit 3"]')
     before = leftovers()
     code, out, err = cli("--config", cfg.source, "verify-compat", "--ray-image", broken, "--scenario", "iris",
                          "--no-record", "--json")
     error = json.loads(out)["error"]
-    assert code == 2 and "exited at start (exit code 3)" in error["message"], error
+    assert code == 2 and error["message"].startswith(f"the image {broken} could not be asked what it holds through its "
+                                                     f"entrypoint (bash -c "), error
     assert "serve: no model server in this image" in error["message"] and "Traceback" not in err
     assert leftovers() == before
 

@@ -224,15 +224,19 @@ def test_an_s3_endpoint_that_is_down_is_a_clear_exit_2_with_the_envelope(cfg, bu
     assert "port-forward" in envelope["error"]["hint"] and time.monotonic() - started < 30
 
 
-def test_a_ray_image_without_stored_check_is_named_as_too_old(cfg, engine, built, lake, tmp_path):
+def test_an_earlier_release_is_checked_with_the_code_imagekit_brings_and_what_it_lacks_is_named(cfg, engine, built,
+                                                                                                lake, tmp_path):
     lcfg, url, _ = lake
-    ray = next(i for i in built.images if i.name == "ray")
+    ray = built.image("ray")
     older = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-no-stored-check",
-                    "RUN rm /opt/serving/stored_check.py")
-    with pytest.raises(EngineError) as e:
-        verify_stored(lcfg, engine, ray=older, prefix="iris/", s3_endpoint=url)
-    assert str(e.value).startswith("the stored-model check stopped: ") and "No module named stored_check" in str(e.value)
-    assert "predates imagekit's stored_check" in e.value.hint and "Traceback" not in str(e.value)
+                    "RUN rm /opt/serving/stored_check.py")  # as Ray images of releases before v13
+    assert verify_stored(lcfg, engine, ray=older, prefix="iris/", s3_endpoint=url).ok
+    lacking = variant(engine, f"{ray.repository}:{ray.tags[0]}", tmp_path, "ray-no-boto3",
+                      "RUN pip uninstall -q -y boto3")
+    with pytest.raises(PreconditionError) as e:
+        verify_stored(lcfg, engine, ray=lacking, prefix="iris/", s3_endpoint=url)
+    assert str(e.value).startswith(f"the Ray image {lacking} cannot check stored models: ")
+    assert "No module named 'boto3'" in str(e.value) and "Traceback" not in str(e.value)
 
 
 def test_a_team_ray_image_checks_the_lake_as_it_is(lake, engine, vendor):

@@ -53,6 +53,19 @@ def test_the_real_vendor_pair_takes_the_same_path(cfg, cli, engine):
     assert code in (0, 1) and json.loads(out)["result"]["roundtrip"]["scenarios"], err  # judged, not refused
 
 
+def test_a_ray_image_without_ray_serve_is_named_with_that_reason(cfg, cli, engine, vendor, tmp_path, leftovers):
+    before = leftovers()
+    bare = variant(engine, vendor["ray"], tmp_path, "vendor-ray-no-ray",
+                   "RUN /home/ray/anaconda3/bin/python -m pip uninstall -q -y ray")
+    code, out, _ = cli("--config", cfg.source, "verify-compat", "--ray-image", bare, "--notebook-image",
+                       vendor["notebook"], "--scenario", "iris", "--no-record", "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["kind"] == "PreconditionError", error
+    assert error["message"].startswith(f"the Ray image {bare} cannot serve models with Ray Serve: this image has no "
+                                       f"ray[serve] (ModuleNotFoundError: No module named 'ray')"), error
+    assert leftovers() == before
+
+
 def test_the_team_pair_passes_runtime_check(cfg, cli, vendor, leftovers):
     before = leftovers()
     code, out, err = cli("--config", cfg.source, "runtime-check", "--ray-image", vendor["ray"], "--notebook-image",

@@ -62,17 +62,20 @@ def write_project(root: Path, toml: str | None = None, requirements: dict[str, s
 
 def on_vendor_bases(source: str | Path, root: Path, bases: dict[str, str], *, copy: bool = False) -> Path:
     """The project of ``source`` (imagekit.toml) in ``root`` with images built on vendor bases (name -> REF:
-    ``base``, the context images/<name>-vendor, the requirements of images/<name>), its own out/; its
+    ``base``, the context images/<name>-vendor, the requirements of images/<name>, the repository
+    <repository>-on-vendor), its own out/; its
     images/, lockfiles/ and examples/ linked (``copy``: copied, to change them). Returns its imagekit.toml."""
     import shutil
 
     source = Path(source)
     text = source.read_text()
-    for name, ref in bases.items():
-        head = f'name = "{name}"\n' + ('repository = "scipy-notebook"\n' if name == "notebook" else "") + 'parent = "base"\n'
+    for name, ref in bases.items():  # repositories of their own: the local tags of the project's images stay
+        repo = "scipy-notebook" if name == "notebook" else name
+        head = f'name = "{name}"\n' + (f'repository = "{repo}"\n' if repo != name else "") + 'parent = "base"\n'
         assert head in text, f"no [[images]] {name} with parent base in {source}"
-        text = text.replace(head, head + f'base = "{ref}"\ncontext = "images/{name}-vendor"\n'
-                                         f'requirements = "images/{name}/requirements.in"\n')
+        text = text.replace(head, f'name = "{name}"\nrepository = "{repo}-on-vendor"\nparent = "base"\n'
+                                  f'base = "{ref}"\ncontext = "images/{name}-vendor"\n'
+                                  f'requirements = "images/{name}/requirements.in"\n')
     root.mkdir(parents=True, exist_ok=True)
     (root / "imagekit.toml").write_text(text)
     for folder in ("images", "lockfiles", "examples"):

@@ -84,8 +84,8 @@ class RegistryReport(Models):
 
 def _check_in(run: containers.Run, image: str, env: dict[str, str], models: list[str], note) -> list[dict]:
     c = checker(run, image, env)
-    code, tail = c.stream([*c.entry, *inimage.python("-m", "mlflowcheck", "--out", OUTCOMES, *models,
-                                                     path=inimage.SERVING_IN)], note, "mlflowcheck: ")
+    code, tail = c.stream(c.python("-m", "mlflowcheck", "--out", OUTCOMES, *models, path=inimage.SERVING_IN), note,
+                          "mlflowcheck: ")
     if code != 0:
         fatal = proc.reason("\n".join(tail), prefix="mlflowcheck: ") or f"exit code {code}"
         if "No module named" in fatal:

@@ -101,9 +101,9 @@ def trainer(run: containers.Run, image: str, env: dict[str, str], notebooks: dic
 def train(c: containers.Container, name: str, store: Store, bucket: str, version: str, mlflow: bool = False) -> Trained:
     """Execute scenario ``name`` in the trainer: what it published, or the MLflow models it logged."""
     started, run = time.monotonic(), f"{version}-{name}-{secrets.token_hex(4)}"  # what MLflow tags the notebook's runs with
-    code, output = c.python("-m", "nbconvert", "--to", "notebook", "--execute", "--output-dir", "/tmp/executed",
-                            f"{NOTEBOOKS}/{name}.ipynb", path=NOTEBOOKS,
-                            env={"IMAGEKIT_SCENARIO": name, **tracking.run_context(run)})
+    code, output = c.exec(c.python("-m", "nbconvert", "--to", "notebook", "--execute", "--output-dir", "/tmp/executed",
+                                   f"{NOTEBOOKS}/{name}.ipynb", path=NOTEBOOKS),
+                          env={"IMAGEKIT_SCENARIO": name, **tracking.run_context(run)})
     seconds = round(time.monotonic() - started, 1)
     if code != 0:
         return Trained(name, seconds, None, "notebook failed: " + proc.reason(output))
@@ -119,7 +119,7 @@ def train(c: containers.Container, name: str, store: Store, bucket: str, version
 
 def logged(c: containers.Container, run: str) -> list[dict]:
     """The MLflow models the notebook run ``run`` logged (and nothing anyone else logged meanwhile)."""
-    code, output = c.python(f"{NOTEBOOKS}/{FINDER.name}", run)
+    code, output = c.exec(c.python(f"{NOTEBOOKS}/{FINDER.name}", run))
     if code != 0:
         raise EngineError(f"the models an MLflow scenario logged cannot be listed: {proc.reason(output)}")
     return json.loads(output.strip().splitlines()[-1])

@@ -144,8 +144,8 @@ def reachable(container: containers.Container, url: str, what: str, given: str) 
     naming the address."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    code, out = container.python("-c", f"import socket; socket.create_connection(({parts.hostname!r}, {port}), "
-                                       f"timeout=5)")
+    probe = f"import socket; socket.create_connection(({parts.hostname!r}, {port}), timeout=5)"
+    code, out = container.exec(container.python("-c", probe))
     if code != 0:
         last = (out.strip().splitlines() or ["no answer"])[-1]
         raise PreconditionError(f"{what} {given} cannot be reached from inside a container (as {url}): {last}",

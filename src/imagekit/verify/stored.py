@@ -96,9 +96,9 @@ def check(engine: Engine, ray: str, image_id: str, s3: s3store.Server | s3store.
         note(f"checking {len(keys)} stored models in batches of {batch_size} "
              f"{'on the Ray cluster at ' + cluster if cluster else 'on a Ray of its own in the ray image'}")
         c.put(LIST, "\n".join(keys).encode())
-        code, tail = c.stream([*c.entry, *inimage.python(
+        code, tail = c.stream(c.python(
             "-m", "stored_check", "--list", LIST, "--out", OUTCOMES, "--image", image_id, "--batch-size",
-            str(batch_size), *(["--recheck"] if recheck else []), path=inimage.SERVING_IN)], note, "stored_check: ")
+            str(batch_size), *(["--recheck"] if recheck else []), path=inimage.SERVING_IN), note, "stored_check: ")
         if code != 0:
             why = proc.reason("\n".join(tail), prefix="stored_check: ") or f"exit code {code}"
             if "No module named" in why or why.startswith("imagekit:"):  # the image, not the engine
