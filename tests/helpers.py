@@ -67,8 +67,12 @@ def variant(engine, base_ref, tmp_path, name, steps, files=(), user="ray"):
     """A deliberately misaligned image FROM the built one, built with the network off (its user: ``user``)."""
     context = tmp_path / name
     context.mkdir()
-    for f in files:
-        (context / f.name).write_bytes(f.read_bytes())
+    for f in files:  # files, or folders
+        if f.is_dir():
+            import shutil
+            shutil.copytree(f, context / f.name, symlinks=True)
+        else:
+            (context / f.name).write_bytes(f.read_bytes())
     (context / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\nUSER root\n{steps}\nUSER {user}\n")
     from imagekit import buildkit
 

@@ -144,3 +144,25 @@ def own_project(cfg, engine, pushed, tmp_path, request):
     ocfg = config.load(tmp_path / "imagekit.toml", env=pushed)
     push.push(ocfg, engine)
     return ocfg, pushed
+
+
+@pytest.fixture(scope="session")
+def vendor_notebook_other_patch(engine, vendor, tmp_path_factory):
+    """The notebook stand-in whose Python is another patch of 3.11: this machine's own CPython (the one
+    running the tests, e.g. 3.11.7) in /opt/python-<version>, under the stand-in's /opt/conda."""
+    import platform
+    import shutil
+
+    version = platform.python_version()
+    if not version.startswith("3.11.") or version == "3.11.2" or not sys.base_prefix:
+        pytest.skip(f"this machine's Python is {version}: no other patch of 3.11 to make the stand-in with")
+    tmp = tmp_path_factory.mktemp("py")
+    shutil.copytree(sys.base_prefix, tmp / "python", symlinks=True, ignore=shutil.ignore_patterns(
+        "site-packages", "test", "__pycache__", "idlelib", "tkinter", "ensurepip", "include", "share"))
+    where = f"/opt/python-{version}"
+    steps = (f"COPY python {where}\nRUN cp {where}/lib/libpython3.11.so.1.0 /usr/local/lib/ && ldconfig "
+             f"&& for n in python python3 python3.11; do ln -sf {where}/bin/python3.11 /opt/conda/bin/$n; done "
+             f"&& sed -i -e 's|^home = .*|home = {where}/bin|' -e 's|^version = .*|version = {version}|' "
+             f"/opt/conda/pyvenv.cfg")
+    return variant(engine, vendor["notebook"], tmp, "vendor-notebook-other-patch", steps, files=[tmp / "python"],
+                   user="1000")

@@ -83,6 +83,24 @@ def test_a_pair_with_another_scikit_learn_is_refused_naming_it(engine, cfg, shar
     assert f"scikit-learn: {older} has 1.8.0, the lock's shared view 1.9.1" in report.notes
 
 
+def test_a_pair_whose_pythons_differ_in_the_patch_is_refused_saying_why(engine, cfg, shared_lock, vendor, cli,
+                                                                         vendor_notebook_other_patch, tmp_path):
+    other = facts.inspect(engine, vendor_notebook_other_patch)
+    assert other.python != "3.11.2" and other.prefix == "/opt/conda"
+    report = static.compare(cfg, shared_lock, other, facts.inspect(engine, vendor["ray"]))
+    assert report.differences == [static.python_pair("notebook", other.python, "ray", "3.11.2")], report.differences
+    assert "a driver that joins the Ray cluster must match Python to the patch" in report.differences[0]
+    bases = {"ray": vendor["ray"], "notebook": vendor_notebook_other_patch}  # building on them: refused first
+    project = config.load(on_vendor_bases(cfg.source, tmp_path / "project", bases), env={})
+    code, out, _ = cli("--config", project.source, "build", "ray", "notebook", "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["message"] == (f"the vendor bases carry different Pythons: notebook's "
+                                              f"{vendor_notebook_other_patch} has {other.python}, ray's "
+                                              f"{vendor['ray']} has 3.11.2"), error
+    assert "take both bases at the same Python patch" in error["hint"]
+    assert not (project.root / "out" / "build.json").exists()  # nothing was built
+
+
 def test_a_relocated_prefix_is_no_alarm_and_a_patched_file_is_named(engine, vendor, tmp_path):
     patched = variant(engine, vendor["ray"], tmp_path, "vendor-ray-patched", f"RUN echo '# patched' >> {PATCHED}")
     held = facts.inspect(engine, patched)

@@ -16,14 +16,18 @@ older one (conda's prefix_placeholder in conda-meta's paths_data, or a prefix th
 moved from: a rewritten shebang). Python 3.8 or newer, standard library only (threadpoolctl when the
 image has it).
 """
-import base64
-import glob
-import hashlib
-import importlib.metadata as metadata
-import json
-import os
-import platform
 import sys
+
+if sys.version_info < (3, 8):  # said before an import that would fail: the image's Python is the reason
+    sys.exit("imagekit: needs Python 3.8 or newer; this image's python is %s" % sys.version.split()[0])
+
+import base64  # noqa: E402
+import glob  # noqa: E402
+import hashlib  # noqa: E402
+import importlib.metadata as metadata  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
 
 MOVED_FROM = ("/opt/venv", "/opt/conda", "/home/ray/anaconda3", "/usr/local", "/usr", "/opt/anaconda1anaconda2anaconda3")
 
