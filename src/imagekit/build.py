@@ -259,7 +259,7 @@ def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builde
             if i.base:
                 break
     bases = {i.name: vendor.resolve(cfg, engine, i.base) for i in build_order(cfg.images) if i.name in wanted and i.base}
-    vendor.check_pythons(cfg, bases)  # before anything is built
+    vendor.check_targets(cfg, bases)  # before anything is built
     staging = cfg.cache_dir / "build"
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="run-", dir=staging) as workdir:  # each build its own: builds may overlap

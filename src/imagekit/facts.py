@@ -32,6 +32,7 @@ class ImageFacts:
     blas: list[str] | None = None  # what numpy and scipy link against (threadpoolctl), None: not known
     base: str = ""  # the vendor image imagekit built it on (its org.opencontainers.image.base.name), "" if none
     executable: str = ""  # its Python (sys.executable)
+    glibc: str = ""  # its C library's version ("" when not glibc)
     folders: list[tuple[str, int, int, int]] = field(default_factory=list)  # the prefix and above: mode, uid, gid
 
 
@@ -64,5 +65,6 @@ def inspect(engine: Engine, ref: str) -> ImageFacts:
                       prefix=data.get("prefix", ""),
                       installers={canonicalize_name(k): v for k, v in data.get("installers", {}).items()},
                       conda=data.get("conda", {}), blas=data.get("blas"), executable=data.get("executable", ""),
+                      glibc=data.get("glibc", ""),
                       folders=[tuple(f) for f in data.get("folders", [])],
                       relocated=[(canonicalize_name(d), f, old) for d, f, old in data.get("relocated", [])])

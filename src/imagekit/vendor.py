@@ -67,8 +67,9 @@ def resolve(cfg: Config, engine: Engine, ref: str) -> Base:
     return Base(ref=ref, image_id=info.id, digest=digest, facts=facts.inspect(engine, ref))
 
 
-def check_pythons(cfg: Config, bases: dict[str, Base]) -> None:
-    """One Python for every base, the lock's: else PreconditionError, before anything is built."""
+def check_targets(cfg: Config, bases: dict[str, Base]) -> None:
+    """What the lock targets, every base can install: one Python, the lock's, and a glibc no older than
+    the lock's manylinux tag. Else PreconditionError, before anything is built."""
     pythons = {b.facts.python for b in bases.values()}
     if len(pythons) > 1:
         said = ", ".join(f"{name}'s {b.ref} has {b.facts.python}" for name, b in sorted(bases.items()))
@@ -80,6 +81,15 @@ def check_pythons(cfg: Config, bases: dict[str, Base]) -> None:
             raise PreconditionError(f"the vendor bases carry Python {python}; the lock targets {cfg.lock.python}",
                                     hint=f'set lock.python = "{python}" in imagekit.toml (the one Python every image '
                                          f'can install for), then run `imagekit lock`')
+    m = re.fullmatch(r"(\w+)-manylinux_2_(\d+)", cfg.lock.platform)
+    glibcs = {name: b for name, b in bases.items() if m and b.facts.glibc.startswith("2.")}
+    old = min(glibcs.items(), key=lambda nb: int(nb[1].facts.glibc.split(".")[1]), default=None)
+    if old and int(old[1].facts.glibc.split(".")[1]) < int(m.group(2)):
+        name, b = old
+        raise PreconditionError(f"{name}'s base {b.ref} has glibc {b.facts.glibc}; the lock targets "
+                                f"{cfg.lock.platform}, whose wheels may need a newer one",
+                                hint=f'set lock.platform = "{m.group(1)}-manylinux_{b.facts.glibc.replace(".", "_")}" '
+                                     f'in imagekit.toml (the oldest glibc among the images), then run `imagekit lock`')
 
 
 def drift(base: Base, pins: list[Pin]) -> list[Drift]:

@@ -10,8 +10,8 @@ from imagekit.lock import Pin
 from helpers import write_project
 
 
-def base(ref, python="3.11.2", **packages):
-    held = ImageFacts(ref=ref, name="", python=python, packages=packages, prefix="/opt/conda",
+def base(ref, python="3.11.2", glibc="2.36", **packages):
+    held = ImageFacts(ref=ref, name="", python=python, packages=packages, prefix="/opt/conda", glibc=glibc,
                       installers={n: "conda" for n in packages}, executable="/opt/conda/bin/python",
                       folders=[("/opt", 0o755, 0, 0), ("/opt/conda", 0o2775, 1000, 100)])
     return vendor.Base(ref=ref, image_id="sha256:" + "1" * 64, digest="sha256:" + "2" * 64, facts=held)
@@ -36,14 +36,23 @@ def test_the_drift_says_kept_replaced_and_added():
 
 def test_bases_whose_pythons_differ_are_refused_naming_both_and_what_to_do(cfg):
     with pytest.raises(PreconditionError) as e:
-        vendor.check_pythons(cfg, {"ray": base("rayproject/ray:2.41.0-py311"),
+        vendor.check_targets(cfg, {"ray": base("rayproject/ray:2.41.0-py311"),
                                    "notebook": base("scipy-notebook:python-3.11", python="3.11.10")})
     assert "notebook's scipy-notebook:python-3.11 has 3.11.10, ray's rayproject/ray:2.41.0-py311 has 3.11.2" in str(e.value)
     assert "take both bases at the same Python patch" in e.value.hint
     with pytest.raises(PreconditionError) as e:
-        vendor.check_pythons(cfg, {"ray": base("r", python="3.11.10"), "notebook": base("n", python="3.11.10")})
+        vendor.check_targets(cfg, {"ray": base("r", python="3.11.10"), "notebook": base("n", python="3.11.10")})
     assert "carry Python 3.11.10; the lock targets 3.11.2" in str(e.value) and 'lock.python = "3.11.10"' in e.value.hint
-    vendor.check_pythons(cfg, {"ray": base("r"), "notebook": base("n")})
+    vendor.check_targets(cfg, {"ray": base("r"), "notebook": base("n")})
+
+
+def test_a_base_older_than_the_locks_glibc_is_refused_naming_the_platform_to_lock_for(cfg):
+    with pytest.raises(PreconditionError) as e:  # rayproject/ray is Ubuntu 22.04: glibc 2.35
+        vendor.check_targets(cfg, {"ray": base("rayproject/ray:2.41.0-py311", glibc="2.35"), "notebook": base("n")})
+    assert str(e.value).startswith("ray's base rayproject/ray:2.41.0-py311 has glibc 2.35; the lock targets "
+                                   "x86_64-manylinux_2_36, whose wheels may need a newer one")
+    assert 'lock.platform = "x86_64-manylinux_2_35"' in e.value.hint
+    vendor.check_targets(cfg, {"ray": base("r", glibc="2.39"), "notebook": base("n", glibc="")})
 
 
 def test_a_broken_requirement_is_said_as_whose_it_is():

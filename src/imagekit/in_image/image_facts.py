@@ -2,7 +2,7 @@
 base; any image, any prefix: imagekit's /opt/venv, a conda prefix of rayproject/ray or docker-stacks).
 Prints one JSON line:
 
-    {"python", "executable", "prefix", "packages": {dist: version}, "installers": {dist: "pip"|"uv"|"conda"|...},
+    {"python", "executable", "prefix", "glibc", "packages": {dist: version}, "installers": {dist: "pip"|"uv"|"conda"|...},
      "conda": {name: {"version", "build", "channel"}}, "changed": [[dist, file, "changed"|"missing"]],
      "relocated": [[dist, file, old prefix]], "blas": ["openblas 0.3.27", ...] | null, "blas_error",
      "folders": [[path, mode, uid, gid], ...]}  (the prefix and every folder above it)
@@ -140,6 +140,7 @@ def main():
                 changed.append([name, str(f), "changed"])
     libs, why = blas()
     print(json.dumps({"python": platform.python_version(), "executable": sys.executable, "prefix": prefix,
+                      "glibc": platform.libc_ver()[1] if platform.libc_ver()[0] == "glibc" else "",
                       "packages": packages, "installers": installers, "conda": conda, "changed": changed,
                       "relocated": relocated, "blas": libs, "blas_error": why,
                       "folders": folders(prefix)}))
