@@ -86,7 +86,7 @@ def _wanted(interpreter: str, groups: Sequence[Group], wheels: dict[str, Path], 
 def lookup(interpreter: str, groups: Sequence[Group], wheels: dict[str, Path], cache: Path, *,
            venv_layer: bool) -> list[Layer]:
     """The cached layers of ``groups`` (those not in the cache are left out); installs nothing."""
-    found = (_cached(cache_dir(cache), g, key) for g, key in _wanted(interpreter, groups, wheels, venv_layer).items())
+    found = (cached(cache_dir(cache), g, key) for g, key in _wanted(interpreter, groups, wheels, venv_layer).items())
     return [layer for layer in found if layer is not None]
 
 
@@ -98,7 +98,7 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
     folder = cache_dir(cache)
     folder.mkdir(parents=True, exist_ok=True)
     wanted = _wanted(interpreter, groups, wheels, venv_layer)
-    layers = {g: _cached(folder, g, key, verify=True) for g, key in wanted.items()}
+    layers = {g: cached(folder, g, key, verify=True) for g, key in wanted.items()}
     for g, key in wanted.items():
         if isinstance(layers[g], str):  # the cached tar is not what its entry recorded: make it again
             on_line(layers[g])
@@ -111,7 +111,7 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
     return [layers[g] for g in wanted]
 
 
-def _cached(folder: Path, group: Group, key: str, *, verify: bool = False) -> Layer | str | None:
+def cached(folder: Path, group: Group, key: str, *, verify: bool = False) -> Layer | str | None:
     """The cached layer of ``group``, None when there is none; with ``verify`` (the tar is about to
     go into an image), the tar is hashed, and one that is not what its entry records (a corrupted
     or replaced cache file) is a message saying so instead."""

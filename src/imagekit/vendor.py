@@ -3,8 +3,8 @@ docker-stacks' scipy-notebook, or the team's image on them) instead of imagekit'
 
 - The base is named by tag and resolved to a digest (the engine's, or pulled with the credentials of
   the environment whose registry it names); its Python and distributions are asked of the image itself.
-- Bases that carry different Pythons, or another Python than the lock's, are refused before anything
-  is built.
+- Bases that carry different Pythons, another Python than the lock's, or a glibc older than the lock's
+  manylinux tag are refused before anything is built.
 - The image's views are laid into the vendor's own prefix as imagekit's layers, below them one layer
   of whiteouts that removes every file of each distribution they replace (its dist-info and conda's
   record of it included): nothing of the old version is left.
@@ -23,10 +23,11 @@ from packaging.utils import canonicalize_name
 from imagekit import containers, facts, inimage, inventory, layers, tars
 from imagekit.config import Config
 from imagekit.engine import Engine
+from imagekit.digests import sha256_hex
 from imagekit.errors import PreconditionError
+from imagekit.images import BASE_DIGEST, BASE_NAME, ImageSpec
 from imagekit.lock import Pin
 from imagekit.oci import Reference
-from imagekit.images import BASE_DIGEST, BASE_NAME, ImageSpec
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Base:
     @property
     def prefix(self) -> tars.Prefix:
         return tars.Prefix(path=self.facts.prefix, python=self.facts.executable, venv=False,
-                             folders=tuple(self.facts.folders))
+                           folders=tuple(self.facts.folders))
 
     def labels(self) -> dict[str, str]:
         return {BASE_NAME: self.ref, BASE_DIGEST: self.digest}
@@ -106,8 +107,8 @@ def removals(engine: Engine, base: Base, replaced: list[str], cache: Path) -> la
     if not replaced:
         return None
     group = layers.Group("vendor-removals", ())
-    key = layers.sha256_hex("\n".join([layers.RECIPE, group.name, base.image_id, *sorted(replaced)]))
-    found = layers._cached(layers.cache_dir(cache), group, key, verify=True)
+    key = sha256_hex("\n".join([layers.RECIPE, group.name, base.image_id, *sorted(replaced)]))
+    found = layers.cached(layers.cache_dir(cache), group, key, verify=True)
     if isinstance(found, layers.Layer):
         return found
     where = f"{inimage.IN}/{facts.FACTS.name}"

@@ -102,13 +102,13 @@ def test_layer_bytes_do_not_depend_on_the_umask_the_tree_was_made_under(tmp_path
 def test_a_corrupted_layer_cache_entry_is_detected_before_it_goes_into_an_image(tmp_path):
     group = layers.Group("small-0", tuple(pins("six")))
     layer = layers._write(tmp_path, group, "k" * 64, tree_under_umask(tmp_path / "tree", 0o022))
-    assert layers._cached(tmp_path, group, "k" * 64, verify=True).diff_id == layer.diff_id
+    assert layers.cached(tmp_path, group, "k" * 64, verify=True).diff_id == layer.diff_id
     data = bytearray(layer.path.read_bytes())
     data[-2000] ^= 0xFF  # one byte of the tar, the same size
     layer.path.write_bytes(bytes(data))
-    found = layers._cached(tmp_path, group, "k" * 64, verify=True)
+    found = layers.cached(tmp_path, group, "k" * 64, verify=True)
     assert isinstance(found, str) and "is corrupted" in found and layer.diff_id[:19] in found
-    assert layers._cached(tmp_path, group, "k" * 64).diff_id == layer.diff_id  # lookups that use no tar do not hash
+    assert layers.cached(tmp_path, group, "k" * 64).diff_id == layer.diff_id  # lookups that use no tar do not hash
 
 
 VENDOR = tars.Prefix(path="/home/ray/anaconda3", python="/home/ray/anaconda3/bin/python", venv=False,
@@ -139,4 +139,4 @@ def test_a_whiteout_layer_removes_each_path_and_keeps_the_folders_on_the_way(tmp
         "home/ray/anaconda3/conda-meta/.wh.sqlparse-0.4.0-py_0.json"}
     assert all(m.isfile() and m.size == 0 for n, m in members.items() if "/.wh." in n)
     assert members["home/ray"].uid == 1000 and members[f"{site[1:]}/sqlparse"].isdir()
-    assert layer.diff_id.startswith("sha256:") and layers._cached(tmp_path, layers.Group("vendor-removals", ()), "k")
+    assert layer.diff_id.startswith("sha256:") and layers.cached(tmp_path, layers.Group("vendor-removals", ()), "k")
