@@ -166,12 +166,11 @@ class _Builder:
         started = time.monotonic()
         cfg, engine = self.cfg, self.engine
         pins = self.views.pins(img.name)
-        own = list(self.views.own[img.name])
-        self.note(f"{img.name}: fetching {len(own)} wheels")
         base = self.bases.get(img.name)
-        if base:  # the whole view, laid into the vendor's prefix
-            own = pins
+        own = pins if base else list(self.views.own[img.name])  # on a vendor base: the whole view, in its prefix
+        if base:
             self.note(f"{img.name}: on {base.ref} ({base.digest[:19]}), Python {base.facts.python} in {base.facts.prefix}")
+        self.note(f"{img.name}: fetching {len(own)} wheels")
         fetched = wheels.fetch(cfg, pins, on_line=self.note)
         parent = self.built[img.parent] if img.parent and not base else None
         prefix = base.prefix if base else tars.Prefix()

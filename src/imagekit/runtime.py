@@ -68,15 +68,17 @@ class ContractReport:
         return all(i.ok for i in self.items)
 
 
-def until(c: containers.Container, script: str, timeout: float, every: float = 1.0) -> tuple[bool, str, float]:
-    """Run ``script`` until it exits 0, the container exits, or ``timeout`` seconds pass: (ok, last output, seconds)."""
+def until(c: containers.Container, script: str, timeout: float, every: float = 1.0,
+          gone: Callable[[], str] | None = None) -> tuple[bool, str, float]:
+    """Run ``script`` until it exits 0, the container exits (or ``gone`` says why waiting cannot help), or
+    ``timeout`` seconds pass: (ok, last output, seconds)."""
     started, seen = time.monotonic(), [""]
 
     def probe():
         code, seen[0] = c.sh(script)
         return code == 0
     try:
-        wait.until(script, probe, timeout, every=every, gone=c.exited)
+        wait.until(script, probe, timeout, every=every, gone=gone or c.exited)
         return True, seen[0], round(time.monotonic() - started, 1)
     except wait.NotReady as e:
         return False, (f"the container {e.gone.removeprefix('exited at start ')}" if e.gone else seen[0]), \
@@ -112,8 +114,8 @@ def ray_items(run: containers.Run, ray: str, on_line: Callable[[str], None],
     worker = run.start(services.RayNode(ray, head=False))
     items.append(probe(worker, "worker: KubeRay raylet probe (52365)", RAYLET_PROBE))
     count = "import ray; ray.init(address='auto', logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
-    ok, out, t = until(head, f'test "$(python -c "{count}" 2>/dev/null | tail -1)" = 2', 60, every=2) \
-        if not worker.exited() else (False, "", 0.0)
+    ok, out, t = until(head, f'test "$(python -c "{count}" 2>/dev/null | tail -1)" = 2', 60, every=2,
+                       gone=lambda: head.exited() or worker.exited())  # a worker that exits never joins: said at once
     items.append(Item("ray", "worker joined the head (2 nodes alive)", ok, "" if ok else
                       f"the head sees fewer than 2 nodes{'; the worker ' + worker.exited() if worker.exited() else ''}",
                       t))
