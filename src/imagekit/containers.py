@@ -126,8 +126,7 @@ class Container:
         return (code or 0), (out or b"").decode(errors="replace") if not detach else ""
 
     def python(self, *args: str, path: str = "") -> list[str]:
-        """The command ``python ARGS`` with the image's Python, through its entrypoint (``path``: first on
-        PYTHONPATH), for ``exec`` or ``stream``."""
+        """``python ARGS`` with the image's Python, through its entrypoint (``path``: first on PYTHONPATH)."""
         return [*self.entry, *inimage.python(*args, path=path)]
 
     def sh(self, script: str) -> tuple[int, str]:
