@@ -48,7 +48,7 @@ def diff(ctx: typer.Context,
 
     Example: imagekit diff --env desa --env prod
     Example: imagekit diff desa/ray:2.41.0-py311-sunat-v15 prod/ray
-    Example: imagekit diff harbor.example.org/mlops-prod/ray:2.41.0-py311-sunat-v6 ray:2.41.0-py311-sunat-v7
+    Example: imagekit diff harbor.example.org/mlops-prod/ray:v6 team/ray:v7
     """
     result = diff_core.diff(load(ctx), refs or [], env or [], engine=_engine)
     emit(ctx, result, as_json, _diff_lines(result))
