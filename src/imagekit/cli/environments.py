@@ -42,9 +42,9 @@ def diff(ctx: typer.Context,
 
     Python, the lock, and every package added, removed or changed, ranked by the risk for unpickling
     (Python, numpy, scikit-learn, cloudpickle, category-encoders, ..., the private model packages).
-    imagekit's images ([ENV/]IMAGE) are read from the registry's labels; any other image (an image in
-    the engine, or a reference it pulls, with the credentials of the environment whose registry it
-    names) from inside the image: its own Python and distributions, conda prefixes included.
+    imagekit's images ([ENV/]IMAGE) are read from the registry's labels; any other image (one in the
+    engine, or a reference it pulls with the credentials of the environment whose registry it names)
+    is read from inside the image, as its own Python sees its distributions (conda prefixes too).
 
     Example: imagekit diff --env desa --env prod
     Example: imagekit diff desa/ray:2.41.0-py311-sunat-v15 prod/ray
