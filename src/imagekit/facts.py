@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from imagekit import containers, inimage, proc
+from imagekit import containers, files, inimage, proc
 from imagekit.engine import Engine
 from imagekit.errors import PreconditionError, ToolError
 from imagekit.images import BASE_NAME, IMAGE_LABEL
@@ -36,13 +37,36 @@ class ImageFacts:
     folders: list[tuple[str, int, int, int]] = field(default_factory=list)  # the prefix and above: mode, uid, gid
 
 
-def inspect(engine: Engine, ref: str) -> ImageFacts:
+def inspect(engine: Engine, ref: str, *, cache: Path | None = None) -> ImageFacts:
     """Ask the image itself (its interpreter, its installed distributions), with the network off, through
-    its entrypoint with the command replaced."""
+    its entrypoint with the command replaced. ``cache``: a folder where the answer is kept by image id
+    (an image never changes: a build on a vendor base asks its base once)."""
     info = engine.image(ref)
     if info is None:
         raise PreconditionError(f"image {ref} is not in the engine",
                                 hint="run `imagekit build`, or pass an image that exists")
+    kept = cache / f"{info.id.removeprefix('sha256:')}.json" if cache else None
+    if kept and kept.is_file():
+        line = kept.read_text()
+    else:
+        line = _ask(engine, ref, info)
+        if kept:
+            files.write(kept, line)
+    data = json.loads(line)
+    keep = {canonicalize_name(k): v for k, v in data["packages"].items() if canonicalize_name(k) not in VENV_TOOLS}
+    return ImageFacts(ref=ref, name=info.labels.get(IMAGE_LABEL, ""), python=data["python"], packages=keep,
+                      base=info.labels.get(BASE_NAME, "") if IMAGE_LABEL in info.labels else "",
+                      changed=[(canonicalize_name(d), f, how) for d, f, how in data["changed"]],
+                      prefix=data.get("prefix", ""),
+                      installers={canonicalize_name(k): v for k, v in data.get("installers", {}).items()},
+                      conda=data.get("conda", {}), blas=data.get("blas"), executable=data.get("executable", ""),
+                      glibc=data.get("glibc", ""),
+                      folders=[tuple(f) for f in data.get("folders", [])],
+                      relocated=[(canonicalize_name(d), f, old) for d, f, old in data.get("relocated", [])])
+
+
+def _ask(engine: Engine, ref: str, info) -> str:
+    """The JSON line in_image/image_facts.py prints in a container of ``ref``."""
     where = f"{inimage.IN}/{FACTS.name}"
     try:
         out = containers.run(engine, ref, inimage.python(where), inputs={where: FACTS})
@@ -57,14 +81,4 @@ def inspect(engine: Engine, ref: str) -> ImageFacts:
     if not line:
         raise PreconditionError(inimage.ran_nothing(ref, info.config, out),
                                 hint="pass an image whose entrypoint runs the command it is given (as `exec \"$@\"`)")
-    data = json.loads(line)
-    keep = {canonicalize_name(k): v for k, v in data["packages"].items() if canonicalize_name(k) not in VENV_TOOLS}
-    return ImageFacts(ref=ref, name=info.labels.get(IMAGE_LABEL, ""), python=data["python"], packages=keep,
-                      base=info.labels.get(BASE_NAME, "") if IMAGE_LABEL in info.labels else "",
-                      changed=[(canonicalize_name(d), f, how) for d, f, how in data["changed"]],
-                      prefix=data.get("prefix", ""),
-                      installers={canonicalize_name(k): v for k, v in data.get("installers", {}).items()},
-                      conda=data.get("conda", {}), blas=data.get("blas"), executable=data.get("executable", ""),
-                      glibc=data.get("glibc", ""),
-                      folders=[tuple(f) for f in data.get("folders", [])],
-                      relocated=[(canonicalize_name(d), f, old) for d, f, old in data.get("relocated", [])])
+    return line
