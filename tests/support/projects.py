@@ -67,7 +67,7 @@ def on_vendor_bases(source: str | Path, root: Path, bases: dict[str, str], *, co
     images/, lockfiles/ and examples/ linked (``copy``: copied, to change them). Returns its imagekit.toml."""
     import shutil
 
-    source = Path(source)
+    source = Path(source).resolve()
     text = source.read_text()
     for name, ref in bases.items():  # repositories of their own: the local tags of the project's images stay
         repo = "scipy-notebook" if name == "notebook" else name
