@@ -181,8 +181,8 @@ class _Builder:
         interpreter = (f"CPython {base.facts.python} {prefix.key()}" if base else
                        f"CPython {self.os_image.python} {self.os_image.image_id}")
         drift = vendor.drift(base, pins) if base else []
-        removal = vendor.removals(engine, base, [d.name for d in drift if d.status == "replaced"],
-                                  cfg.cache_dir) if base else None
+        replaced = [d.name for d in drift if d.status == "replaced"]
+        removal = [vendor.removals(engine, base, replaced, cfg.cache_dir)] if replaced else []  # below the view
         lock_digest = self.lock.digest if img.shared else lock.read(lock.view_path(cfg, img.name)).digest
         tags = render_tags(cfg, img, pins, lock_digest, self.rev)
         context = _stage(img, self.workdir)
@@ -195,13 +195,15 @@ class _Builder:
         if existing:
             self.note(f"{img.name}: unchanged (content {content[:12]}), not rebuilt")
             image_id, labels = existing.id, existing.labels
-            py_layers = layers.lookup(interpreter, groups, fetched.wheels, cfg.cache_dir, venv_layer=venv_layer)
+            py_layers = [*removal, *layers.lookup(interpreter, groups, fetched.wheels, cfg.cache_dir,
+                                                  venv_layer=venv_layer)]
             for ref in local:
                 engine.tag(image_id, ref)
         else:
             self.note(f"{img.name}: Python layers ({len(groups)} groups)")
-            py_layers = layers.install(engine, parent_ref, interpreter, groups, fetched.wheels, cfg.cache_dir,
-                                       venv_layer=venv_layer, uv_bin=uv_binary(), on_line=self.note, prefix=prefix)
+            py_layers = [*removal, *layers.install(engine, parent_ref, interpreter, groups, fetched.wheels,
+                                                   cfg.cache_dir, venv_layer=venv_layer, uv_bin=uv_binary(),
+                                                   on_line=self.note, prefix=prefix)]
             labels = {"org.opencontainers.image.title": img.repository,
                       "org.opencontainers.image.source": cfg.project.source or str(cfg.root),
                       "org.opencontainers.image.revision": self.rev, "org.opencontainers.image.created": self.created,
@@ -210,8 +212,7 @@ class _Builder:
                       LOCK_LABEL: lock_digest, osimage.PYTHON_LABEL: base.facts.python if base else self.os_image.python,
                       CONTENT_LABEL: content, **(base.labels() if base else {})}
             python_ref = INTERNAL.format(name=f"{img.name}-python", key=content[:12])
-            layers.assemble(engine, parent_ref, [*filter(None, [removal]), *py_layers], python_ref,
-                            labels={IMAGE_LABEL: img.name}, venv=not base)
+            layers.assemble(engine, parent_ref, py_layers, python_ref, labels={IMAGE_LABEL: img.name}, venv=not base)
             self.note(f"{img.name}: building {img.dockerfile.name if img.dockerfile else 'labels'}")
             image_id = buildkit.build(engine, context, tags=[internal, *local], buildargs={"PARENT": python_ref},
                                     labels=labels, builder=self.builder, on_line=self.note)
@@ -222,7 +223,7 @@ class _Builder:
                            size=engine.image(image_id).size, cached=bool(existing),
                            seconds=round(time.monotonic() - started, 1), sbom=str(sbom_path), labels=labels,
                            layers=[{"group": l.group, "diff_id": l.diff_id, "size": l.size,
-                                    "packages": list(l.packages)} for l in [*filter(None, [removal]), *py_layers]],
+                                    "packages": list(l.packages)} for l in py_layers],
                            base=base.describe() if base else {}, drift=[asdict(d) for d in drift])
         _write_json(sbom_path, _sbom(img, built, pins, fetched))
         self.built[img.name] = built

@@ -63,8 +63,7 @@ def _side(cfg: Config, text: str, engine: Callable[[], Engine | None]) -> tuple[
     if local is not None and local.image(text):
         return text, inside(local, text)
     env_name, _, image_name = ref.repository.rpartition("/")
-    env = next((e for e in cfg.environments if env_name in (e.name, e.project)), None) if env_name else (
-        cfg.environments[0] if cfg.environments else None)
+    env = _named(cfg, env_name) if env_name else (cfg.environments[0] if cfg.environments else None)
     img = next((i for i in cfg.images if image_name in (i.name, i.repository)), None)
     ours = env is not None and (not ref.registry or ref.registry == inventory.registry_for(cfg, env).host)
     if ours and img is not None:
@@ -88,8 +87,12 @@ def inside(engine: Engine, ref: str) -> Side:
                 packages=f.packages)
 
 
+def _named(cfg: Config, name: str) -> Environment | None:
+    return next((e for e in cfg.environments if name in (e.name, e.project)), None)
+
+
 def _environment(cfg: Config, name: str) -> Environment:
-    found = next((e for e in cfg.environments if name in (e.name, e.project)), None)
+    found = _named(cfg, name)
     if found is None:
         raise UsageError(f"no environment or project {name!r}",
                          hint=f"environments: {', '.join(e.name for e in cfg.environments)}")

@@ -65,11 +65,29 @@ def inspect(engine: Engine, ref: str, *, cache: Path | None = None) -> ImageFact
                       relocated=[(canonicalize_name(d), f, old) for d, f, old in data.get("relocated", [])])
 
 
+def installed_files(engine: Engine, ref: str, names: list[str]) -> list[str]:
+    """Every path (absolute) the distributions ``names`` installed in ``ref``: their RECORD's files, their
+    dist-info folders, and conda's record of each with its files."""
+    out = _run(engine, ref, engine.image(ref), "--files", *names)
+    line = next(x for x in reversed(out.strip().splitlines()) if x.startswith('{"files"'))
+    return sorted({p for listed in json.loads(line)["files"].values() for p in listed})
+
+
 def _ask(engine: Engine, ref: str, info) -> str:
     """The JSON line in_image/image_facts.py prints in a container of ``ref``."""
+    out = _run(engine, ref, info)
+    line = next((x for x in reversed(out.strip().splitlines()) if x.startswith('{"python"')), "")
+    if not line:
+        raise PreconditionError(inimage.ran_nothing(ref, info.config, out),
+                                hint="pass an image whose entrypoint runs the command it is given (as `exec \"$@\"`)")
+    return line
+
+
+def _run(engine: Engine, ref: str, info, *args: str) -> str:
+    """The output of in_image/image_facts.py ``args`` in a container of ``ref``."""
     where = f"{inimage.IN}/{FACTS.name}"
     try:
-        out = containers.run(engine, ref, inimage.python(where), inputs={where: FACTS})
+        return containers.run(engine, ref, inimage.python(where, *args), inputs={where: FACTS})
     except ToolError as e:  # the image's entrypoint (or its Python) failed: the image's fault, said as such
         entry = " ".join(info.config.get("Entrypoint") or [])
         raise PreconditionError(f"the image {ref} could not be asked what it holds"
@@ -77,8 +95,3 @@ def _ask(engine: Engine, ref: str, info) -> str:
                                 f"{proc.reason(e.output) or 'it printed nothing'}",
                                 hint="pass an image whose entrypoint runs the command it is given, with Python 3 "
                                      "on PATH") from None
-    line = next((x for x in reversed(out.strip().splitlines()) if x.startswith('{"python"')), "")
-    if not line:
-        raise PreconditionError(inimage.ran_nothing(ref, info.config, out),
-                                hint="pass an image whose entrypoint runs the command it is given (as `exec \"$@\"`)")
-    return line

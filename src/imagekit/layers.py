@@ -185,27 +185,25 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
 
 def _write(folder: Path, group: Group, key: str, tree: Path, prefix: Prefix = Prefix()) -> Layer:
     """Write ``tree`` as the layer tar of ``group`` (rooted at the prefix), then record it."""
-    path = folder / f"{key}.tar"
-    with files.writing(path) as f:  # builds may run at once
-        write_tar(f, tree, prefix.path.strip("/"), owners=prefix if not prefix.venv else None)
-    meta = {"diff_id": digests.oci_file(path), "size": path.stat().st_size, "group": group.name,
-            "packages": [f"{p.name}=={p.version}" for p in group.pins]}
-    files.write(folder / f"{key}.json", json.dumps(meta))
-    return Layer(group=group.name, diff_id=meta["diff_id"], size=meta["size"], packages=tuple(meta["packages"]),
-                 path=path, cached=False)
+    return _record(folder, group, key, [f"{p.name}=={p.version}" for p in group.pins],
+                   lambda f: write_tar(f, tree, prefix.path.strip("/"), owners=prefix if not prefix.venv else None))
 
 
 def write_whiteouts(folder: Path, group: Group, key: str, paths: Sequence[str], owners: Prefix) -> Layer:
     """A layer of whiteouts only, removing ``paths`` (absolute) from the layers below, recorded in the cache."""
+    return _record(folder, group, key, [f"removes {len(paths)} files"],
+                   lambda f: write_tar(f, None, "", owners=owners, whiteouts=paths))
+
+
+def _record(folder: Path, group: Group, key: str, packages: list[str], fill: Callable) -> Layer:
+    """The layer tar of ``group`` as ``fill`` writes it, recorded in the cache (diff id, size, what it holds)."""
     path = folder / f"{key}.tar"
-    folder.mkdir(parents=True, exist_ok=True)
-    with files.writing(path) as f:
-        write_tar(f, None, "", owners=owners, whiteouts=paths)
-    meta = {"diff_id": digests.oci_file(path), "size": path.stat().st_size, "group": group.name,
-            "packages": [f"removes {len(paths)} files"]}
+    with files.writing(path) as f:  # builds may run at once
+        fill(f)
+    meta = {"diff_id": digests.oci_file(path), "size": path.stat().st_size, "group": group.name, "packages": packages}
     files.write(folder / f"{key}.json", json.dumps(meta))
-    return Layer(group=group.name, diff_id=meta["diff_id"], size=meta["size"], packages=tuple(meta["packages"]),
-                 path=path, cached=False)
+    return Layer(group=group.name, diff_id=meta["diff_id"], size=meta["size"], packages=tuple(packages), path=path,
+                 cached=False)
 
 
 def assemble(engine: Engine, parent: str, layers: Sequence[Layer], ref: str, *, labels: dict[str, str],

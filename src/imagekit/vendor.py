@@ -13,14 +13,13 @@ docker-stacks' scipy-notebook, or the team's image on them) instead of imagekit'
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from imagekit import containers, facts, inimage, inventory, layers, tars
+from imagekit import facts, inventory, layers, tars
 from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.digests import sha256_hex
@@ -101,20 +100,15 @@ def drift(base: Base, pins: list[Pin]) -> list[Drift]:
             for n in sorted(held.keys() | view.keys())]
 
 
-def removals(engine: Engine, base: Base, replaced: list[str], cache: Path) -> layers.Layer | None:
-    """The layer of whiteouts removing every file of the ``replaced`` distributions from ``base`` (None:
-    nothing replaced), cached by what it is made of."""
-    if not replaced:
-        return None
+def removals(engine: Engine, base: Base, replaced: list[str], cache: Path) -> layers.Layer:
+    """The layer of whiteouts removing every file of the ``replaced`` distributions from ``base``, cached
+    by what it is made of."""
     group = layers.Group("vendor-removals", ())
     key = sha256_hex("\n".join([layers.RECIPE, group.name, base.image_id, *sorted(replaced)]))
     found = layers.cached(layers.cache_dir(cache), group, key, verify=True)
     if isinstance(found, layers.Layer):
         return found
-    where = f"{inimage.IN}/{facts.FACTS.name}"
-    out = containers.run(engine, base.ref, inimage.python(where, "--files", *replaced), inputs={where: facts.FACTS})
-    line = next(x for x in reversed(out.strip().splitlines()) if x.startswith('{"files"'))
-    paths = sorted({p for listed in json.loads(line)["files"].values() for p in listed})
+    paths = facts.installed_files(engine, base.ref, replaced)
     return layers.write_whiteouts(layers.cache_dir(cache), group, key, paths, base.prefix)
 
 

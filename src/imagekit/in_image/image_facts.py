@@ -28,6 +28,7 @@ import importlib.metadata as metadata  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 
 MOVED_FROM = ("/opt/venv", "/opt/conda", "/home/ray/anaconda3", "/usr/local", "/usr", "/opt/anaconda1anaconda2anaconda3")
 
@@ -36,15 +37,25 @@ def b64(data):
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def conda_records(prefix):
-    """conda-meta: each record's name, version, build and channel, and the prefixes conda replaced."""
-    records, placeholders = {}, set()
+def canonical(name):
+    """A distribution's name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def conda_meta(prefix):
+    """conda-meta's records in ``prefix``: (the record's path, the record)."""
     for path in sorted(glob.glob(os.path.join(prefix, "conda-meta", "*.json"))):
         try:
             with open(path) as fh:
-                rec = json.load(fh)
+                yield path, json.load(fh)
         except (OSError, ValueError):
             continue
+
+
+def conda_records(prefix):
+    """conda-meta: each record's name, version, build and channel, and the prefixes conda replaced."""
+    records, placeholders = {}, set()
+    for path, rec in conda_meta(prefix):
         records[rec.get("name") or os.path.basename(path)] = {
             "version": rec.get("version", ""), "build": rec.get("build", ""), "channel": rec.get("channel", "")}
         for p in (rec.get("paths_data") or {}).get("paths", []):
@@ -85,17 +96,11 @@ def folders(prefix):
 
 def installed_files(names):
     """Every path each distribution of ``names`` installed (absolute), conda's record of it included."""
-    prefix, wanted = sys.prefix, {n.lower().replace("_", "-") for n in names}
-    records = []
-    for path in sorted(glob.glob(os.path.join(prefix, "conda-meta", "*.json"))):
-        try:
-            with open(path) as fh:
-                records.append((path, [os.path.join(prefix, f) for f in json.load(fh).get("files", [])]))
-        except (OSError, ValueError):
-            continue
+    prefix, wanted = sys.prefix, {canonical(n) for n in names}
+    records = [(path, [os.path.join(prefix, f) for f in rec.get("files", [])]) for path, rec in conda_meta(prefix)]
     out = {}
     for d in metadata.distributions():
-        name = d.metadata["Name"].lower().replace("_", "-")
+        name = canonical(d.metadata["Name"])
         if name not in wanted or name in out:
             continue
         info = os.path.normpath(str(d._path)) if hasattr(d, "_path") else ""
