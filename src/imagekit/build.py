@@ -163,8 +163,7 @@ class _Builder:
         self.out.mkdir(parents=True, exist_ok=True)
 
     def image(self, img: ImageSpec) -> BuiltImage:
-        started = time.monotonic()
-        cfg, engine = self.cfg, self.engine
+        started, cfg, engine = time.monotonic(), self.cfg, self.engine
         pins = self.views.pins(img.name)
         base = self.bases.get(img.name)
         own = pins if base else list(self.views.own[img.name])  # on a vendor base: the whole view, in its prefix
@@ -197,8 +196,6 @@ class _Builder:
             image_id, labels = existing.id, existing.labels
             py_layers = [*removal, *layers.lookup(interpreter, groups, fetched.wheels, cfg.cache_dir,
                                                   venv_layer=venv_layer)]
-            for ref in local:
-                engine.tag(image_id, ref)
         else:
             self.note(f"{img.name}: Python layers ({len(groups)} groups)")
             py_layers = [*removal, *layers.install(engine, parent_ref, interpreter, groups, fetched.wheels,
@@ -214,10 +211,13 @@ class _Builder:
             python_ref = INTERNAL.format(name=f"{img.name}-python", key=content[:12])
             layers.assemble(engine, parent_ref, py_layers, python_ref, labels={IMAGE_LABEL: img.name}, venv=not base)
             self.note(f"{img.name}: building {img.dockerfile.name if img.dockerfile else 'labels'}")
-            image_id = buildkit.build(engine, context, tags=[internal, *local], buildargs={"PARENT": python_ref},
-                                    labels=labels, builder=self.builder, on_line=self.note)
+            candidate = INTERNAL.format(name=f"{img.name}-candidate", key=content[:12])  # named once it passes
+            image_id = buildkit.build(engine, context, tags=[candidate], buildargs={"PARENT": python_ref},
+                                      labels=labels, builder=self.builder, on_line=self.note)
             layers.check(engine, image_id, uv_binary(), what=img.name,
                          **(vendor.pip_check(img, base, drift) if base else {}))
+        for ref in (internal, *local):  # a failed check leaves no tag a later build would take as built
+            engine.tag(image_id, ref)
         sbom_path = self.out / f"{img.name}.cdx.json"
         built = BuiltImage(name=img.name, repository=img.repository, image_id=image_id, content=content, tags=tags,
                            size=engine.image(image_id).size, cached=bool(existing),
