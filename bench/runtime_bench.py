@@ -30,7 +30,8 @@ def main() -> None:
         runtime.until(head, runtime.GCS_PROBE, 120, every=0.2)
         floor = time.monotonic() - started
     started = time.monotonic()
-    life = runtime.deploy_from_notebook(engine, notebook, ray, cfg.path(cfg.verify.lifecycle))
+    with runtime.lifecycle_head(engine, ray, notebook) as deploy:
+        life = deploy(cfg.path(cfg.verify.lifecycle))
     t_life = time.monotonic() - started
     print(f"runtime-check, {len(report.items)} items                     {report.seconds:6.1f} s")
     for item in report.items:

@@ -18,7 +18,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,17 +178,22 @@ def _last_json(out: str) -> dict | None:
     return None
 
 
-def lifecycle(run: containers.Run, notebook: str, head: containers.Container | None, folder: Path,
+def lifecycle_client(run: containers.Run, notebook: str) -> containers.Container:
+    """The notebook image, idle, for the lifecycle notebooks: Ray Client of the run's head."""
+    return run.start(services.Idle(notebook, kind="lifecycle client", alias="client",
+                                   env={"RAY_ADDRESS": "ray://head:10001", "SERVE_URL": "http://head:8000"}))
+
+
+def lifecycle(c: containers.Container, head: containers.Container | None, folder: Path,
               on_line: Callable[[str], None]) -> Item:
-    """The notebooks in ``folder`` run headless in the notebook image against the head: each trains,
-    deploys through Ray Client, queries, compares, deletes; the last line of its output says how."""
+    """The notebooks in ``folder`` run headless in the notebook image (``c``, its lifecycle client) against
+    the head: each trains, deploys through Ray Client, queries, compares, deletes; the last line of its
+    output says how. Only commands run in the containers: it may run in a thread of its own."""
     started = time.monotonic()
     if head is None:
         return Item("pair", LIFE, False, "no head to deploy to (see the ray items)")
     on_line("pair: the lifecycle notebook deploys to the head through Ray Client")
     copied = {nb.name: nb.read_bytes() for nb in sorted(folder.glob("*.ipynb"))}  # what is hashed is what ran
-    c = run.start(services.Idle(notebook, kind="lifecycle client", alias="client",
-                                  env={"RAY_ADDRESS": "ray://head:10001", "SERVE_URL": "http://head:8000"}))
     c.sh(f"mkdir -p /tmp/{LIFECYCLE}")  # as the image's user: the notebooks write their results there
     for name, body in copied.items():
         c.put(f"/tmp/{LIFECYCLE}/{name}", body)
@@ -231,7 +236,7 @@ def check(engine: Engine, ray: str, notebook: str, *, lifecycle_notebooks: Path,
     with containers.Run(engine, "runtime-check", note=note) as run:
         items, head = ray_items(run, ray, note, look)
         items += notebook_items(run, notebook, note, look)
-        items.append(lifecycle(run, notebook, head, lifecycle_notebooks, note))
+        items.append(lifecycle(lifecycle_client(run, notebook), head, lifecycle_notebooks, note))
     return ContractReport(ray=ray, notebook=notebook, items=items, seconds=round(time.monotonic() - started, 1))
 
 
@@ -246,16 +251,22 @@ def check_pair(cfg: Config, engine: Engine, ray: str | None, notebook: str | Non
     return check(engine, ray, notebook, lifecycle_notebooks=cfg.path(cfg.verify.lifecycle), on_line=on_line, look=look)
 
 
-def deploy_from_notebook(engine: Engine, notebook: str, ray: str, folder: Path,
-                         on_line: Callable[[str], None] | None = None) -> Item:
-    """verify-compat's lifecycle scenario: a head from the Ray image (KubeRay's command), the
-    notebooks in ``folder`` deploying to it from the notebook image."""
+@contextlib.contextmanager
+def lifecycle_head(engine: Engine, ray: str, notebook: str, on_line: Callable[[str], None] | None = None
+                   ) -> Iterator[Callable[[Path], Item]]:
+    """verify-compat's lifecycle scenario, begun: a head from the Ray image (KubeRay's command) and the
+    notebook image's client start now; the head boots while other work goes on. What it gives deploys the
+    notebooks of a folder to that head (``deploy(folder)``, once the head answers): only commands in the
+    containers, so it may run in a thread while the containers are this thread's to remove."""
     note = on_line or (lambda line: None)
     with containers.Run(engine, "lifecycle", note=note) as run:
         note("lifecycle: starting a Ray head for the notebooks to deploy to")
-        head = run.start(services.RayNode(ray))
-        try:
-            head.ready(120)
-        except wait.NotReady:
-            head = None
-        return lifecycle(run, notebook, head, folder, note)
+        head, client = run.start(services.RayNode(ray)), lifecycle_client(run, notebook)
+
+        def deploy(folder: Path) -> Item:
+            try:
+                head.ready(120)
+            except wait.NotReady:
+                return lifecycle(client, None, folder, note)
+            return lifecycle(client, head, folder, note)
+        yield deploy

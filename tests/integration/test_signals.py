@@ -11,7 +11,7 @@ import pytest
 from helpers import ROOT, variant
 
 PHASES = {"static": "static alignment", "servers": "S3: ", "training": "training iris",
-          "serving": "starting Ray Serve", "lifecycle": "lifecycle: starting a Ray head",
+          "serving": "starting Ray Serve", "lifecycle": "the lifecycle notebook deploys",
           "signing": "signing the attestation"}
 
 

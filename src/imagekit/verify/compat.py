@@ -2,6 +2,8 @@
 signed attestation of the verified set."""
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,7 +11,7 @@ from dataclasses import dataclass, field
 from imagekit import attest, facts, lock, record, runtime
 from imagekit.config import Config
 from imagekit.engine import Engine
-from imagekit.errors import ConfigError, UsageError, infrastructure
+from imagekit.errors import ConfigError, ImagekitError, UsageError, infrastructure
 from imagekit.inventory import registry_for
 from imagekit.verify import roundtrip, s3store, static, tracking
 from imagekit.verify.policy import LIFECYCLE, not_recorded, scenarios_of, verified_set
@@ -84,15 +86,25 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     trainer, server = subject(cfg, engine, "notebook", notebook), subject(cfg, engine, "ray", ray)
     others = [subject(cfg, engine, n, None, n) for n in members if n not in (cfg.verify.trainer, cfg.verify.server)]
     lk = lock.shared_lock(cfg)
-    note("static alignment: asking the images what they hold")
-    aligned = static.compare(cfg, lk, facts.inspect(engine, trainer.ref), facts.inspect(engine, server.ref),
-                             [facts.inspect(engine, o.ref) for o in others])
-    trip = roundtrip.run(engine, trainer.ref, server.ref, store, cfg.path(cfg.verify.notebooks), scenarios=trips,
-                         buckets=s3store.buckets(cfg), mlflow=mlflow, on_line=note,
-                         trained_in={"IMAGEKIT_IMAGE": trainer.digest or trainer.ref, "IMAGEKIT_LOCK": lk.digest},
-                         ) if trips else roundtrip.RoundtripReport("", "", [], 0.0, 0.0)
-    life = (runtime.deploy_from_notebook(engine, trainer.ref, server.ref, cfg.path(cfg.verify.lifecycle), note)
-            if LIFECYCLE in scenarios else None)
+    aside = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="verify")
+    with contextlib.ExitStack() as stack:  # the static check and the lifecycle need nothing of the round trip
+        life = None
+        if LIFECYCLE in scenarios:
+            deploy = stack.enter_context(runtime.lifecycle_head(engine, server.ref, trainer.ref, note))
+            life = aside.submit(deploy, cfg.path(cfg.verify.lifecycle))
+        stack.callback(aside.shutdown, wait=False, cancel_futures=True)  # an interrupt waits for no thread
+        note("static alignment: asking the images what they hold")
+        aligned = aside.submit(lambda: static.compare(cfg, lk, facts.inspect(engine, trainer.ref), facts.inspect(
+            engine, server.ref), [facts.inspect(engine, o.ref) for o in others]))
+        try:
+            trip = roundtrip.run(engine, trainer.ref, server.ref, store, cfg.path(cfg.verify.notebooks),
+                                 scenarios=trips, buckets=s3store.buckets(cfg), mlflow=mlflow, on_line=note,
+                                 trained_in={"IMAGEKIT_IMAGE": trainer.digest or trainer.ref, "IMAGEKIT_LOCK": lk.digest},
+                                 ) if trips else roundtrip.RoundtripReport("", "", [], 0.0, 0.0)
+        except ImagekitError:
+            aligned.result()  # an image that cannot be asked what it holds: that is said first
+            raise
+        aligned, life = aligned.result(), life.result() if life else None
     report = VerifyReport(notebook=trainer, ray=server, static=aligned, roundtrip=trip, others=others, lifecycle=life)
     why = not_recorded(report, write_record=write_record, complete=set(scenarios) == set(every), key=key)
     if not why:

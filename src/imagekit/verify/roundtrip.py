@@ -10,9 +10,12 @@ image, which predicts their input examples there) and served by Ray Serve as MLf
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +34,7 @@ from imagekit.verify.s3store import Buckets, Endpoint, Server, Store, describe, 
 NOTEBOOKS = "/tmp/imagekit-scenarios"  # not the home: any notebook image, whatever its user
 HELPER = Path(__file__).parents[1] / "in_image" / "imagekit_publish.py"  # runs beside the notebooks
 FINDER = HELPER.with_name("imagekit_mlflow.py")  # what an MLflow scenario logged, predicted where it was logged
+AT_ONCE = 2  # notebooks executed at once in the trainer: each is one kernel, mostly one core
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,29 @@ def logged(c: containers.Container, run: str) -> list[dict]:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def train_all(c: containers.Container, scenarios: tuple[str, ...], store: Store, bucket: str, version: str,
+              uses_mlflow: set[str], note: Callable[[str], None], tracker_ready: Callable[[], None] | None = None
+              ) -> dict[str, Trained]:
+    """Every scenario executed in the trainer, ``AT_ONCE`` notebooks at a time: {name: what it published}.
+    Those that use MLflow go last, once ``tracker_ready()`` says the tracking server answers (it boots
+    while the others train)."""
+    waited = threading.Lock()
+
+    def one(name: str) -> Trained:
+        if name in uses_mlflow and tracker_ready:
+            with waited:  # one thread waits; the next finds it answering
+                tracker_ready()
+        note(f"training {name} in the notebook image")
+        return train(c, name, store, bucket, version, mlflow=name in uses_mlflow)
+    order = sorted(scenarios, key=lambda name: name in uses_mlflow)
+    pool = concurrent.futures.ThreadPoolExecutor(AT_ONCE, thread_name_prefix="train")
+    try:
+        trained = dict(zip(order, pool.map(one, order)))
+    finally:  # a failure or an interrupt waits for no other notebook: removing the trainer ends it
+        pool.shutdown(wait=False, cancel_futures=True)
+    return {name: trained[name] for name in scenarios}
+
+
 def serve(url: str, name: str, meta: dict, status: str) -> Served:
     """Ask the model server at ``url`` for model ``name``'s predictions of its probe rows."""
     started = time.monotonic()
@@ -200,15 +227,13 @@ def run(engine: Engine, notebook: str, ray: str, s3: Server | Endpoint, notebook
                      if len(buckets.others) >= 2 else {})}
         ran = copied(notebooks, scenarios)
         uses = {n for n in scenarios if tracking.uses_mlflow(ran[n])} if mlflow else set()
-        described, to_mlflow = tracking.open_tracking(r, mlflow, store, note) if uses else ("", {})
+        described, to_mlflow, tracker = tracking.open_tracking(r, mlflow, store, note) if uses else ("", {}, None)
         if uses:  # the S3 variables too: a server that does not proxy artifacts has clients write them
             inside.update(to_mlflow, MLFLOW_S3_ENDPOINT_URL=store.inside)
         t = trainer(r, notebook, {**inside, **(trained_in or {}), "IMAGEKIT_RUN": version}, ran)
         reachable(t, store.inside, "the S3 server", store.url)
-        trained = {}
-        for name in scenarios:
-            note(f"training {name} in the notebook image")
-            trained[name] = train(t, name, store, buckets.models, version, mlflow=name in uses)
+        trained = train_all(t, scenarios, store, buckets.models, version, uses, note,
+                            tracker and functools.partial(tracker.ready, 120))
         models = {n: spec(m.meta) for n, m in trained.items() if m.meta}
         models.update({f"{n}.{i}": {"mlflow": m["uri"]} for n, t_ in trained.items() for i, m in enumerate(t_.logged)})
         note("starting Ray Serve in the ray image")
@@ -230,8 +255,6 @@ def run(engine: Engine, notebook: str, ray: str, s3: Server | Endpoint, notebook
             note(f"serving {name}")
             results.append(_result(name, serve(url, name, m.meta, status["models"][name]),
                                    status.get("fingerprints", {}).get(name, []), m.seconds))
-        note("shutting the Ray Serve deployment down")
-        server.exec(["serve", "shutdown", "-y"])
         results = [dataclasses.replace(s, notebook_sha256=sha256_hex(ran[s.name])) for s in results]
         report = RoundtripReport(s3_server=describe(s3), version=version, scenarios=results,
                                  ray_startup_seconds=ray_startup, seconds=round(time.monotonic() - started, 1),

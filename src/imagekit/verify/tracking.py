@@ -81,16 +81,16 @@ def uses_mlflow(notebook: Path | bytes) -> bool:
     return re.search(r"^\s*(import|from)\s+mlflow\b", code, re.M) is not None
 
 
-def open_tracking(run: containers.Run, mlflow: str, store: s3store.Store,
-                  note: Callable[[str], None]) -> tuple[str, dict[str, str]]:
-    """(a description, what containers of the run are given to reach it): the tracking server of the
-    run's own, the image ``mlflow`` started with ``store``. The team's tracking server is never where a
-    verification logs: what it registers and the aliases it moves (the `champion` a RayService serves)
-    would change what the team serves."""
+def open_tracking(run: containers.Run, mlflow: str, store: s3store.Store, note: Callable[[str], None]
+                  ) -> tuple[str, dict[str, str], services.TrackingServer]:
+    """(a description, what containers of the run are given to reach it, the server: started, not yet
+    waited for): the tracking server of the run's own, the image ``mlflow`` started with ``store``. The
+    team's tracking server is never where a verification logs: what it registers and the aliases it
+    moves (the `champion` a RayService serves) would change what the team serves."""
     note("starting the MLflow tracking server")
-    start_server(run, mlflow, store)
+    server = start_server(run, mlflow, store, ready=None)
     return f"started {mlflow} (SQLite, artifacts in {ARTIFACTS})", {"MLFLOW_TRACKING_URI": "http://mlflow:5000",
-                                                                   **CLIENT}
+                                                                   **CLIENT}, server
 
 
 def run_context(run: str) -> dict[str, str]:
@@ -100,10 +100,11 @@ def run_context(run: str) -> dict[str, str]:
     return {"MLFLOW_RUN_CONTEXT": json.dumps({"imagekit_run": run})}
 
 
-def start_server(run: containers.Run, image: str, store: s3store.Store,
-                 env: dict[str, str] | None = None) -> services.TrackingServer:
+def start_server(run: containers.Run, image: str, store: s3store.Store, env: dict[str, str] | None = None, *,
+                 ready: float | None = 120) -> services.TrackingServer:
     """The tracking server ``image`` in the run (as ``mlflow:5000``), its artifacts in ``store``'s bucket
-    mlflow-artifacts, ``env`` added (MLFLOW_BACKEND_STORE_URI: another backend store); ready."""
+    mlflow-artifacts, ``env`` added (MLFLOW_BACKEND_STORE_URI: another backend store); waited for ``ready``
+    seconds at most (None: not waited for)."""
     store.ensure(ARTIFACTS)
     return run.start(services.TrackingServer(image, {**store.keys, "MLFLOW_S3_ENDPOINT_URL": store.inside,
-                                                     **(env or {})}), ready=120)
+                                                     **(env or {})}), ready=ready)
