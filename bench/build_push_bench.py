@@ -1,25 +1,41 @@
-"""Cold build, warm rebuild and push times, image sizes and shared-layer bytes; plain `docker push` beside.
+"""A cold build beside the plain Dockerfile a user would write, per image, with imagekit's phases; the warm
+rebuild, a one-package bump, and the push beside `docker push`.
 
     .venv/bin/python bench/build_push_bench.py
 
-Cold: an empty wheel cache (downloads every wheel) and an empty BuildKit cache; the OS
-image is kept (bootstrapping it is timed by `imagekit os --rebuild`, about 60 s here).
-Pushes go to fresh docker-registry processes on loopback ports of this script's own.
+Both builds start from the same warm wheel cache (the repository's, hard-linked into a cache of this
+script's own) and an empty BuildKit cache:
+- imagekit: the repository's project copied into a folder of this script's own with another version, so
+  that no built image and no cached layer is taken (the repository's out/ and tags are left alone);
+- plain: per image, `FROM` the same OS image, `python3 -m venv /opt/venv`, `pip install --no-index
+  --no-deps --require-hashes -r <the image's full view>` from the same wheels (bind-mounted), BuildKit.
+Floors of the phases bound by something else: unzipping the image's wheels on this machine (what any
+installer does at least), and the engine's own `docker load` and push (compressing every layer).
+The bump is bench/vendor_bench.py's: joblib's pin moved, the project built and pushed again.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
-from imagekit import build, config, push
+from imagekit import build, buildkit, config, lock, push, wheels
 from imagekit.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' support
 from support import RegistryProcess  # noqa: E402
+
+PLAIN = """FROM {os}
+RUN --mount=type=bind,source=wheels,target=/wheels --mount=type=bind,source=requirements.txt,target=/r.txt \\
+    python3 -m venv /opt/venv && /opt/venv/bin/pip install -q --no-index --no-deps --require-hashes \\
+    --find-links /wheels -r /r.txt
+"""
 
 
 def timed(fn):
@@ -28,39 +44,92 @@ def timed(fn):
     return time.monotonic() - t, value
 
 
+def project(tmp: Path, env: dict[str, str]) -> config.Config:
+    """The repository's project in ``tmp`` (images/ and lockfiles/ copied: the bump edits them; out/ its
+    own), with ``env``."""
+    shutil.copy(ROOT / "imagekit.toml", tmp / "imagekit.toml")
+    for folder in ("images", "lockfiles"):
+        shutil.copytree(ROOT / folder, tmp / folder, symlinks=True)
+    (tmp / "examples").symlink_to(ROOT / "examples")
+    return config.load(tmp / "imagekit.toml", env=env)
+
+
+def no_build_cache() -> None:
+    subprocess.run(["docker", "builder", "prune", "-af"], check=True, stdout=subprocess.DEVNULL)
+
+
+def plain(engine: Engine, cfg: config.Config, name: str, os_ref: str, tmp: Path) -> float:
+    """The plain Dockerfile of image ``name``, built cold: its seconds."""
+    pins = lock.load_views(cfg).pins(name)
+    fetched = wheels.fetch(cfg, pins)
+    context = tmp / f"plain-{name}"
+    (context / "wheels").mkdir(parents=True)
+    for p in pins:
+        os.link(fetched.wheels[p.name], context / "wheels" / fetched.wheels[p.name].name)
+    (context / "requirements.txt").write_text(lock.render_pins(pins))
+    (context / "Dockerfile").write_text(PLAIN.format(os=os_ref))
+    no_build_cache()
+    seconds, _ = timed(lambda: buildkit.build(engine, context, tags=[f"imagekit-bench/plain-{name}:1"], buildargs={},
+                                              labels={}))
+    return seconds
+
+
+def unzip_floor(cfg: config.Config, name: str, tmp: Path) -> float:
+    """Unzipping the image's own wheels here: what any installer does at the least."""
+    pins = lock.load_views(cfg).own[name]
+    fetched = wheels.fetch(cfg, list(pins))
+    out = tmp / f"unzip-{name}"
+    seconds, _ = timed(lambda: [zipfile.ZipFile(fetched.wheels[p.name]).extractall(out / p.name) for p in pins])
+    shutil.rmtree(out)
+    return seconds
+
+
 def main() -> None:
     engine = Engine.connect()
+    repo_cfg = config.load(ROOT / "imagekit.toml")
     with tempfile.TemporaryDirectory(prefix="imagekit-bench-") as tmp:
         tmp = Path(tmp)
-        reg = RegistryProcess(tmp / "a").start()
-        env = {"IMAGEKIT_CACHE_DIR": str(tmp / "cache"), "IMAGEKIT_REGISTRY_URL": reg.host}
-        cfg = config.load(ROOT / "imagekit.toml", env=env)
-        for img in engine.client.images.list():
-            for tag in img.tags:
-                if tag.startswith("imagekit-build/"):
-                    engine.client.images.remove(tag, force=True)
-        subprocess.run(["/usr/bin/docker", "builder", "prune", "-af"], check=True, stdout=subprocess.DEVNULL)
+        reg = RegistryProcess(tmp / "registry").start()
+        (tmp / "cache").mkdir()
+        shutil.copytree(wheels.cache_dir(repo_cfg), tmp / "cache" / "wheels", copy_function=os.link)
+        env = {"IMAGEKIT_CACHE_DIR": str(tmp / "cache"), "IMAGEKIT_REGISTRY_URL": reg.host,
+               "IMAGEKIT_PROJECT_VERSION": str(int(time.time()))}
+        cfg = project(tmp, env)
+        no_build_cache()
         cold, result = timed(lambda: build.build(cfg, engine))
         warm, _ = timed(lambda: build.build(cfg, engine))
+        plain_seconds = {i.name: plain(engine, cfg, i.name, result.os, tmp) for i in result.images}
+        floors = {i.name: unzip_floor(cfg, i.name, tmp) for i in result.images}
         push_cold, pushed = timed(lambda: push.push(cfg, engine))
         push_again, _ = timed(lambda: push.push(cfg, engine))
-        reg2 = RegistryProcess(tmp / "b").start()
+        with open(tmp / "images" / "base" / "requirements.in", "a") as f:
+            f.write("joblib==1.5.3\n")  # in every image
+        lock.lock(cfg)
+        release = str(int(env["IMAGEKIT_PROJECT_VERSION"]) + 1)  # new version tags: a release
+        bumped = config.load(tmp / "imagekit.toml", env={**env, "IMAGEKIT_PROJECT_VERSION": release})
+        bump, _ = timed(lambda: (build.build(bumped, engine), push.push(bumped, engine)))
+        reg2 = RegistryProcess(tmp / "registry-2").start()
         t = time.monotonic()
-        for img in [i for i in result.images if i.name in {p.name for p in pushed.images}]:  # not the s3 stand-in
+        for img in [i for i in result.images if i.name in {p.name for p in pushed.images}]:  # shared ones only
             ref = f"{reg2.host}/plain/{img.repository}:{img.tags[0]}"
             subprocess.run(["docker", "tag", img.image_id, ref], check=True)
             subprocess.run(["docker", "push", "-q", ref], check=True, stdout=subprocess.DEVNULL)
-        plain = time.monotonic() - t
+        docker_push = time.monotonic() - t
         reg.stop(), reg2.stop()
-    print(f"cold build (wheels downloaded, no build cache)  {cold:7.1f} s")
-    print(f"warm rebuild (nothing changed)                  {warm:7.1f} s   {cold / warm:6.0f}x faster")
-    print(f"imagekit push, empty registry                   {push_cold:7.1f} s")
-    print(f"docker push of the same images, empty registry  {plain:7.1f} s   ratio {push_cold / plain:.2f}")
-    print(f"imagekit push again (no-op)                     {push_again:7.1f} s")
+    print(f"cold build, warm wheel cache, empty layer and build caches: imagekit {cold:.1f} s, "
+          f"plain Dockerfiles {sum(plain_seconds.values()):.1f} s")
+    print(f"{'image':<10} {'imagekit':>9} {'plain':>7} {'ratio':>6}   imagekit's phases (s); floor: unzip of its wheels")
     for img in result.images:
-        print(f"size {img.repository:<16} {img.size / 1e6:7.0f} MB")
-    for pair, size in result.shared_bytes.items():
-        print(f"shared layers {pair:<12} {size / 1e6:7.0f} MB")
+        phases = " ".join(f"{k} {v:.1f}" for k, v in img.phases.items())
+        print(f"{img.name:<10} {img.seconds:8.1f}s {plain_seconds[img.name]:6.1f}s {img.seconds / plain_seconds[img.name]:5.2f}x"
+              f"   {phases}; unzip {floors[img.name]:.1f}")
+    print("  load is the engine's `docker load` of the layer tars; dockerfile is BuildKit's; both outside imagekit")
+    print(f"warm rebuild (nothing changed)   {warm:6.2f} s")
+    print(f"imagekit push, empty registry    {push_cold:6.1f} s   "
+          f"({', '.join(f'{i.name} {i.seconds:.1f}' for i in pushed.images)}: the engine compresses every layer)")
+    print(f"docker push of the same images   {docker_push:6.1f} s   ratio {push_cold / docker_push:.2f}")
+    print(f"imagekit push again (no-op)      {push_again:6.1f} s")
+    print(f"a one-package bump (joblib==1.5.3 in base), built and pushed as a release: {bump:.1f} s")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagekit import buildkit, files, layers, lock, osimage, proc, tars, vendor, wheels
+from imagekit import buildkit, files, layers, lock, osimage, proc, progress, tars, vendor, wheels
 from imagekit.config import Config
 from imagekit.digests import sha256_file, sha256_hex
 from imagekit.engine import Engine
@@ -49,6 +49,7 @@ class BuiltImage:
     layers: list[dict] = field(default_factory=list)  # its Python layers: group, diff_id, size, packages
     base: dict = field(default_factory=dict)  # a vendor base: name, digest, python, prefix ({}: imagekit's OS image)
     drift: list[dict] = field(default_factory=list)  # each vendor distribution: kept, replaced (old -> new), added
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: fetch, install, tar, load, dockerfile, check
 
 
 @dataclass(frozen=True)
@@ -141,11 +142,6 @@ def pins_digest(pins: list[lock.Pin]) -> str:
     return sha256_hex(lock.render_pins(sorted(pins, key=lambda p: p.name)))
 
 
-def uv_binary() -> Path:
-    from uv import find_uv_bin
-    return Path(find_uv_bin())
-
-
 class _Builder:
     """One build: the OS image, the lock's views, and what was built so far (parents first)."""
 
@@ -170,7 +166,9 @@ class _Builder:
         if base:
             self.note(f"{img.name}: on {base.ref} ({base.digest[:19]}), Python {base.facts.python} in {base.facts.prefix}")
         self.note(f"{img.name}: fetching {len(own)} wheels")
-        fetched = wheels.fetch(cfg, pins, on_line=self.note)
+        phases = progress.Phases()
+        with phases.timing("fetch"):
+            fetched = wheels.fetch(cfg, pins, on_line=self.note)
         parent = self.built[img.parent] if img.parent and not base else None
         prefix = base.prefix if base else tars.Prefix()
         parent_ref, parent_key = ((base.image_id, base.image_id) if base else (parent.image_id, parent.content)
@@ -181,7 +179,10 @@ class _Builder:
                        f"CPython {self.os_image.python} {self.os_image.image_id}")
         drift = vendor.drift(base, pins) if base else []
         replaced = [d.name for d in drift if d.status == "replaced"]
-        removal = [vendor.removals(engine, base, replaced, cfg.cache_dir)] if replaced else []  # below the view
+        removal = []  # a whiteout layer below the view
+        if replaced:
+            with phases.timing("install"):
+                removal = [vendor.removals(engine, base, replaced, cfg.cache_dir)]
         lock_digest = self.lock.digest if img.shared else lock.read(lock.view_path(cfg, img.name)).digest
         tags = render_tags(cfg, img, pins, lock_digest, self.rev)
         context = _stage(img, self.workdir)
@@ -199,8 +200,8 @@ class _Builder:
         else:
             self.note(f"{img.name}: Python layers ({len(groups)} groups)")
             py_layers = [*removal, *layers.install(engine, parent_ref, interpreter, groups, fetched.wheels,
-                                                   cfg.cache_dir, venv_layer=venv_layer, uv_bin=uv_binary(),
-                                                   on_line=self.note, prefix=prefix)]
+                                                   cfg.cache_dir, venv_layer=venv_layer, uv_bin=layers.uv_binary(),
+                                                   on_line=self.note, prefix=prefix, phases=phases)]
             labels = {"org.opencontainers.image.title": img.repository,
                       "org.opencontainers.image.source": cfg.project.source or str(cfg.root),
                       "org.opencontainers.image.revision": self.rev, "org.opencontainers.image.created": self.created,
@@ -209,13 +210,16 @@ class _Builder:
                       LOCK_LABEL: lock_digest, osimage.PYTHON_LABEL: base.facts.python if base else self.os_image.python,
                       CONTENT_LABEL: content, **(base.labels() if base else {})}
             python_ref = INTERNAL.format(name=f"{img.name}-python", key=content[:12])
-            layers.assemble(engine, parent_ref, py_layers, python_ref, labels={IMAGE_LABEL: img.name}, venv=not base)
+            with phases.timing("load"):
+                layers.assemble(engine, parent_ref, py_layers, python_ref, labels={IMAGE_LABEL: img.name}, venv=not base)
             self.note(f"{img.name}: building {img.dockerfile.name if img.dockerfile else 'labels'}")
             candidate = INTERNAL.format(name=f"{img.name}-candidate", key=content[:12])  # named once it passes
-            image_id = buildkit.build(engine, context, tags=[candidate], buildargs={"PARENT": python_ref},
-                                      labels=labels, builder=self.builder, on_line=self.note)
-            layers.check(engine, image_id, uv_binary(), what=img.name,
-                         **(vendor.pip_check(img, base, drift) if base else {}))
+            with phases.timing("dockerfile"):
+                image_id = buildkit.build(engine, context, tags=[candidate], buildargs={"PARENT": python_ref},
+                                          labels=labels, builder=self.builder, on_line=self.note)
+            with phases.timing("check"):
+                layers.check(engine, image_id, layers.uv_binary(), what=img.name,
+                             **(vendor.pip_check(img, base, drift) if base else {}))
         for ref in (internal, *local):  # a failed check leaves no tag a later build would take as built
             engine.tag(image_id, ref)
         sbom_path = self.out / f"{img.name}.cdx.json"
@@ -224,14 +228,10 @@ class _Builder:
                            seconds=round(time.monotonic() - started, 1), sbom=str(sbom_path), labels=labels,
                            layers=[{"group": l.group, "diff_id": l.diff_id, "size": l.size,
                                     "packages": list(l.packages)} for l in py_layers],
-                           base=base.describe() if base else {}, drift=[asdict(d) for d in drift])
-        _write_json(sbom_path, _sbom(img, built, pins, fetched))
+                           base=base.describe() if base else {}, drift=[asdict(d) for d in drift], phases=phases)
+        files.write(sbom_path, json.dumps(_sbom(img, built, pins, fetched), indent=1))  # whole: builds overlap
         self.built[img.name] = built
         return built
-
-
-def _write_json(path: Path, data) -> None:
-    files.write(path, json.dumps(data, indent=1))  # whole: builds may overlap
 
 
 def adopt(cfg: Config, engine: Engine, name: str, image_id: str) -> None:
@@ -244,7 +244,7 @@ def adopt(cfg: Config, engine: Engine, name: str, image_id: str) -> None:
         engine.tag(image_id, ref)
     images = [dataclasses.replace(i, image_id=image_id, size=engine.image(image_id).size) if i.name == name else i
               for i in result.images]
-    _write_json(result_path(cfg), asdict(dataclasses.replace(result, images=images)))
+    files.write(result_path(cfg), json.dumps(asdict(dataclasses.replace(result, images=images)), indent=1))
 
 
 def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builder: str = "auto",
@@ -276,7 +276,7 @@ def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builde
     result = BuildResult(images=list(built_all.values()), lock=b.lock.digest, python=b.os_image.python,
                          os=b.os_image.ref, shared_bytes=shared_bytes(cfg, engine, built_all),
                          seconds=round(time.monotonic() - started, 1))
-    _write_json(result_path(cfg), asdict(result))
+    files.write(result_path(cfg), json.dumps(asdict(result), indent=1))
     return result
 
 

@@ -32,6 +32,7 @@ from imagekit.digests import sha256_hex
 from imagekit.engine import Engine, ImageInfo
 from imagekit.errors import CheckFailed, EngineError, ToolError
 from imagekit.lock import Pin, render_pins
+from imagekit.progress import Phases
 from imagekit.tars import VENV, Prefix, write_tar
 from imagekit.wheels import link
 
@@ -73,6 +74,12 @@ def plan(pins: Sequence[Pin], wheel_sizes: dict[str, int], *, alone_bytes: int, 
             *(Group(f"small-{n}", tuple(sorted(ps, key=lambda p: p.name))) for n, ps in sorted(shared.items()))]
 
 
+def uv_binary() -> Path:
+    """The uv that installs the layers and checks the images (the one imagekit depends on)."""
+    from uv import find_uv_bin
+    return Path(find_uv_bin())
+
+
 def cache_dir(cache: Path) -> Path:
     return cache / "layers"
 
@@ -92,13 +99,15 @@ def lookup(interpreter: str, groups: Sequence[Group], wheels: dict[str, Path], c
 
 def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Group], wheels: dict[str, Path],
             cache: Path, *, venv_layer: bool, uv_bin: Path, on_line: Callable[[str], None],
-            prefix: Prefix = Prefix()) -> list[Layer]:
+            prefix: Prefix = Prefix(), phases: Phases | None = None) -> list[Layer]:
     """The layers of ``groups`` (and, with ``venv_layer``, the venv itself first): from the cache,
-    or installed in one network-less container of ``parent``."""
+    or installed in one network-less container of ``parent`` (timed into ``phases``: install, tar)."""
+    phases = Phases() if phases is None else phases
     folder = cache_dir(cache)
     folder.mkdir(parents=True, exist_ok=True)
     wanted = _wanted(interpreter, groups, wheels, venv_layer)
-    layers = {g: cached(folder, g, key, verify=True) for g, key in wanted.items()}
+    with phases.timing("tar"):  # hashing the cached tars about to go into the image
+        layers = {g: cached(folder, g, key, verify=True) for g, key in wanted.items()}
     for g, key in wanted.items():
         if isinstance(layers[g], str):  # the cached tar is not what its entry recorded: make it again
             on_line(layers[g])
@@ -107,7 +116,7 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
     if missing:
         on_line(f"installing {sum(len(g.pins) for g in missing)} packages into {len(missing)} layers "
                 f"({len(wanted) - len(missing)} layers cached)")
-        layers.update(_install(engine, parent, missing, wheels, folder, uv_bin, on_line, prefix))
+        layers.update(_install(engine, parent, missing, wheels, folder, uv_bin, on_line, prefix, phases))
     return [layers[g] for g in wanted]
 
 
@@ -152,8 +161,9 @@ def _script(groups: Sequence[Group], prefix: Prefix) -> str:
 
 
 def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict[str, Path], folder: Path,
-             uv_bin: Path, on_line: Callable[[str], None], prefix: Prefix) -> dict[Group, Layer]:
-    """Install ``groups`` (group -> key) in one container and write their layers to the cache."""
+             uv_bin: Path, on_line: Callable[[str], None], prefix: Prefix, phases: Phases) -> dict[Group, Layer]:
+    """Install ``groups`` (group -> key) in one container and write their layers to the cache: the install
+    (uv, bytecode) is the container's time, the copy out and the tars (sorted, hashed) are this process's."""
     with tempfile.TemporaryDirectory(prefix="imagekit-install-", dir=folder) as tmp:
         stage = Path(tmp) / "in"
         (stage / "wheels").mkdir(parents=True)
@@ -165,12 +175,13 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
         link(uv_bin, stage / "uv")
         (stage / "install.sh").write_text(_script(groups, prefix))
         with containers.Run(engine, "install", network=False) as run:  # not through the image's entrypoint
-            c = run.start(containers.Container(parent, ["/imagekit/install.sh"], user="root", network_mode="none",
-                                               entrypoint=["bash"]), inputs={"/imagekit": stage})
-            c.wait(1800)  # ToolError with the output's tail on failure
+            with phases.timing("install"):  # the wheels copied in, uv, the bytecode
+                c = run.start(containers.Container(parent, ["/imagekit/install.sh"], user="root", network_mode="none",
+                                                   entrypoint=["bash"]), inputs={"/imagekit": stage})
+                c.wait(1800)  # ToolError with the output's tail on failure
             shutil.rmtree(stage)
             out = Path(tmp) / "out"
-            with tempfile.TemporaryFile(dir=tmp) as archive:
+            with phases.timing("tar"), tempfile.TemporaryFile(dir=tmp) as archive:
                 for chunk in c.archive("/imagekit/out"):
                     archive.write(chunk)
                 archive.seek(0)
@@ -180,7 +191,8 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
             failed = sorted(set(re.findall(r"Error compiling '([^']+)'", said.read_text())))
             on_line(f"{said.stem}: no bytecode for {len(failed)} file(s) that do not compile (Python will not "
                     f"import them either): {', '.join(failed[:5]) or proc.reason(said.read_text())}")
-        return {g: _write(folder, g, key, out / g.name, prefix) for g, key in groups.items()}
+        with phases.timing("tar"):
+            return {g: _write(folder, g, key, out / g.name, prefix) for g, key in groups.items()}
 
 
 def _write(folder: Path, group: Group, key: str, tree: Path, prefix: Prefix = Prefix()) -> Layer:

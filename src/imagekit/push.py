@@ -20,6 +20,7 @@ class PushedImage:
     tags: list[str]
     digest: str
     unchanged: bool = False  # the registry already held this content under its version tag: not pushed
+    seconds: float = 0.0  # the engine compressing and sending the layers the registry lacked, then the tags
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
     note = on_line or (lambda line: None)
     pushed = []
     for img in result.images:
-        repo = f"{project}/{img.repository}"
+        repo, began = f"{project}/{img.repository}", time.monotonic()
         held = next((m for t in version_tags(img) if (m := reg.manifest(repo, t))), None)
         if held is not None:  # preflight: the same content (a rebuild of the same inputs): the tag stays
             for tag in img.tags:  # only tags that are missing or move (lock-, git-): no version tag is written
@@ -85,7 +86,7 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
                                       f"{why}")
                 build.adopt(cfg, engine, img.name, engine.image(ref).id)
             pushed.append(PushedImage(name=img.name, repository=f"{reg.host}/{repo}", tags=img.tags,
-                                      digest=held.digest, unchanged=True))
+                                      digest=held.digest, unchanged=True, seconds=round(time.monotonic() - began, 1)))
             continue
         note(f"{img.name}: pushing {', '.join(img.tags)} to {reg.host}/{repo}")
         digest = engine.push(img.image_id, f"{reg.host}/{repo}", img.tags, auth=reg.credentials(), on_line=on_line)
@@ -93,5 +94,6 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
             stored = reg.manifest(repo, tag)
             if stored is None or stored.digest != digest:
                 raise CheckFailed(f"{repo}:{tag} in the registry is {stored and stored.digest}, pushed {digest}")
-        pushed.append(PushedImage(name=img.name, repository=f"{reg.host}/{repo}", tags=img.tags, digest=digest))
+        pushed.append(PushedImage(name=img.name, repository=f"{reg.host}/{repo}", tags=img.tags, digest=digest,
+                                  seconds=round(time.monotonic() - began, 1)))
     return PushResult(registry=reg.host, project=project, images=pushed, seconds=round(time.monotonic() - started, 1))

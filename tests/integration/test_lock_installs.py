@@ -3,7 +3,7 @@ OS image's interpreter: the whole lock installs and checks; what does not fit th
 import pytest
 from helpers import make_wheel
 
-from imagekit import build, containers, layers, lock
+from imagekit import containers, layers, lock
 from imagekit.digests import sha256_file
 from imagekit.errors import CheckFailed, EngineError, ToolError
 
@@ -12,7 +12,7 @@ from imagekit.errors import CheckFailed, EngineError, ToolError
 def test_every_image_passes_uv_pip_check_on_the_os_python(engine, built, name):
     image = built.image(name)
     out = containers.run(engine, image.image_id, ["/tmp/uv", "pip", "check", "--python", "/opt/venv/bin/python"],
-                     user="root", inputs={"/tmp/uv": build.uv_binary()})
+                     user="root", inputs={"/tmp/uv": layers.uv_binary()})
     assert "All installed packages are compatible" in out
     assert containers.run(engine, image.image_id, ["/opt/venv/bin/python", "-c", "import platform; "
                                        "print(platform.python_version())"]).strip() == "3.11.2"
@@ -21,7 +21,7 @@ def test_every_image_passes_uv_pip_check_on_the_os_python(engine, built, name):
 def install(engine, base_image, tmp_path, wheel, pin):
     group = layers.Group("test", (pin,))
     return layers.install(engine, base_image, "test", [group], {pin.name: wheel}, tmp_path / "cache",
-                          venv_layer=True, uv_bin=build.uv_binary(), on_line=lambda line: None)
+                          venv_layer=True, uv_bin=layers.uv_binary(), on_line=lambda line: None)
 
 
 def test_the_install_step_makes_the_layers_it_is_given(engine, base_image, tmp_path):
@@ -38,7 +38,7 @@ def test_a_pin_for_a_newer_python_patch_is_refused_by_the_os_python(engine, base
     made = install(engine, base_image, tmp_path, wheel, pin)  # uv installs with --no-deps regardless ...
     image = layers.assemble(engine, base_image, made, "imagekit-test/newer-python:1", labels={})
     with pytest.raises(CheckFailed, match=r"soupy` requires Python >=3\.11\.5, but `3\.11\.2"):
-        layers.check(engine, image, build.uv_binary(), what="test")  # ... and the build's check refuses it
+        layers.check(engine, image, layers.uv_binary(), what="test")  # ... and the build's check refuses it
     engine.client.images.remove("imagekit-test/newer-python:1", force=True)
 
 
@@ -56,6 +56,6 @@ def test_a_file_that_does_not_compile_is_said_not_hidden(engine, base_image, tmp
     lines = []
     group = layers.Group("test", (pin,))
     layers.install(engine, base_image, "test", [group], {pin.name: wheel}, tmp_path / "cache", venv_layer=False,
-                   uv_bin=build.uv_binary(), on_line=lines.append)
+                   uv_bin=layers.uv_binary(), on_line=lines.append)
     said = [line for line in lines if "do not compile" in line]
     assert len(said) == 1 and said[0].startswith("test: no bytecode for 1 file(s)") and "soupy/broken.py" in said[0]
