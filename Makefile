@@ -5,6 +5,7 @@ IMAGEKIT ?= $(VENV)/bin/imagekit
 PYTEST ?= $(VENV)/bin/pytest
 ENV ?= test
 PYTEST_ARGS ?=
+WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 IMAGES ?=
@@ -60,5 +61,5 @@ $(VERIFIERS)/node_modules/.installed: $(VERIFIERS)/package-lock.json
 
 verifiers: $(VERIFIERS)/node_modules/.installed ## the tests' independent verifiers (sigstore-js, from the lockfile)
 
-test: dev-up venv verifiers ## every test: unit and integration (real engine, real registry); the 25 slowest named
-	$(PYTEST) --durations=25 $(PYTEST_ARGS)
+test: dev-up venv verifiers ## every test: unit and integration (real engine, real registry), on WORKERS processes; the 25 slowest named
+	$(PYTEST) -n $(WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)

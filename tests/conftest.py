@@ -9,6 +9,12 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image 
 # every container and network this test run starts (in this process and in the imagekit processes it
 # runs) carries this run's label: leftover checks count only those, whoever else uses the engine
 os.environ.setdefault("IMAGEKIT_RUN_ID", f"tests-{secrets.token_hex(6)}")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker of `pytest -n`: its own label (its leftover checks see only its own)
+    os.environ["IMAGEKIT_RUN_ID"] += f"-{os.environ['PYTEST_XDIST_WORKER']}"
+
+from support import shared
+
+shared.folder()  # made by the main process before its workers start: they inherit it
 
 import functools
 import http.server
@@ -45,6 +51,11 @@ def serve(root):
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):  # the main process: the run is over
+        shared.end()
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from helpers import ROOT, variant
 
-from support import vendor_image
+from support import RegistryProcess, shared, vendor_image
 
 from imagekit import build, config, containers, lock, osimage, push, wheels
 from imagekit.engine import Engine
@@ -19,6 +21,15 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.docker)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A browser test runs alone: chromium drops its connections (ERR_NETWORK_CHANGED) whenever the machine's
+    network interfaces change, as every container or network another test starts or removes changes them.
+    The other tests run beside each other (`pytest -n`)."""
+    with shared.holding("browser", alone=item.get_closest_marker("browser") is not None):
+        return (yield)
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +68,21 @@ def vendor(engine, built) -> dict[str, str]:
     """The vendor images' stand-ins (rayproject/ray, docker-stacks' scipy-notebook) holding the lock's
     packages in conda prefixes, without imagekit's labels or code: a team's pair as it runs today."""
     return {which: vendor_image(engine, which, built.image(which).image_id) for which in ("ray", "notebook")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def strangers(engine, base_image):
+    """Other users of the engine for the whole test run, as on a shared CI runner: a container of another
+    imagekit run (its own run label) and one with no label at all. Leftover checks count only this run's
+    containers, and nothing this run does may remove theirs."""
+    theirs = [engine.client.containers.run(base_image, ["sleep", "infinity"], detach=True, network_mode="none",
+                                           labels=labels)
+              for labels in ({containers.RUN_LABEL: "another-ci-job", containers.KIND_LABEL: "verify"}, {})]
+    yield theirs
+    alive = [c.id for c in engine.client.containers.list(filters={"id": [c.id for c in theirs]})]
+    for c in theirs:
+        c.remove(force=True)
+    assert len(alive) == len(theirs), "this test run removed or stopped another user's container"
 
 
 @pytest.fixture
@@ -108,42 +134,50 @@ def vendor_ray_sklearn_1_8(engine, vendor, sklearn_1_8, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory):
-    """One registry (CNCF Distribution) for the whole test run; tests isolate by project."""
-    from support import RegistryProcess
-
-    reg = RegistryProcess(tmp_path_factory.mktemp("session-registry")).start()
-    yield reg
-    reg.stop()
+def registry() -> SimpleNamespace:
+    """One registry (CNCF Distribution) for the whole test run, its host and its storage root; tests isolate
+    by project."""
+    def start():
+        reg = RegistryProcess(shared.folder() / "registry").start()
+        return {"host": reg.host, "root": str(reg.root), "pid": reg.proc.pid}
+    found = shared.once("registry", start)
+    return SimpleNamespace(host=found["host"], root=Path(found["root"]))
 
 
 @pytest.fixture(scope="session")
-def pushed(cfg, engine, built, registry, keys) -> dict[str, str]:
+def in_registry(cfg, engine, built, registry, keys) -> dict[str, str]:
     """The repository's images pushed once to the session registry's first project (mlops-desa): the
     IMAGEKIT_* settings that reach it, with the trusted key pair for signing and the gate."""
     key, pub = keys["trusted"]
     env = {"IMAGEKIT_REGISTRY_URL": registry.host, "IMAGEKIT_TRUST_SIGNING_KEY": str(key),
            "IMAGEKIT_TRUST_PUBLIC_KEY": str(pub)}
-    push.push(config.load(cfg.source, env=env), engine)
+
+    def push_once():
+        return {i.name: i.digest for i in push.push(config.load(cfg.source, env=env), engine).images}
+    shared.once("in-registry", push_once)
     return env
 
 
 @pytest.fixture
-def own_project(cfg, engine, pushed, tmp_path, request):
-    """The images in environments of this test's own on the session registry (desa pushed there: the
-    layers are mounted, not sent again): (its config, those settings). Attestations and promotions of
-    other tests are not there."""
+def own_projects(cfg, in_registry, tmp_path, request) -> config.Config:
+    """The repository's config with environments of this test's own on the session registry (empty until
+    the test pushes: the layers are then mounted from desa, not sent again). Attestations and promotions
+    of other tests are not there."""
     own = "t" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:10]
     text = open(cfg.source).read()
     for env in ("desa", "test", "prod"):
         text = text.replace(f'"mlops-{env}"', f'"{own}-{env}"')
     (tmp_path / "imagekit.toml").write_text(text)
-    for folder in ("images", "lockfiles", "examples"):  # what the config names, relative to it
+    for folder in ("images", "lockfiles", "examples", "out"):  # what the config names, relative to it
         (tmp_path / folder).symlink_to(ROOT / folder)
-    (tmp_path / "out").symlink_to(ROOT / "out")
-    ocfg = config.load(tmp_path / "imagekit.toml", env=pushed)
-    push.push(ocfg, engine)
-    return ocfg, pushed
+    return config.load(tmp_path / "imagekit.toml", env=in_registry)
+
+
+@pytest.fixture
+def own_project(own_projects, engine, in_registry):
+    """The images pushed to this test's own first environment: (its config, the settings that reach it)."""
+    push.push(own_projects, engine)
+    return own_projects, in_registry
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,10 @@ from helpers import ROOT, RegistryProcess, make_htpasswd, make_tls, seed_image
 
 from support import record_verified
 
-from imagekit import attest, config, history, promote, push, record
+from imagekit import attest, config, history, promote, record
 from imagekit.errors import CheckFailed, PreconditionError, RegistryError, UsageError
-from imagekit.registry import Manifest, Registry
+from imagekit.push import PushedImage
+from imagekit.registry import Manifest, Registry, copy_blobs
 from imagekit.verify.policy import required_scenarios
 
 ROBOT, SECRET = "robot$mlops+promote", "int3gration-Pa55w0rd"  # no other test's
@@ -31,13 +32,21 @@ def secure(tmp_path_factory, keys):
 
 
 @pytest.fixture(scope="module")
-def in_desa(cfg, engine, built, secure, keys):
-    """Both images pushed to desa through TLS and auth, and the pair's verification attested as
-    verify-compat attests it."""
+def in_desa(cfg, built, registry, in_registry, secure, keys):
+    """Both images in desa through TLS and auth, copied blob for blob from the session registry's desa (a
+    promotion across registries does the same; pushing through the engine is test_build_push's), and the
+    pair's verification attested as verify-compat attests it."""
     _, env = secure
     scfg = config.load(cfg.source, env=env)
-    result = {i.name: i for i in push.push(scfg, engine).images}
-    record_verified(Registry.from_config(scfg), keys["trusted"][0],
+    src, dst, result = Registry(host=registry.host, scheme="http"), Registry.from_config(scfg), {}
+    for img in (built.image(n) for n in ("base", "ray", "notebook")):
+        repo = f"mlops-desa/{img.repository}"
+        manifest = src.manifest(repo, img.tags[0])
+        copy_blobs(src, repo, dst, repo, manifest, lambda line: None)
+        for tag in img.tags:
+            dst.put_manifest(repo, tag, manifest)
+        result[img.name] = PushedImage(img.name, f"{dst.host}/{repo}", img.tags, manifest.digest)
+    record_verified(dst, keys["trusted"][0],
                     {n: (result[n].repository.split("/", 1)[1], result[n].digest) for n in ("notebook", "ray")},
                     scenarios=SCENARIOS)
     return scfg, env, result

@@ -32,6 +32,7 @@ def variant(engine, parent, tmp_path, name, steps, user):
                           labels={})
 
 
+@pytest.mark.browser
 def test_the_built_pair_meets_the_runtime_contract(engine, pair, leftovers):
     """With the browser: JupyterLab through the hub runs the model stack and renders a slider, and
     the Ray dashboard counts the head and the worker ALIVE; each page saved as a screenshot."""
@@ -58,6 +59,7 @@ def test_the_built_pair_meets_the_runtime_contract(engine, pair, leftovers):
     assert leftovers() == before
 
 
+@pytest.mark.browser
 def test_a_notebook_image_without_the_widgets_front_end_fails_the_browser_item(engine, pair, tmp_path, leftovers):
     """jupyterlab_widgets' lab extension removed: the API and JupyterLab still pass, the slider
     never renders and the item says so, with what the output reads instead."""
@@ -152,7 +154,7 @@ def test_a_serve_application_survives_a_head_restart_with_redis(engine, pair, ba
         assert runtime.until(worker, runtime.RAYLET_PROBE, 120)[0]
         code, out = head.sh("serve deploy /tmp/alive.yaml")
         assert code == 0, out
-        serving = "wget -T 2 -q -O- http://localhost:8000/alive | grep alive"
+        serving = "wget -t 1 -T 2 -q -O- http://localhost:8000/alive | grep alive"
         assert runtime.until(head, serving, 120)[0]
         head.c.kill()
         head.c.start()
@@ -163,7 +165,7 @@ def test_a_serve_application_survives_a_head_restart_with_redis(engine, pair, ba
         else:  # settled at once, not by waiting: Serve's own state after the restart holds no application
             ok, status, _ = runtime.until(head, "serve status 2>&1 | grep -q '^applications:' && serve status", 60)
             assert ok and "applications: {}" in status and "alive" not in status, status
-            assert head.sh("wget -T 2 -q -O- http://localhost:8000/alive")[0] != 0
+            assert head.sh("wget -t 1 -T 2 -q -O- http://localhost:8000/alive")[0] != 0  # one try: no retries
     assert leftovers() == before
 
 
@@ -173,6 +175,7 @@ REFUSE_WORKER = (  # a `ray` that starts a head but no worker: what a broken wor
     "'exec /opt/venv/bin/ray.real \"$@\"' > /opt/venv/bin/ray && chmod 755 /opt/venv/bin/ray")
 
 
+@pytest.mark.browser
 def test_the_user_the_home_and_the_worker_fail_for_the_named_reason(engine, pair, tmp_path, leftovers):
     """A Ray image running as root whose workers do not start (its dashboard counts one node), and a
     notebook image whose jovyan is uid 1001 with a home it cannot write: each item fails alone, the
