@@ -53,6 +53,18 @@ def serve(root):
     return server
 
 
+# the files of several minutes each, heaviest first: with `pytest -n`, each process takes the next file when
+# it is done with one, so that these go first lets the processes end together
+HEAVIEST = ("test_verify", "test_runtime", "test_vendor", "test_stored", "test_mlflow", "test_build_push",
+            "test_signals", "test_promote")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle: the order within each file, and of the rest, stays
+def pytest_collection_modifyitems(items):
+    rank = {name: n for n, name in enumerate(HEAVIEST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(HEAVIEST)))
+
+
 def pytest_unconfigure(config):
     if not hasattr(config, "workerinput"):  # the main process: the run is over
         shared.end()
