@@ -96,7 +96,7 @@ def copied(folder: Path, names) -> dict[str, bytes]:
 
 def trainer(run: containers.Run, image: str, env: dict[str, str], notebooks: dict[str, bytes]) -> services.Idle:
     """The notebook image, idle, with the scenario notebooks (their bytes) and the helpers copied in
-    (no bind mount: remote engines); it executes one notebook at a time."""
+    (no bind mount: remote engines); it executes ``AT_ONCE`` notebooks at a time."""
     return run.start(services.Idle(image, kind="notebook trainer", alias="trainer", env=env),
                      inputs={**{f"{NOTEBOOKS}/{n}.ipynb": body for n, body in notebooks.items()},
                              **{f"{NOTEBOOKS}/{h.name}": h for h in (HELPER, FINDER)}})
