@@ -29,7 +29,7 @@ from imagekit.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' support
-from support import RegistryProcess  # noqa: E402
+from support import RegistryProcess, elsewhere  # noqa: E402
 
 PLAIN = """FROM {os}
 RUN --mount=type=bind,source=wheels,target=/wheels --mount=type=bind,source=requirements.txt,target=/r.txt \\
@@ -45,14 +45,10 @@ def timed(fn):
 
 
 def project(tmp: Path, env: dict[str, str]) -> config.Config:
-    """The repository's project in ``tmp`` (images/ and lockfiles/ copied: the bump edits them; out/ its
-    own; repositories named bench-*: no image built before is taken), with ``env``."""
-    (tmp / "imagekit.toml").write_text((ROOT / "imagekit.toml").read_text().replace('repository = "',
-                                                                                   'repository = "bench-'))
-    for folder in ("images", "lockfiles"):
-        shutil.copytree(ROOT / folder, tmp / folder)  # links followed: images/ray/serving is relative
-    (tmp / "examples").symlink_to(ROOT / "examples")
-    return config.load(tmp / "imagekit.toml", env=env)
+    """The repository's project in ``tmp`` (its folders copied: the bump edits them; out/ its own;
+    repositories named bench-*: no image built before is taken), with ``env``."""
+    text = (ROOT / "imagekit.toml").read_text().replace('repository = "', 'repository = "bench-')
+    return config.load(elsewhere(ROOT / "imagekit.toml", tmp, text, copy=True), env=env)
 
 
 def no_build_cache() -> None:

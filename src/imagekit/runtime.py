@@ -266,7 +266,7 @@ def lifecycle_head(engine: Engine, ray: str, notebook: str, on_line: Callable[[s
         def deploy(folder: Path) -> Item:
             try:
                 head.ready(120)
-            except wait.NotReady:
+            except wait.NotReady:  # the lifecycle says there was no head to deploy to
                 return lifecycle(client, None, folder, note)
             return lifecycle(client, head, folder, note)
         yield deploy

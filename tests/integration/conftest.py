@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from helpers import ROOT, variant
 
-from support import RegistryProcess, shared, vendor_image
+from support import RegistryProcess, elsewhere, shared, vendor_image
 
 from imagekit import build, config, containers, lock, osimage, push, wheels
 from imagekit.engine import Engine
@@ -167,10 +167,8 @@ def own_projects(cfg, in_registry, tmp_path, request) -> config.Config:
     text = open(cfg.source).read()
     for env in ("desa", "test", "prod"):
         text = text.replace(f'"mlops-{env}"', f'"{own}-{env}"')
-    (tmp_path / "imagekit.toml").write_text(text)
-    for folder in ("images", "lockfiles", "examples", "out"):  # what the config names, relative to it
-        (tmp_path / folder).symlink_to(ROOT / folder)
-    return config.load(tmp_path / "imagekit.toml", env=in_registry)
+    return config.load(elsewhere(cfg.source, tmp_path, text, folders=("images", "lockfiles", "examples", "out")),
+                       env=in_registry)
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from support.cluster import ray_cluster
 from support.images import PG, postgres_image, redis_image, variant_image, vendor_image
 from support.keys import make_keys, record_verified, sign_pair
 from support.lakes import copy_lake, transplant
-from support.projects import make_wheel, on_vendor_bases, write_project
+from support.projects import elsewhere, make_wheel, on_vendor_bases, write_project
 from support.registry import RegistryFront, RegistryProcess, immutable_tags, make_htpasswd, make_tls, seed_image
 
-__all__ = ["PG", "RegistryFront", "RegistryProcess", "immutable_tags", "copy_lake", "make_htpasswd", "make_keys", "make_tls", "make_wheel", "on_vendor_bases",
+__all__ = ["PG", "RegistryFront", "RegistryProcess", "immutable_tags", "copy_lake", "elsewhere", "make_htpasswd", "make_keys", "make_tls", "make_wheel", "on_vendor_bases",
            "postgres_image", "ray_cluster", "record_verified", "redis_image", "seed_image", "sign_pair", "transplant",
            "variant_image", "vendor_image", "write_project"]

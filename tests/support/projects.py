@@ -65,10 +65,7 @@ def on_vendor_bases(source: str | Path, root: Path, bases: dict[str, str], *, co
     ``base``, the context images/<name>-vendor, the requirements of images/<name>, the repository
     <repository>-on-vendor), its own out/; its
     images/, lockfiles/ and examples/ linked (``copy``: copied, to change them). Returns its imagekit.toml."""
-    import shutil
-
-    source = Path(source).resolve()
-    text = source.read_text()
+    text = Path(source).read_text()
     for name, ref in bases.items():  # repositories of their own: the local tags of the project's images stay
         repo = "scipy-notebook" if name == "notebook" else name
         head = f'name = "{name}"\n' + (f'repository = "{repo}"\n' if repo != name else "") + 'parent = "base"\n'
@@ -76,11 +73,21 @@ def on_vendor_bases(source: str | Path, root: Path, bases: dict[str, str], *, co
         text = text.replace(head, f'name = "{name}"\nrepository = "{repo}-on-vendor"\nparent = "base"\n'
                                   f'base = "{ref}"\ncontext = "images/{name}-vendor"\n'
                                   f'requirements = "images/{name}/requirements.in"\n')
+    return elsewhere(source, root, text, copy=copy)
+
+
+def elsewhere(source: str | Path, root: Path, text: str, *, copy: bool = False,
+              folders: tuple[str, ...] = ("images", "lockfiles", "examples")) -> Path:
+    """``text`` as the imagekit.toml of a project in ``root``, with the ``folders`` of the project of ``source``
+    (its imagekit.toml) linked (``copy``: copied, links followed, to change them). Returns its imagekit.toml."""
+    import shutil
+
+    source = Path(source).resolve()  # links from root to where the folders are, whatever the working folder
     root.mkdir(parents=True, exist_ok=True)
     (root / "imagekit.toml").write_text(text)
-    for folder in ("images", "lockfiles", "examples"):
+    for folder in folders:
         if copy:
-            shutil.copytree(source.parent / folder, root / folder)  # links followed: serving/
+            shutil.copytree(source.parent / folder, root / folder)  # links followed: images/ray/serving
         else:
             (root / folder).symlink_to(source.parent / folder)
     return root / "imagekit.toml"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import functools
 import json
 import secrets
 import threading
@@ -130,17 +129,17 @@ def logged(c: containers.Container, run: str) -> list[dict]:
 
 
 def train_all(c: containers.Container, scenarios: tuple[str, ...], store: Store, bucket: str, version: str,
-              uses_mlflow: set[str], note: Callable[[str], None], tracker_ready: Callable[[], None] | None = None
+              uses_mlflow: set[str], note: Callable[[str], None], tracker: services.TrackingServer | None = None
               ) -> dict[str, Trained]:
     """Every scenario executed in the trainer, ``AT_ONCE`` notebooks at a time: {name: what it published}.
-    Those that use MLflow go last, once ``tracker_ready()`` says the tracking server answers (it boots
-    while the others train)."""
+    Those that use MLflow go last, once the ``tracker`` (the run's tracking server) answers: it boots while
+    the others train."""
     waited = threading.Lock()
 
     def one(name: str) -> Trained:
-        if name in uses_mlflow and tracker_ready:
+        if name in uses_mlflow and tracker:
             with waited:  # one thread waits; the next finds it answering
-                tracker_ready()
+                tracker.ready(120)
         note(f"training {name} in the notebook image")
         return train(c, name, store, bucket, version, mlflow=name in uses_mlflow)
     order = sorted(scenarios, key=lambda name: name in uses_mlflow)
@@ -232,8 +231,7 @@ def run(engine: Engine, notebook: str, ray: str, s3: Server | Endpoint, notebook
             inside.update(to_mlflow, MLFLOW_S3_ENDPOINT_URL=store.inside)
         t = trainer(r, notebook, {**inside, **(trained_in or {}), "IMAGEKIT_RUN": version}, ran)
         reachable(t, store.inside, "the S3 server", store.url)
-        trained = train_all(t, scenarios, store, buckets.models, version, uses, note,
-                            tracker and functools.partial(tracker.ready, 120))
+        trained = train_all(t, scenarios, store, buckets.models, version, uses, note, tracker)
         models = {n: spec(m.meta) for n, m in trained.items() if m.meta}
         models.update({f"{n}.{i}": {"mlflow": m["uri"]} for n, t_ in trained.items() for i, m in enumerate(t_.logged)})
         note("starting Ray Serve in the ray image")
