@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagekit import buildkit, files, layers, lock, osimage, proc, progress, tars, vendor, wheels
+from imagekit import assembly, buildkit, files, layers, lock, osimage, proc, progress, tars, vendor, wheels
 from imagekit.config import Config
 from imagekit.digests import sha256_file, sha256_hex
 from imagekit.engine import Engine
@@ -39,7 +39,7 @@ class BuiltImage:
     name: str
     repository: str
     image_id: str
-    content: str  # sha256 of everything the image is made from: parent, wheels, context, version
+    content: str  # sha256 of everything the image is made from: parent, wheels, context, version, builder
     tags: list[str]
     size: int
     cached: bool
@@ -49,7 +49,7 @@ class BuiltImage:
     layers: list[dict] = field(default_factory=list)  # its Python layers: group, diff_id, size, packages
     base: dict = field(default_factory=dict)  # a vendor base: name, digest, python, prefix ({}: imagekit's OS image)
     drift: list[dict] = field(default_factory=list)  # each vendor distribution: kept, replaced (old -> new), added
-    phases: dict[str, float] = field(default_factory=dict)  # seconds: fetch, install, tar, load, dockerfile, check
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: fetch, install, compile, tar, load, dockerfile, check
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,8 @@ class _Builder:
 
     def __init__(self, cfg: Config, engine: Engine, builder: str, note: Callable[[str], None], workdir: Path,
                  bases: dict[str, vendor.Base]):
-        self.cfg, self.engine, self.builder, self.note, self.workdir = cfg, engine, builder, note, workdir
-        self.bases = bases
+        self.cfg, self.engine, self.note, self.workdir, self.bases = cfg, engine, note, workdir, bases
+        self.builder = buildkit.resolve(builder)  # part of what each image is made of
         self.os_image = osimage.ensure(cfg, engine, on_line=note)
         lock.check(cfg, name_changes=False)  # a stale lock is drift: CheckFailed names it
         self.lock = lock.shared_lock(cfg)
@@ -186,8 +186,8 @@ class _Builder:
         lock_digest = self.lock.digest if img.shared else lock.read(lock.view_path(cfg, img.name)).digest
         tags = render_tags(cfg, img, pins, lock_digest, self.rev)
         context = _stage(img, self.workdir)
-        content = sha256_hex("\n".join([parent_key, img.repository, tags[0], _context_digest(context),
-                                        *(g.key(interpreter, fetched.wheels) for g in groups)]))
+        content = sha256_hex("\n".join([parent_key, img.repository, tags[0], self.builder,
+                                        _context_digest(context), *(g.key(interpreter, fetched.wheels) for g in groups)]))
         internal = INTERNAL.format(name=img.name, key=content[:12])
         local = [f"{img.repository}:{t}" for t in tags]
         existing = engine.image(internal)
@@ -211,7 +211,7 @@ class _Builder:
                       CONTENT_LABEL: content, **(base.labels() if base else {})}
             python_ref = INTERNAL.format(name=f"{img.name}-python", key=content[:12])
             with phases.timing("load"):
-                layers.assemble(engine, parent_ref, py_layers, python_ref, labels={IMAGE_LABEL: img.name}, venv=not base)
+                assembly.assemble(engine, parent_ref, py_layers, python_ref, labels={IMAGE_LABEL: img.name}, venv=not base)
             self.note(f"{img.name}: building {img.dockerfile.name if img.dockerfile else 'labels'}")
             candidate = INTERNAL.format(name=f"{img.name}-candidate", key=content[:12])  # named once it passes
             with phases.timing("dockerfile"):

@@ -16,10 +16,7 @@ from imagekit.errors import EngineError, ToolError
 def build(engine: Engine, context: Path, *, tags: list[str], buildargs: dict[str, str], labels: dict[str, str],
           builder: str = "auto", on_line: Callable[[str], None] | None = None) -> str:
     """Build ``context`` with no network; return the image id. ``builder``: auto, buildkit or classic."""
-    cli = cli_invocation() if builder in ("auto", "buildkit") else None
-    if builder == "buildkit" and cli is None:
-        raise EngineError("BuildKit was asked for but no docker CLI here offers it",
-                          hint="install docker.io (its 20.10 client has BuildKit built in) or the buildx plugin")
+    cli = cli_invocation() if resolve(builder) == "buildkit" else None
     if cli is None:
         return engine.build(context, tags=tags, buildargs=buildargs, labels=labels, on_line=on_line)
     argv, env = cli
@@ -33,6 +30,19 @@ def build(engine: Engine, context: Path, *, tags: list[str], buildargs: dict[str
         except ToolError as e:
             raise EngineError(f"build of {context.name} failed:\n{e.output.strip()[-3000:]}") from None
         return iid.read_text().strip()
+
+
+def resolve(builder: str) -> str:
+    """What ``builder`` (auto, buildkit or classic) builds with here: "buildkit" or "classic" (their
+    layers differ in their bytes, so what an image is made of names it)."""
+    if builder == "classic":
+        return "classic"
+    if cli_invocation() is not None:
+        return "buildkit"
+    if builder == "buildkit":
+        raise EngineError("BuildKit was asked for but no docker CLI here offers it",
+                          hint="install docker.io (its 20.10 client has BuildKit built in) or the buildx plugin")
+    return "classic"
 
 
 def cli_invocation() -> tuple[list[str], dict[str, str]] | None:

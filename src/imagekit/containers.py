@@ -49,9 +49,10 @@ class Container:
     def __init__(self, image: str, command: list[str] | None = None, *, alias: str = "", env: Mapping[str, str] = (),
                  ports: tuple[int, ...] = (), user: str | None = None, shm: str = "512m",
                  network_mode: str | None = None, files: Mapping[str, Path | bytes] = (),
-                 entrypoint: list[str] | None = None) -> None:
+                 entrypoint: list[str] | None = None, scratch: str = "") -> None:
         self.image, self.command, self.alias, self.env, self.entrypoint = image, command, alias, dict(env), entrypoint
         self.ports, self.user, self.shm, self.network_mode, self.files = ports, user, shm, network_mode, dict(files)
+        self.scratch = scratch  # a folder in memory (tmpfs): work thrown away with the container, off the disk
         self.c, self.config, self.entry = None, {}, []  # once created: the docker-py container, the image's
         # config, and what an exec goes through (its entrypoint, see inimage.entrypoint)
 
@@ -74,6 +75,7 @@ class Container:
                 self.image, self.command, entrypoint=self.entrypoint, user=self.user, environment=self.env,
                 detach=True, shm_size=self.shm, ports={f"{p}/tcp": publish for p in self.ports},
                 labels={**labels, KIND_LABEL: self.kind}, hostname=self.alias or None, name=name,
+                tmpfs={self.scratch: "exec"} if self.scratch else None,
                 extra_hosts={forward.HOST_ALIAS: "host-gateway"} if network else None, **where)
         except docker.errors.ImageNotFound:
             raise EngineError(f"image {self.image} is not in the engine") from None
@@ -183,19 +185,18 @@ class Container:
 
     def wait(self, timeout: float) -> str:
         """Wait for the command to end: its output, or ToolError with its exit code, last lines and output."""
+        cmd = " ".join(self.command or [])[:120]
         try:
             status = self.c.wait(timeout=timeout)
         except requests.exceptions.ReadTimeout:  # the command ran too long
-            raise EngineError(f"{' '.join(self.command or [])[:120]} did not finish within {timeout:.0f} s in "
-                              f"{self.image}") from None
+            raise EngineError(f"{cmd} did not finish within {timeout:.0f} s in {self.image}") from None
         except (docker.errors.APIError, requests.RequestException) as e:  # the engine itself: said as it said it
-            raise EngineError(f"waiting for {' '.join(self.command or [])[:120]} in {self.image} failed: "
-                              f"{getattr(e, 'explanation', None) or e}") from None
+            raise EngineError(f"waiting for {cmd} in {self.image}: {getattr(e, 'explanation', '') or e}") from None
         output = self.c.logs().decode(errors="replace")
         if status.get("StatusCode") != 0:
             tail = "\n".join(output.strip().splitlines()[-30:])
-            raise ToolError(f"{' '.join(self.command or [])[:120]} failed in {self.image} "
-                            f"(exit {status.get('StatusCode')}):\n{tail}", cmd=self.command, output=output)
+            raise ToolError(f"{cmd} failed in {self.image} (exit {status.get('StatusCode')}):\n{tail}",
+                            cmd=self.command, output=output)
         return output
 
     def remove(self) -> None:
@@ -205,8 +206,7 @@ class Container:
 
 
 def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
+    info.uid, info.gid, info.uname, info.gname = 0, 0, "root", "root"
     info.mode |= 0o555 if info.isdir() else 0o444  # readable (folders: enterable) by the image's user
     return info
 

@@ -78,6 +78,11 @@ class Engine:
                          architecture=data.get("Architecture", "amd64"),
                          config={k: config[k] for k in CONFIG_KEYS if config.get(k) is not None})
 
+    def labelled(self, label: str) -> list[ImageInfo]:
+        """Every image carrying ``label`` ("key=value")."""
+        ids = dict.fromkeys(i["Id"] for i in self.client.api.images(filters={"label": label}))
+        return [info for i in ids if (info := self.image(i))]  # one may go meanwhile
+
     def history(self, ref: str) -> list[dict]:
         """The image's history, oldest first, in the image config's spelling."""
         entries = []

@@ -9,36 +9,39 @@ Dockerfile ``COPY`` them: only then are their bytes a function of the wheels alo
   layers, picked by a hash of the distribution's name, so adding, removing or bumping one
   package changes one small layer and leaves the others byte-identical.
 - **Install**: in a container of the parent image with the network off, ``uv pip install
-  --no-deps --require-hashes --no-index`` of each group into a prefix of its own, bytecode
-  compiled with ``checked-hash`` invalidation and ``PYTHONHASHSEED=0`` (no time inside a .pyc).
-- **Layers**: each prefix becomes a tar with sorted entries, fixed times, owner root, no pax
-  time fields; its sha256 is the layer's diff id. Layers are cached on the host by what they
-  are made of (``<cache>/layers``), so a bump installs only the groups that changed.
-- **Image**: the parent's config with the new diff ids appended, loaded with ``docker load``.
+  --no-deps --require-hashes --no-index`` of each group into a prefix of its own; there too
+  (in_image/make_layers.py, the image's Python, every core) the bytecode is compiled with
+  ``checked-hash`` invalidation and ``PYTHONHASHSEED=0`` (no time inside a .pyc) and each prefix
+  written as its layer tar.
+- **Layers**: tars with sorted entries, fixed times, owner root, no pax time fields (tars.py); copied
+  out of the container into a cache on the host, hashed on the way (the sha256 is the layer's diff
+  id), kept by what they are made of (``<cache>/layers``), so a bump installs only the groups that changed.
+- **Image**: the parent with these layers on top, loaded into the engine (assembly.py).
 """
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
-import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit import containers, digests, files, proc, tars
+from imagekit import containers, digests, files, inimage, tars
 from imagekit.digests import sha256_hex
-from imagekit.engine import Engine, ImageInfo
+from imagekit.engine import Engine
 from imagekit.errors import CheckFailed, EngineError, ToolError
 from imagekit.lock import Pin, render_pins
 from imagekit.progress import Phases
 from imagekit.tars import VENV, Prefix, write_tar
 from imagekit.wheels import link
 
-RECIPE = "imagekit python layers v2"  # change when the install recipe changes: invalidates cached layers
-CREATED = "1980-01-01T00:00:00Z"
-ENV = {"VIRTUAL_ENV": VENV, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+RECIPE = "imagekit python layers v3"  # change when the install recipe changes: invalidates cached layers
+MAKE_LAYERS = inimage.HERE / "make_layers.py"  # bytecode and layer tars, in the install container
+SCRATCH = "/imagekit/work"  # the install's trees and uv's cache: in memory, never on the engine's disk
 
 
 @dataclass(frozen=True)
@@ -139,31 +142,27 @@ def cached(folder: Path, group: Group, key: str, *, verify: bool = False) -> Lay
 
 
 def _script(groups: Sequence[Group], prefix: Prefix) -> str:
-    lines = ["set -euo pipefail", "export UV_CACHE_DIR=/tmp/imagekit/uv-cache PYTHONHASHSEED=0",
+    lines = ["set -euo pipefail", f"export UV_CACHE_DIR={SCRATCH}/uv-cache PYTHONHASHSEED=0",
              *([f"[ -x {VENV}/bin/python ] || python3 -m venv --without-pip {VENV}"] if prefix.venv else []),
-             "mkdir -p /imagekit/out"]
+             f"mkdir -p {SCRATCH}/out"]
     for g in groups:
-        out = f"/imagekit/out/{g.name}"
+        out = f"{SCRATCH}/out/{g.name}"
         if g.name == "venv":
             lines.append(f"mkdir -p {out} && cp -a {VENV}/. {out}/")
             continue
         lines += [f"/imagekit/uv pip install --quiet --python {prefix.python} --prefix {out} --no-deps"
-                  f" --require-hashes --no-index --find-links /imagekit/wheels --link-mode copy"
+                  f" --require-hashes --no-index --find-links /imagekit/wheels --link-mode hardlink"
                   f" -r /imagekit/groups/{g.name}.txt",
                   # uv's record of when it saw a local wheel: build-time noise, not part of the package
                   f"find {out} -path '*.dist-info/uv_cache.json' -delete",
-                  f"sed -i '/[.]dist-info\\/uv_cache[.]json,/d' {out}/lib/python*/site-packages/*.dist-info/RECORD",
-                  # a file that does not compile (as pip and uv, not fatal: Python compiles it at import, or
-                  # it is a template) is said, never hidden: its errors go beside the group's tree
-                  f"{prefix.python} -m compileall -q -j0 -s {out} -p {prefix.path} --invalidation-mode checked-hash"
-                  f" {out} > /imagekit/{g.name}.compile 2>&1 || mv /imagekit/{g.name}.compile {out}.uncompiled"]
-    return "\n".join(lines) + "\n"
+                  f"sed -i '/[.]dist-info\\/uv_cache[.]json,/d' {out}/lib/python*/site-packages/*.dist-info/RECORD"]
+    return "\n".join([*lines, f"{prefix.python} /imagekit/make_layers.py /imagekit/plan.json"]) + "\n"
 
 
 def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict[str, Path], folder: Path,
              uv_bin: Path, on_line: Callable[[str], None], prefix: Prefix, phases: Phases) -> dict[Group, Layer]:
-    """Install ``groups`` (group -> key) in one container and write their layers to the cache: the install
-    (uv, bytecode) is the container's time, the copy out and the tars (sorted, hashed) are this process's."""
+    """Install ``groups`` (group -> key) in one container, where their bytecode is compiled and their layer
+    tars written (in_image/make_layers.py), then copy the tars into the cache, hashed on the way."""
     with tempfile.TemporaryDirectory(prefix="imagekit-install-", dir=folder) as tmp:
         stage = Path(tmp) / "in"
         (stage / "wheels").mkdir(parents=True)
@@ -173,32 +172,43 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
             for p in g.pins:
                 link(wheels[p.name], stage / "wheels" / wheels[p.name].name)
         link(uv_bin, stage / "uv")
+        for code in (MAKE_LAYERS, Path(tars.__file__)):
+            link(code, stage / code.name)
         (stage / "install.sh").write_text(_script(groups, prefix))
+        (stage / "plan.json").write_text(json.dumps({"trees": f"{SCRATCH}/out", "layers": "/imagekit/layers",
+                                                     "prefix": dataclasses.asdict(prefix),
+                                                     "groups": [g.name for g in groups]}))
         with containers.Run(engine, "install", network=False) as run:  # not through the image's entrypoint
-            with phases.timing("install"):  # the wheels copied in, uv, the bytecode
+            with phases.timing("install"):  # the wheels copied in, uv, the bytecode, the tars
                 c = run.start(containers.Container(parent, ["/imagekit/install.sh"], user="root", network_mode="none",
-                                                   entrypoint=["bash"]), inputs={"/imagekit": stage})
+                                                   entrypoint=["bash"], scratch=SCRATCH), inputs={"/imagekit": stage})
                 c.wait(1800)  # ToolError with the output's tail on failure
-            shutil.rmtree(stage)
-            out = Path(tmp) / "out"
-            with phases.timing("tar"), tempfile.TemporaryFile(dir=tmp) as archive:
-                for chunk in c.archive("/imagekit/out"):
-                    archive.write(chunk)
-                archive.seek(0)
-                with tarfile.open(fileobj=archive, mode="r|") as tar:
-                    tar.extractall(Path(tmp), filter="tar")
-        for said in sorted(out.glob("*.uncompiled")):
-            failed = sorted(set(re.findall(r"Error compiling '([^']+)'", said.read_text())))
-            on_line(f"{said.stem}: no bytecode for {len(failed)} file(s) that do not compile (Python will not "
-                    f"import them either): {', '.join(failed[:5]) or proc.reason(said.read_text())}")
-        with phases.timing("tar"):
-            return {g: _write(folder, g, key, out / g.name, prefix) for g, key in groups.items()}
+            with phases.timing("tar"):
+                made, report = _copy_out(c.archive("/imagekit/layers"), folder, groups)
+    for phase in ("compile", "tar"):  # the container's time, told apart
+        phases[phase] = round(phases.get(phase, 0.0) + report[phase], 2)
+        phases["install"] = round(phases["install"] - report[phase], 2)
+    for group, failed in sorted(report["uncompiled"].items()):
+        on_line(f"{group}: no bytecode for {len(failed)} file(s) that do not compile (Python will not "
+                f"import them either): {', '.join(sorted(failed)[:5])}")
+    return made
 
 
-def _write(folder: Path, group: Group, key: str, tree: Path, prefix: Prefix = Prefix()) -> Layer:
-    """Write ``tree`` as the layer tar of ``group`` (rooted at the prefix), then record it."""
-    return _record(folder, group, key, [f"{p.name}=={p.version}" for p in group.pins],
-                   lambda f: write_tar(f, tree, prefix.path.strip("/"), owners=prefix if not prefix.venv else None))
+def _copy_out(archive: Iterator[bytes], folder: Path, groups: dict[Group, str]) -> tuple[dict[Group, Layer], dict]:
+    """The layer tars of ``groups`` from the container's archive of its layers folder, into the cache."""
+    names = {f"layers/{g.name}.tar": g for g in groups}
+    made, report = {}, None
+    with tarfile.open(fileobj=io.BufferedReader(tars.Chunks(archive), 1 << 20), mode="r|") as tar:
+        for member in tar:
+            if member.name in names:
+                g = names[member.name]
+                made[g] = _record(folder, g, groups[g], [f"{p.name}=={p.version}" for p in g.pins],
+                                  lambda f: shutil.copyfileobj(tar.extractfile(member), f, 1 << 20))
+            elif member.name == "layers/report.json":
+                report = json.load(tar.extractfile(member))
+    if report is None or len(made) != len(groups):
+        raise EngineError(f"the install container made {len(made)} of the {len(groups)} layers asked")
+    return made, report
 
 
 def write_whiteouts(folder: Path, group: Group, key: str, paths: Sequence[str], owners: Prefix) -> Layer:
@@ -211,51 +221,12 @@ def _record(folder: Path, group: Group, key: str, packages: list[str], fill: Cal
     """The layer tar of ``group`` as ``fill`` writes it, recorded in the cache (diff id, size, what it holds)."""
     path = folder / f"{key}.tar"
     with files.writing(path) as f:  # builds may run at once
-        fill(f)
-    meta = {"diff_id": digests.oci_file(path), "size": path.stat().st_size, "group": group.name, "packages": packages}
+        hashing = tars.Hashing(f)  # the diff id as the bytes go by, not read again
+        fill(hashing)
+    meta = {"diff_id": hashing.digest(), "size": hashing.size, "group": group.name, "packages": packages}
     files.write(folder / f"{key}.json", json.dumps(meta))
     return Layer(group=group.name, diff_id=meta["diff_id"], size=meta["size"], packages=tuple(packages), path=path,
                  cached=False)
-
-
-def assemble(engine: Engine, parent: str, layers: Sequence[Layer], ref: str, *, labels: dict[str, str],
-             venv: bool = True) -> str:
-    """Load ``parent`` + ``layers`` as ``ref`` into the engine; return the image id.
-
-    The config is the parent's, with the venv on PATH (``venv``; a vendor's environment stays as it
-    is), ``labels`` merged and the new diff ids appended; its times are fixed, so the same parent
-    and layers give the same image id.
-    """
-    info: ImageInfo = engine.image(parent)
-    history = [*engine.history(parent), *({"created": CREATED, "created_by": f"imagekit: {layer_description(l)}",
-                                            "comment": "imagekit python layer"} for l in layers)]
-    env = info.env
-    env.update(ENV if venv else {})
-    if venv and not env.get("PATH", "").startswith(f"{VENV}/bin:"):
-        env["PATH"] = f"{VENV}/bin:" + env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    config = {**info.config, "Env": [f"{k}={v}" for k, v in env.items()],
-              "Labels": {**info.labels, **labels}}
-    image = {"architecture": info.architecture, "os": "linux", "created": CREATED, "config": config,
-             "rootfs": {"type": "layers", "diff_ids": [*info.layers, *(l.diff_id for l in layers)]},
-             "history": history}
-    raw = json.dumps(image, sort_keys=True, separators=(",", ":")).encode()
-    image_id = digests.oci(raw)
-    if (existing := engine.image(ref)) and existing.id == image_id:
-        return image_id
-    with tempfile.TemporaryFile() as archive:
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            tars.add(tar, f"{image_id[7:]}.json", raw)
-            for layer in layers:
-                tar.add(str(layer.path), arcname=f"{layer.diff_id[7:]}/layer.tar")
-            manifest = [{"Config": f"{image_id[7:]}.json", "RepoTags": [ref],
-                         "Layers": [f"{d[7:]}/layer.tar" for d in image["rootfs"]["diff_ids"]]}]
-            tars.add(tar, "manifest.json", json.dumps(manifest).encode())
-        archive.seek(0)
-        engine.load(archive)
-    loaded = engine.image(ref)
-    if loaded is None or loaded.id != image_id:
-        raise EngineError(f"docker load of {ref} gave {loaded and loaded.id}, expected {image_id}")
-    return image_id
 
 
 def check(engine: Engine, image: str, uv_bin: Path, *, what: str, python: str = f"{VENV}/bin/python",
@@ -271,8 +242,3 @@ def check(engine: Engine, image: str, uv_bin: Path, *, what: str, python: str = 
         problems = [name(line.strip()) for line in e.output.splitlines() if line.strip().startswith("The package")]
         raise CheckFailed(f"{what}: the installed packages do not fit together (uv pip check)",
                           differences=problems or e.output.strip().splitlines()[-5:], hint=hint) from None
-
-
-def layer_description(layer: Layer) -> str:
-    what = ", ".join(layer.packages[:6]) + (f" and {len(layer.packages) - 6} more" if len(layer.packages) > 6 else "")
-    return f"{VENV} {layer.group}" + (f": {what}" if what else "")

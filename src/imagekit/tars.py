@@ -1,8 +1,10 @@
 """Reproducible tars for image layers: sorted entries, fixed times, no pax time fields, the same tree
 giving the same bytes; owned as imagekit's venv is (root, canonical modes) or as the vendor's prefix
-they go into is (``Prefix``); whiteouts for what a layer removes from the layers below."""
+they go into is (``Prefix``); whiteouts for what a layer removes from the layers below. Standard library
+only: the install container runs it too, with the image's Python (in_image/make_layers.py)."""
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -87,3 +89,41 @@ def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.size, info.mtime = len(data), MTIME
     tar.addfile(info, io.BytesIO(data))
 
+
+
+class Hashing:
+    """A binary file written through, its sha256 and size kept as the bytes go by (a layer's diff id)."""
+
+    def __init__(self, f) -> None:
+        self.f, self.sha256, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def digest(self) -> str:
+        return "sha256:" + self.sha256.hexdigest()
+
+
+class Chunks(io.RawIOBase):
+    """An iterator of byte chunks (a container's archive) read as a file."""
+
+    def __init__(self, chunks) -> None:
+        self.chunks, self.rest = iter(chunks), memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.rest:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.rest = memoryview(chunk)
+        n = min(len(buffer), len(self.rest))
+        buffer[:n], self.rest = self.rest[:n], self.rest[n:]
+        return n

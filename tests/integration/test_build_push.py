@@ -197,7 +197,7 @@ def test_a_rebuild_of_the_same_content_keeps_the_version_tags_digest(tiny, engin
     guard = RegistryFront(tiny().registry.url, immutable_tags(tiny().registry.url, refused))
     dockerfile = tiny().image("tiny").context / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + "RUN date > /etc/imagekit-built-at\n")  # a layer of its time
-    first = build.build(tiny(), engine).images[0]
+    first = build.build(tiny(), engine, builder="classic").images[0]  # its cache goes with the image
     pushed = push.push(tiny(), engine).images[0]
     for ref in [*engine.image(first.image_id).repo_digests, *(f"{first.repository}:{t}" for t in first.tags)]:
         engine.client.images.remove(ref, force=True)
@@ -215,7 +215,7 @@ def test_a_rebuild_of_the_same_content_keeps_the_version_tags_digest(tiny, engin
     with pytest.raises(EngineError):  # and the guard does refuse an overwrite, as Harbor would
         engine.push(again.image_id, f"{guard.host}/mlops-desa/tiny", ["v1-test"])
     assert refused == ["/v2/mlops-desa/tiny/manifests/v1-test"]
-    assert build.build(tiny(**cold), engine).images[0].image_id == adopted.image_id  # and stays so
+    assert build.build(tiny(**cold), engine, builder="classic").images[0].image_id == adopted.image_id  # and stays so
 
 
 def test_build_and_push_json_say_where_the_time_went(tiny, cli, monkeypatch, tmp_path, index, registry_process):
@@ -228,7 +228,7 @@ def test_build_and_push_json_say_where_the_time_went(tiny, cli, monkeypatch, tmp
     code, out, _ = cli("--config", source, "build", "--json")
     [img] = json.loads(out)["result"]["images"]
     assert code == 0 and not img["cached"]
-    assert set(img["phases"]) == {"fetch", "install", "tar", "load", "dockerfile", "check"}, img["phases"]
+    assert set(img["phases"]) == {"fetch", "install", "compile", "tar", "load", "dockerfile", "check"}, img["phases"]
     assert all(isinstance(s, float) and s >= 0 for s in img["phases"].values())
     assert sum(img["phases"].values()) <= img["seconds"] + 0.5  # parts of the image's time, not more
     code, out, _ = cli("--config", source, "build", "--json")

@@ -1,9 +1,12 @@
 """Python layers on the real engine: the same lock gives the same layers, from empty caches too;
-a bump replaces the layer of the bumped package only; a child's layers survive a change of parent."""
+a bump replaces the layer of the bumped package only; a child's layers survive a change of parent;
+a load is sent only the layers the engine does not hold."""
+import os
+
 import pytest
 from helpers import write_project
 
-from imagekit import build, config, lock
+from imagekit import assembly, build, config, layers, lock, tars
 
 LAYERED = """
 [project]
@@ -81,3 +84,25 @@ def test_a_bump_replaces_one_layer_and_the_child_keeps_its_own(layered, engine):
     assert changed == {bumped["group"]}  # only the layer holding learn
     assert new["layered-leaf"] == old["layered-leaf"]  # the child's own layers, although its parent changed
     assert after.image("layered-leaf").image_id != before.image("layered-leaf").image_id
+
+
+def test_a_load_is_sent_only_the_layers_above_what_an_image_of_the_same_name_holds(engine, base_image, tmp_path):
+    def layer(name, text):
+        (tmp_path / name / "pkg").mkdir(parents=True)
+        (tmp_path / name / "pkg" / f"{name}.txt").write_text(text)
+        return layers._record(tmp_path, layers.Group(name, ()), name,
+                              [], lambda f: tars.write_tar(f, tmp_path / name, "opt/held"))
+    label, other = (f"org.imagekit.test.held={os.urandom(4).hex()}", "org.imagekit.test.held=nobody")
+    low, top, new_top = layer("low", "1"), layer("top", "2"), layer("new-top", "3")
+    refs = [f"imagekit-test/held:{n}" for n in ("first", "second", "other")]
+    try:
+        assembly.assemble(engine, base_image, [low, top], refs[0], labels=dict([label.split("=")]))
+        (tmp_path / "low.tar").unlink()  # were it sent, it would be read
+        second = assembly.assemble(engine, base_image, [low, new_top], refs[1], labels=dict([label.split("=")]))
+        assert engine.image(second).layers[-2:] == (low.diff_id, new_top.diff_id)
+        with pytest.raises(FileNotFoundError, match="low.tar"):  # the test can fail: nothing so labelled holds it
+            assembly.assemble(engine, base_image, [low, new_top], refs[2], labels=dict([other.split("=")]))
+    finally:
+        for ref in refs:
+            if engine.image(ref):
+                engine.client.images.remove(ref, force=True)

@@ -3,7 +3,7 @@ OS image's interpreter: the whole lock installs and checks; what does not fit th
 import pytest
 from helpers import make_wheel
 
-from imagekit import containers, layers, lock
+from imagekit import assembly, containers, layers, lock
 from imagekit.digests import sha256_file
 from imagekit.errors import CheckFailed, EngineError, ToolError
 
@@ -36,7 +36,7 @@ def test_a_pin_for_a_newer_python_patch_is_refused_by_the_os_python(engine, base
     wheel = make_wheel(tmp_path / "cache" / "wheels" / "x", "soupy", "2.0", requires_python=">=3.11.5")
     pin = lock.Pin("soupy", "2.0", (f"sha256:{sha256_file(wheel)}",))
     made = install(engine, base_image, tmp_path, wheel, pin)  # uv installs with --no-deps regardless ...
-    image = layers.assemble(engine, base_image, made, "imagekit-test/newer-python:1", labels={})
+    image = assembly.assemble(engine, base_image, made, "imagekit-test/newer-python:1", labels={})
     with pytest.raises(CheckFailed, match=r"soupy` requires Python >=3\.11\.5, but `3\.11\.2"):
         layers.check(engine, image, layers.uv_binary(), what="test")  # ... and the build's check refuses it
     engine.client.images.remove("imagekit-test/newer-python:1", force=True)

@@ -101,7 +101,9 @@ def test_layer_bytes_do_not_depend_on_the_umask_the_tree_was_made_under(tmp_path
 
 def test_a_corrupted_layer_cache_entry_is_detected_before_it_goes_into_an_image(tmp_path):
     group = layers.Group("small-0", tuple(pins("six")))
-    layer = layers._write(tmp_path, group, "k" * 64, tree_under_umask(tmp_path / "tree", 0o022))
+    tree = tree_under_umask(tmp_path / "tree", 0o022)
+    layer = layers._record(tmp_path, group, "k" * 64, ["six"], lambda f: tars.write_tar(f, tree, "opt/venv"))
+    assert layer.diff_id == "sha256:" + hashlib.sha256(layer.path.read_bytes()).hexdigest()  # hashed as written
     assert layers.cached(tmp_path, group, "k" * 64, verify=True).diff_id == layer.diff_id
     data = bytearray(layer.path.read_bytes())
     data[-2000] ^= 0xFF  # one byte of the tar, the same size
@@ -140,3 +142,40 @@ def test_a_whiteout_layer_removes_each_path_and_keeps_the_folders_on_the_way(tmp
     assert all(m.isfile() and m.size == 0 for n, m in members.items() if "/.wh." in n)
     assert members["home/ray"].uid == 1000 and members[f"{site[1:]}/sqlparse"].isdir()
     assert layer.diff_id.startswith("sha256:") and layers.cached(tmp_path, layers.Group("vendor-removals", ()), "k")
+
+
+def test_the_install_containers_layer_maker_compiles_what_compiles_and_says_what_does_not(tmp_path):
+    """in_image/make_layers.py, run here as the install container runs it (beside tars.py): a layer per tree,
+    each file compiled for its path in the image, the same bytes as tars.write_tar of the compiled tree."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    for code in (layers.MAKE_LAYERS, tars.__file__):
+        shutil.copy(code, tmp_path)
+    trees = tmp_path / "trees"
+    tree_under_umask(trees / "small-0", 0o022)
+    (trees / "broken" / "lib").mkdir(parents=True)
+    (trees / "broken" / "lib" / "bad.py").write_text("def (:\n")
+    plan = {"trees": str(trees), "layers": str(tmp_path / "layers"), "groups": ["small-0", "broken"],
+            "prefix": {"path": "/opt/venv", "python": "/opt/venv/bin/python", "venv": True, "folders": []}}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    subprocess.run([sys.executable, tmp_path / "make_layers.py", tmp_path / "plan.json"], check=True,
+                   env={**os.environ, "PYTHONHASHSEED": "0"})
+    report = json.loads((tmp_path / "layers" / "report.json").read_text())
+    assert report["uncompiled"] == {"broken": ["/opt/venv/lib/bad.py"]}
+    members = {m.name: m for m in tarfile.open(tmp_path / "layers" / "small-0.tar")}
+    pyc = next(n for n in members if n.endswith(".pyc"))
+    assert pyc.startswith("opt/venv/lib/site-packages/pkg/__pycache__/__init__.")
+    pyc_bytes = tarfile.open(tmp_path / "layers" / "small-0.tar").extractfile(pyc).read()
+    assert b"/opt/venv/lib/site-packages/pkg/__init__.py" in pyc_bytes  # named as the image has it
+    buf = io.BytesIO()
+    tars.write_tar(buf, trees / "small-0", "opt/venv")
+    assert (tmp_path / "layers" / "small-0.tar").read_bytes() == buf.getvalue()
+
+
+def test_a_stream_of_chunks_reads_as_the_file_it_came_from():
+    data = os.urandom(300_000)
+    cuts = [0, 1, 7, 65_536, 65_537, 200_000, 300_000]
+    chunks = (data[a:b] for a, b in zip(cuts, cuts[1:]))
+    assert io.BufferedReader(tars.Chunks(chunks), 4096).read() == data
