@@ -4,7 +4,9 @@ rebuild, a one-package bump, and the push beside `docker push`.
     .venv/bin/python bench/build_push_bench.py
 
 Both builds start from the same warm wheel cache (the repository's, hard-linked into a cache of this
-script's own) and an empty BuildKit cache:
+script's own), an empty BuildKit cache and an OS image of this run's own (the repository's, and one
+layer more): no layer either build makes is in the engine already (imagekit's layers are reproducible,
+so on the repository's OS image `docker load` would find the repository's own and skip them).
 - imagekit: the repository's project copied into a folder of this script's own with another version, so
   that no built image and no cached layer is taken (the repository's out/ and tags are left alone);
 - plain: per image, `FROM` the same OS image, `python3 -m venv /opt/venv`, `pip install --no-index
@@ -12,6 +14,7 @@ script's own) and an empty BuildKit cache:
 Floors of the phases bound by something else: unzipping the image's wheels on this machine (what any
 installer does at least), and the engine's own `docker load` and push (compressing every layer).
 The bump is bench/vendor_bench.py's: joblib's pin moved, the project built and pushed again.
+Every image the run made is removed at its end.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from imagekit import build, buildkit, config, lock, push, wheels
+from imagekit import build, buildkit, config, lock, osimage, push, wheels
 from imagekit.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,11 +47,33 @@ def timed(fn):
     return time.monotonic() - t, value
 
 
-def project(tmp: Path, env: dict[str, str]) -> config.Config:
+def project(tmp: Path, env: dict[str, str], os_tag: str) -> config.Config:
     """The repository's project in ``tmp`` (its folders copied: the bump edits them; out/ its own;
-    repositories named bench-*: no image built before is taken), with ``env``."""
+    repositories named bench-*, on the OS image ``os_tag``), with ``env``."""
     text = (ROOT / "imagekit.toml").read_text().replace('repository = "', 'repository = "bench-')
+    text = text.replace(f'tag = "{config.load(ROOT / "imagekit.toml").os.tag}"', f'tag = "{os_tag}"')
     return config.load(elsewhere(ROOT / "imagekit.toml", tmp, text, copy=True), env=env)
+
+
+def own_os(engine: Engine, repo_cfg: config.Config, tmp: Path) -> str:
+    """The repository's OS image and one layer more, tagged for this run: every layer above it is new."""
+    osimage.ensure(repo_cfg, engine)
+    context = tmp / "os"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {repo_cfg.os.tag}\nRUN echo {tmp.name} > /etc/imagekit-bench\n")
+    tag = f"imagekit-bench/os:{tmp.name}"
+    buildkit.build(engine, context, tags=[tag], buildargs={}, labels={})
+    return tag
+
+
+def remove_own(engine: Engine, keys: set[str]) -> None:
+    """Every image this run made: [registry/project/]bench-*, imagekit-bench/*, imagekit-build/* of its content keys."""
+    for image in engine.client.images.list():
+        for tag in image.tags:
+            repo, _, name = tag.rpartition(":")
+            if (repo.rpartition("/")[2].startswith("bench-") or repo.startswith("imagekit-bench/")
+                    or (repo.startswith("imagekit-build/") and name in keys)):
+                engine.client.images.remove(tag, force=True)
 
 
 def no_build_cache() -> None:
@@ -91,7 +116,7 @@ def main() -> None:
         shutil.copytree(wheels.cache_dir(repo_cfg), tmp / "cache" / "wheels", copy_function=os.link)
         env = {"IMAGEKIT_CACHE_DIR": str(tmp / "cache"), "IMAGEKIT_REGISTRY_URL": reg.host,
                "IMAGEKIT_PROJECT_VERSION": str(int(time.time()))}
-        cfg = project(tmp, env)
+        cfg = project(tmp, env, own_os(engine, repo_cfg, tmp))
         no_build_cache()
         cold, result = timed(lambda: build.build(cfg, engine))
         warm, _ = timed(lambda: build.build(cfg, engine))
@@ -113,6 +138,7 @@ def main() -> None:
             subprocess.run(["docker", "push", "-q", ref], check=True, stdout=subprocess.DEVNULL)
         docker_push = time.monotonic() - t
         reg.stop(), reg2.stop()
+        remove_own(engine, {i.content[:12] for i in [*result.images, *rebuilt.images]})
     print(f"cold build, warm wheel cache, empty layer and build caches: imagekit {cold:.1f} s, "
           f"plain Dockerfiles {sum(plain_seconds.values()):.1f} s")
     print(f"{'image':<10} {'imagekit':>9} {'plain':>7} {'ratio':>6}   imagekit's phases (s); floor: unzip of its wheels")
