@@ -109,7 +109,7 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
     folder = cache_dir(cache)
     folder.mkdir(parents=True, exist_ok=True)
     wanted = _wanted(interpreter, groups, wheels, venv_layer)
-    with phases.timing("tar"):  # hashing the cached tars about to go into the image
+    with phases.timing("tar"):  # checking the cached tars about to go into the image
         layers = {g: cached(folder, g, key, verify=True) for g, key in wanted.items()}
     for g, key in wanted.items():
         if isinstance(layers[g], str):  # the cached tar is not what its entry recorded: make it again
@@ -125,8 +125,9 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
 
 def cached(folder: Path, group: Group, key: str, *, verify: bool = False) -> Layer | str | None:
     """The cached layer of ``group``, None when there is none; with ``verify`` (the tar is about to
-    go into an image), the tar is hashed, and one that is not what its entry records (a corrupted
-    or replaced cache file) is a message saying so instead."""
+    go into an image), a tar whose size, time or inode changed since it was written is hashed, and one
+    that is not what its entry records (a corrupted or replaced cache file) is a message saying so
+    instead. (`docker load` checks every tar it reads against its diff id too.)"""
     meta = folder / f"{key}.json"
     if not meta.is_file():
         return None
@@ -134,7 +135,8 @@ def cached(folder: Path, group: Group, key: str, *, verify: bool = False) -> Lay
     path = folder / f"{key}.tar"
     if not path.is_file():
         return None
-    if verify and (path.stat().st_size != data["size"] or digests.oci_file(path) != data["diff_id"]):
+    if verify and _written(path) != data.get("written") and (
+            path.stat().st_size != data["size"] or digests.oci_file(path) != data["diff_id"]):
         return (f"layer cache entry {path} is corrupted (not the {data['diff_id'][:19]} it recorded): "
                 f"installing {group.name} again")
     return Layer(group=group.name, diff_id=data["diff_id"], size=data["size"], packages=tuple(data["packages"]),
@@ -217,13 +219,20 @@ def write_whiteouts(folder: Path, group: Group, key: str, paths: Sequence[str], 
                    lambda f: write_tar(f, None, "", owners=owners, whiteouts=paths))
 
 
+def _written(path: Path) -> list[int]:
+    """The tar file as it was written: any change to it changes these."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 def _record(folder: Path, group: Group, key: str, packages: list[str], fill: Callable) -> Layer:
     """The layer tar of ``group`` as ``fill`` writes it, recorded in the cache (diff id, size, what it holds)."""
     path = folder / f"{key}.tar"
     with files.writing(path) as f:  # builds may run at once
         hashing = tars.Hashing(f)  # the diff id as the bytes go by, not read again
         fill(hashing)
-    meta = {"diff_id": hashing.digest(), "size": hashing.size, "group": group.name, "packages": packages}
+    meta = {"diff_id": hashing.digest(), "size": hashing.size, "group": group.name, "packages": packages,
+            "written": _written(path)}
     files.write(folder / f"{key}.json", json.dumps(meta))
     return Layer(group=group.name, diff_id=meta["diff_id"], size=meta["size"], packages=tuple(packages), path=path,
                  cached=False)

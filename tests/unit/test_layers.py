@@ -105,6 +105,8 @@ def test_a_corrupted_layer_cache_entry_is_detected_before_it_goes_into_an_image(
     layer = layers._record(tmp_path, group, "k" * 64, ["six"], lambda f: tars.write_tar(f, tree, "opt/venv"))
     assert layer.diff_id == "sha256:" + hashlib.sha256(layer.path.read_bytes()).hexdigest()  # hashed as written
     assert layers.cached(tmp_path, group, "k" * 64, verify=True).diff_id == layer.diff_id
+    os.utime(layer.path, ns=(1, 1))  # touched, the same bytes: hashed, and still the layer
+    assert layers.cached(tmp_path, group, "k" * 64, verify=True).diff_id == layer.diff_id
     data = bytearray(layer.path.read_bytes())
     data[-2000] ^= 0xFF  # one byte of the tar, the same size
     layer.path.write_bytes(bytes(data))
