@@ -23,6 +23,9 @@ except ImportError as e:
     sys.exit("imagekit: this image has no ray[serve] (%s: %s)" % (type(e).__name__, e))
 sys.exit(cli())
 """  # `serve run CONFIG` with the image's Python; what the image lacks for it, said in one line
+# `python -m nbconvert ARGS` without rfc3987_syntax: jsonschema's optional IRI format checker (nbformat's
+# schema uses no such format) compiles a Lark grammar when imported, 1.8 s of every notebook run here
+NBCONVERT = "import sys; sys.modules['rfc3987_syntax'] = None; from nbconvert.nbconvertapp import main; sys.exit(main())"
 
 
 def python(*args: str, path: str = "") -> list[str]:

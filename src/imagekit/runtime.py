@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagekit import containers, proc, services, wait
+from imagekit import containers, inimage, proc, services, wait
 from imagekit.config import Config
 from imagekit.digests import sha256_hex
 from imagekit.engine import Engine
@@ -200,7 +201,7 @@ def lifecycle(c: containers.Container, head: containers.Container | None, folder
     details, ok = [], bool(copied)
     for name in copied:
         script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && timeout 300 \"$(command -v python || command -v "
-                  f"python3)\" -m nbconvert --to notebook "
+                  f"python3)\" -c {shlex.quote(inimage.NBCONVERT)} --to notebook "
                   f"--execute --output /tmp/{LIFECYCLE}/out-{name} {name} >/dev/null 2>/tmp/nbconvert.log; "
                   f"rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/nbconvert.log; exit $rc")
         code, out = c.sh(script)
