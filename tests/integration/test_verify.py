@@ -225,7 +225,7 @@ def test_ctrl_c_removes_every_container_and_the_network(cfg, engine, built, left
     before = leftovers()
 
     def interrupt(line):
-        if line.startswith("starting Ray Serve"):
+        if line.startswith("training iris"):  # the static check is most likely still asking the images
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

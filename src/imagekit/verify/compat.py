@@ -88,11 +88,13 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
     lk = lock.shared_lock(cfg)
     aside = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="verify")
     with contextlib.ExitStack() as stack:  # the static check and the lifecycle need nothing of the round trip
+        # on a failure or an interrupt, their containers are gone before this returns: the lifecycle's
+        # head is removed first (its notebooks end with it), then the static check's questions are waited for
+        stack.callback(aside.shutdown, wait=True, cancel_futures=True)
         life = None
         if LIFECYCLE in scenarios:
             deploy = stack.enter_context(runtime.lifecycle_head(engine, server.ref, trainer.ref, note))
             life = aside.submit(deploy, cfg.path(cfg.verify.lifecycle))
-        stack.callback(aside.shutdown, wait=False, cancel_futures=True)  # an interrupt waits for no thread
         note("static alignment: asking the images what they hold")
         aligned = aside.submit(lambda: static.compare(cfg, lk, facts.inspect(engine, trainer.ref), facts.inspect(
             engine, server.ref), [facts.inspect(engine, o.ref) for o in others]))
