@@ -16,8 +16,9 @@ from imagekit.errors import EngineError, ToolError
 def build(engine: Engine, context: Path, *, tags: list[str], buildargs: dict[str, str], labels: dict[str, str],
           builder: str = "auto", on_line: Callable[[str], None] | None = None) -> str:
     """Build ``context`` with no network; return the image id. ``builder``: auto, buildkit or classic."""
-    cli = cli_invocation() if resolve(builder) == "buildkit" else None
+    cli = cli_invocation() if builder != "classic" else None
     if cli is None:
+        resolve(builder)  # BuildKit asked for where no CLI offers it: said
         return engine.build(context, tags=tags, buildargs=buildargs, labels=labels, on_line=on_line)
     argv, env = cli
     with tempfile.TemporaryDirectory(prefix="imagekit-build-") as tmp:

@@ -90,7 +90,6 @@ def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-
 class Hashing:
     """A binary file written through, its sha256 and size kept as the bytes go by (a layer's diff id)."""
 
