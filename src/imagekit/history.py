@@ -65,8 +65,9 @@ class Log:
         for tag in tags:
             if tag not in self._read:  # entries never change: each is read once
                 data = self.reg.get_artifact(self.repo, tag)
-                self._read[tag] = (HistoryEntry(**data), "previous" in data)
-        return ordered({t: self._read[t] for t in tags})
+                if data is not None:  # None: listed before its manifest is linked; its writer settles after
+                    self._read[tag] = (HistoryEntry(**data), "previous" in data)
+        return ordered({t: self._read[t] for t in tags if t in self._read})
 
     def entries(self) -> list[HistoryEntry]:
         return [e for _, e in self.tagged()]

@@ -1,6 +1,7 @@
 """The promotion gate against a registry process with TLS and authentication (no Docker):
 attestations signed as verify-compat signs them, forgeries of each kind, the pair, the history."""
 import base64
+import dataclasses
 import json
 import os
 import threading
@@ -265,6 +266,25 @@ def test_concurrent_promotions_and_rollbacks_lose_no_history_entry(desa, keys):
     assert len(entries) == 2 + len(actions)
     assert sorted(e.digest for e in entries if e.kind == "promote") == sorted([digests["ray"], *rays])
     assert reg.manifest("mlops-test/ray", "current").digest == history.current_stack(entries)[-1]
+
+
+def test_an_entry_listed_before_its_manifest_is_readable_is_read_once_it_is():
+    """The registry lists a tag as soon as its folder exists, before the manifest's link is written:
+    another writer's entry in flight. It is left for later, not read as an entry."""
+    entry = history.HistoryEntry("promote", "sha256:" + "a" * 64, ["v1"], "2026-12-05T00:00:00Z", "desa")
+    stored = {f"{history.HISTORY_PREFIX}1-aa": None}
+
+    class Registry:
+        def tags(self, repo):
+            return list(stored)
+
+        def get_artifact(self, repo, tag):
+            return stored[tag]
+
+    log = history.Log(Registry(), "mlops-test/ray")
+    assert log.entries() == []
+    stored[f"{history.HISTORY_PREFIX}1-aa"] = dataclasses.asdict(entry)
+    assert log.entries() == [entry]
 
 
 TWO_REGISTRIES = """
