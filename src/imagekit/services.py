@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 from imagekit import inimage, wait
 from imagekit.containers import Container
-from imagekit.errors import PreconditionError
+from imagekit.errors import EngineError, PreconditionError
 
 
 class Idle(Container):
@@ -102,12 +102,12 @@ class ModelServer(Container):
         def knows(r):
             found = r.json() if r.status_code == 200 else {}
             return found if set(found.get("models", {})) >= set(self.models) else None
-        try:
+        try:  # an exit before its port is asked fails the URL: the same fault, said the same way
             return wait.until(f"Ray Serve in {self.what}", _answers(f"{self.url(8000)}/status", knows), timeout,
                               retry=(requests.RequestException, ValueError), gone=self.exited)
-        except wait.NotReady as e:  # what the image lacks for it (inimage.SERVE said it): the image's fault
+        except EngineError:  # NotReady too: what the image lacks for it (inimage.SERVE said it): its fault
             said = [line[len("imagekit: "):] for line in self.logs(30).splitlines() if line.startswith("imagekit: ")]
-            if e.gone and said:
+            if said and self.exited():
                 raise PreconditionError(f"the Ray image {self.image} cannot serve models with Ray Serve: {said[-1]}",
                                         hint="its Python needs ray[serve] (Python 3.8 or newer)") from None
             raise

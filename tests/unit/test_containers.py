@@ -4,8 +4,8 @@ import docker.errors
 import pytest
 import requests
 
-from imagekit import containers, inimage, wait
-from imagekit.errors import EngineError
+from imagekit import containers, inimage, services, wait
+from imagekit.errors import EngineError, PreconditionError
 
 
 class Fake:
@@ -13,7 +13,7 @@ class Fake:
 
     def __init__(self, raised=None, status="running", code=0, logs=b""):
         self.raised, self.status, self.attrs, self._logs = raised, status, {"State": {"ExitCode": code}}, logs
-        self.removed = False
+        self.removed, self.ports = False, {}
 
     def wait(self, timeout):
         raise self.raised
@@ -48,6 +48,14 @@ def test_a_container_that_exited_says_its_code_and_last_lines_and_a_wait_on_it_s
     with pytest.raises(wait.NotReady) as e:
         wait.until("the model server", lambda: None, 600, gone=c.exited)
     assert e.value.seconds < 1 and "exit code 3" in e.value.message
+
+
+def test_a_model_server_that_exited_before_its_port_was_asked_names_what_the_image_lacks():
+    server = services.ModelServer("imagekit-test/ray:1", {}, {})
+    server.c = Fake(status="exited", code=1, logs=b"imagekit: this image has no ray[serve] (ModuleNotFoundError)\n")
+    with pytest.raises(PreconditionError, match=r"^the Ray image imagekit-test/ray:1 cannot serve models with Ray "
+                                                r"Serve: this image has no ray\[serve\]"):
+        server.ready(600)
 
 
 def test_a_wait_names_what_it_waited_for_and_the_last_thing_it_saw_and_lets_bugs_through():
