@@ -150,3 +150,9 @@ def keys(tmp_path_factory):
     """The trusted key pair and another one: {"trusted": (key, pub), "other": (key, pub)}."""
     root = tmp_path_factory.mktemp("keys")
     return {name: make_keys(root, name) for name in ("trusted", "other")}
+
+
+def pytest_configure(config):
+    import faulthandler
+    import signal
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: where a stuck pytest process waits
