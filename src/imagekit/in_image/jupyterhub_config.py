@@ -20,6 +20,7 @@ import urllib.request
 TOKEN = os.environ["IMAGEKIT_HUB_TOKEN"]
 API = "http://127.0.0.1:8081/hub/api"
 USER = "jovyan"
+SLOW_SPAWN = 10  # seconds the hub waits for a spawn before it answers 202 (its default, said here)
 
 if "c" in globals():  # loaded by jupyterhub -f
     from jupyterhub.proxy import Proxy
@@ -124,6 +125,7 @@ if "c" in globals():  # loaded by jupyterhub -f
     c.JupyterHub.authenticator_class = "dummy"
     c.Authenticator.allowed_users = {USER}
     c.JupyterHub.spawner_class = "simple"
+    c.JupyterHub.slow_spawn_timeout = SLOW_SPAWN
     c.SimpleLocalProcessSpawner.home_dir_template = "/home/{username}"
     c.Spawner.ip = "127.0.0.1"
     c.JupyterHub.services = [{"name": "imagekit", "api_token": TOKEN}]
@@ -136,12 +138,12 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def call(method, url, token=TOKEN, body=None):
+def call(method, url, token=TOKEN, body=None, timeout=10):
     headers = {"Authorization": f"token {token}"} if token else {}
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
-        with urllib.request.build_opener(_NoRedirect).open(request, timeout=10) as r:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -162,7 +164,8 @@ def until(what, fn, timeout):
 def check():
     until("the hub's API", lambda: call("GET", API + "/")[0] == 200, 90)
     call("POST", f"{API}/users/{USER}")
-    code, body = call("POST", f"{API}/users/{USER}/server")
+    # the hub answers a spawn once the server is up or after its slow_spawn_timeout (10 s): wait beyond that
+    code, body = call("POST", f"{API}/users/{USER}/server", timeout=SLOW_SPAWN + 50)
     if code not in (201, 202):
         sys.exit(f"the hub refused to spawn: {code} {body[:300]!r}")
     until("the single-user server", lambda: json.loads(call("GET", f"{API}/users/{USER}")[1] or b"{}")
