@@ -127,9 +127,11 @@ def test_logged_and_registered_through_a_tracking_server_it_loads_by_alias_in_ra
     before = leftovers()
     with containers.Run(engine, "test") as run:
         store = s3_of(run, cfg, engine)
-        tracking.start_server(run, refs["mlflow"], store)
+        server = tracking.start_server(run, refs["mlflow"], store)
         env = {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}  # proxied artifacts: the clients have no S3 keys
         logged = run_on(run, refs["notebook"], LOG, env)
+        _, processes = server.exec(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"])
+        assert "uvicorn" in processes and "huey" not in processes, processes  # no job runner: see its Dockerfile
         served = run_on(run, refs["ray"], LOAD_URI, env)
         assert str(logged["version"]) == "1" and served["labels"] == logged["labels"]
         keys = [o["Key"] for o in store.client.list_objects_v2(Bucket="mlflow-artifacts").get("Contents", [])]
