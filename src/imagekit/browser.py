@@ -111,6 +111,8 @@ def jupyterlab(base: str, user: str, screenshots: Path | None) -> tuple[Seen, Se
             p.until("JupyterLab's shell", lambda: f"/user/{user}/lab" in d.current_url and p.css(".jp-LabShell"), 120)
             p.until("the launcher's notebook card", lambda: p.css('.jp-LauncherCard[data-category="Notebook"]'),
                     60)[0].click()
+            # a cell run before the new kernel is connected can be dropped: it stays unrun, "[ ]:"
+            p.until("the notebook's kernel idle", lambda: "| Idle" in p.text(), 120)
             run_cell(p, Keys, STACK)
             out = p.until("the cell's output", lambda: next((t for t in outputs(p) if "imagekit-stack" in t
                                                              or "Error" in t), None), 180)
