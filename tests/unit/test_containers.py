@@ -4,7 +4,7 @@ import docker.errors
 import pytest
 import requests
 
-from imagekit import containers, inimage, services, wait
+from imagekit import containers, inimage, runtime, services, wait
 from imagekit.errors import EngineError, PreconditionError
 
 
@@ -125,3 +125,36 @@ def test_an_entrypoint_that_runs_nothing_is_named_with_what_it_said():
     why = inimage.ran_nothing("team/nb:v8", {"Entrypoint": ["tini", "--", "start.sh"]}, "starting\n")
     assert why == ("the image team/nb:v8 has an entrypoint (tini -- start.sh) that ran without running the command "
                    "it was given (starting)")
+
+
+class Client:
+    """A lifecycle client whose notebook runs answer, in turn, with ``outputs``: (exit code, output)."""
+
+    def __init__(self, *outputs):
+        self.outputs, self.runs = list(outputs), 0
+
+    def sh(self, script):
+        if "nbconvert" not in script:
+            return 0, ""
+        self.runs += 1
+        return self.outputs.pop(0)
+
+    def put(self, path, body):
+        pass
+
+
+PROXY = ("ConnectionAbortedError: Initialization failure from server:\nRuntimeError: Proxy failed to Connect to "
+         "backend! Check `ray_client_server.err` on the head node of the cluster for the relevant logs.")
+SAME = '{"same": true, "detail": "10 rows, labels equal"}'
+
+
+@pytest.mark.parametrize("first, runs, ok", [
+    ((1, PROXY), 2, True),  # the head's proxier could not reach the client's server: once more
+    ((1, "RuntimeError: Version mismatch: The cluster was started with Ray 2.40.0"), 1, False),  # said at once
+])
+def test_a_lifecycle_notebook_runs_again_only_when_the_heads_client_server_did_not_start(tmp_path, first, runs, ok):
+    (tmp_path / "iris-to-ray.ipynb").write_text("{}")
+    client = Client(first, (0, SAME))
+    item = runtime.lifecycle(client, object(), tmp_path, lambda line: None)
+    assert client.runs == runs and item.ok is ok, item.detail
+    assert ("10 rows, labels equal" if ok else "Version mismatch") in item.detail
