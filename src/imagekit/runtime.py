@@ -43,7 +43,8 @@ LAB, WIDGET, DASHBOARD = ("browser: JupyterLab through the hub runs the model st
                           "browser: the Ray dashboard shows 2 alive nodes")
 # Ray Client's proxier on the head failing to start, or to reach, a client's server under load (it relays the
 # reason to the client), not a mismatch: the notebook runs once more
-CLIENT_START_FLAKES = ("Starting Ray client server failed", "Proxy failed to Connect to backend", "psutil.ZombieProcess")
+CLIENT_START_FLAKES = ("Starting Ray client server failed", "Proxy failed to Connect to backend",
+                       "psutil.ZombieProcess")
 RAY_REFUSALS = ("Version mismatch", "differ", "incompatible", "Error:", "Error")  # Ray Client's own first
 
 
