@@ -68,9 +68,15 @@ def test_a_lake_larger_than_a_batch_is_checked_once_and_kept_outcomes_are_reused
     assert len(report["models"]) == 1005 and report["checked"] == 1005 and report["reused"] == 0
     assert report["batch_size"] == 100 and all(m["node"] for m in report["models"])
     assert "Traceback" not in err and KEYS["AWS_SECRET_ACCESS_KEY"] not in out + err
-    code, out, _ = cli(*args)  # the same image again: nothing new to check
+    changed = client.list_objects_v2(Bucket=MODELS, Prefix="big/iris-3/")["Contents"]
+    pickled = next(o["Key"] for o in changed if o["Key"].endswith("/model.pkl"))
+    client.put_object(Bucket=MODELS, Key=pickled, Body=client.get_object(Bucket=MODELS, Key=pickled)["Body"].read()
+                      + b"#changed")  # other bytes, the same meta.json: its kept outcome no longer holds
+    code, out, _ = cli(*args)  # the same image again: only the changed model is checked
     again = json.loads(out)["result"]
-    assert code == 0 and again["checked"] == 0 and again["reused"] == 1005
+    assert code == 1 and again["checked"] == 1 and again["reused"] == 1004
+    assert [(m["name"], m["reused"]) for m in again["models"] if not m["ok"]] == [(pickled.rsplit("/", 1)[0].replace(
+        "/", "@"), False)] and "sha256 mismatch" in next(m["reason"] for m in again["models"] if not m["ok"])
     code, out, _ = cli(*args[:-1], "big/iris-7/", "--recheck")
     assert code == 0 and [(m["name"], m["reused"]) for m in json.loads(out)["result"]["models"]] == [
         (next(m["name"] for m in report["models"] if m["name"].startswith("big@iris-7@")), False)]

@@ -10,7 +10,9 @@ grow with the lake), spread over the nodes of the Ray that RAY_ADDRESS names (un
 container's own). A batch whose process dies (a model that calls os._exit or exhausts memory) is
 checked again model by model: the model that kills its process is named, the others are checked.
 Each outcome is kept in the eval bucket as verify-stored/<image id>/<model sha256>.json and reused
-by the next run with the same image (unless --recheck).
+by the next run with the same image (unless --recheck) while the model object's ETag is the one it
+was checked with. Two listings at the start (the kept outcomes, the models' ETags) spare a request
+per model for each: a model is read with its meta.json and its kept outcome (if any), and nothing more.
 
 Environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL (S3 as
 the tasks reach it), IMAGEKIT_MODELS_BUCKET, IMAGEKIT_EVAL_BUCKET.
@@ -64,10 +66,17 @@ def _missing(e: ClientError) -> bool:
     return e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
 
 
-def check(s3, key: str, buckets: dict, image: str, recheck: bool) -> dict:
+def listing(s3, bucket: str, prefix: str) -> dict[str, str]:
+    """{key: ETag} of every object under ``prefix``: a thousand objects a request."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+
+
+def check(s3, key: str, buckets: dict, image: str, recheck: bool, seen: dict) -> dict:
     """One model: {"meta", "node", "reused", "sha256", "fingerprint", "stage", "loaded", "error",
     "expected", "served", "seconds"}; what fails in the model is its "error" at "stage" (meta, load or
-    predict), an S3 that stops answering raises."""
+    predict), an S3 that stops answering raises. ``seen``: the "etags" of the models bucket's objects
+    and the "kept" outcome keys, listed at the start (a model listed in neither is asked for)."""
     started = time.monotonic()
     out = {"meta": key, "node": socket.gethostname(), "reused": False, "sha256": "", "fingerprint": [],
            "stage": "meta", "loaded": False, "error": "", "expected": None, "served": None, "seconds": 0.0}
@@ -80,15 +89,16 @@ def check(s3, key: str, buckets: dict, image: str, recheck: bool) -> dict:
     if lacks:
         return {**out, "error": f"meta.json lacks {', '.join(lacks)}"}
     out.update(sha256=meta["sha256"], expected={"labels": meta["labels"], "probabilities": meta.get("probabilities")})
+    etag = seen["etags"].get(meta["key"]) if meta["bucket"] == buckets["models"] else None
     try:
-        etag = s3.head_object(Bucket=meta["bucket"], Key=meta["key"])["ETag"]
+        etag = etag or s3.head_object(Bucket=meta["bucket"], Key=meta["key"])["ETag"]
     except ClientError as e:
         if _missing(e):
             return {**out, "error": f"meta.json names s3://{meta['bucket']}/{meta['key']}, which does not exist"}
         raise
     probe = hashlib.sha256(json.dumps(meta["instances"], sort_keys=True).encode()).hexdigest()
-    kept = f"verify-stored/{image.removeprefix('sha256:')}/{meta['sha256']}.json"
-    if not recheck:
+    kept = f"{kept_prefix(image)}{meta['sha256']}.json"
+    if not recheck and kept in seen["kept"]:
         try:
             before = json.loads(s3.get_object(Bucket=buckets["eval"], Key=kept)["Body"].read())
             if before.get("probe") == probe and before.get("etag") == etag:
@@ -111,11 +121,15 @@ def check(s3, key: str, buckets: dict, image: str, recheck: bool) -> dict:
     return {**out, **outcome, "seconds": round(time.monotonic() - started, 3)}
 
 
+def kept_prefix(image: str) -> str:
+    return f"verify-stored/{image.removeprefix('sha256:')}/"
+
+
 @ray.remote(num_cpus=1, max_retries=0, max_calls=1)  # a fresh process per batch: its memory goes with it
-def check_batch(keys: list[str], s3: dict, buckets: dict, image: str, recheck: bool) -> list[dict]:
+def check_batch(keys: list[str], s3: dict, buckets: dict, image: str, recheck: bool, seen: dict) -> list[dict]:
     c = client(s3)
     try:
-        return [check(c, key, buckets, image, recheck) for key in keys]
+        return [check(c, key, buckets, image, recheck, seen) for key in keys]
     except (BotoCoreError, ClientError) as e:
         raise Fatal(f"S3 at {s3['endpoint_url']} stopped answering: {type(e).__name__}: {e}") from None
 
@@ -153,8 +167,14 @@ def run(keys: list[str], out, *, image: str, batch_size: int, recheck: bool) -> 
     buckets = {"models": os.environ.get("IMAGEKIT_MODELS_BUCKET", "cybersec-ml-models"),
                "eval": os.environ.get("IMAGEKIT_EVAL_BUCKET", "cybersec-ml-eval")}
     nodes = preflight(s3, buckets["models"])
+    try:
+        c = client(s3)
+        seen = ray.put({"etags": listing(c, buckets["models"], os.path.commonprefix(keys).rpartition("/")[0]),
+                        "kept": set() if recheck else set(listing(c, buckets["eval"], kept_prefix(image)))})
+    except (BotoCoreError, ClientError) as e:
+        raise Fatal(f"S3 at {s3['endpoint_url']} cannot be listed: {type(e).__name__}: {e}") from None
     say(f"{len(keys)} models in batches of {batch_size} on {nodes} node(s)")
-    pending = {check_batch.remote(keys[i:i + batch_size], s3, buckets, image, recheck): keys[i:i + batch_size]
+    pending = {check_batch.remote(keys[i:i + batch_size], s3, buckets, image, recheck, seen): keys[i:i + batch_size]
                for i in range(0, len(keys), batch_size)}
     done = failed = 0
     while pending:
@@ -165,7 +185,7 @@ def run(keys: list[str], out, *, image: str, batch_size: int, recheck: bool) -> 
         except DIED as e:
             if len(batch) > 1:
                 say(f"a batch's process died ({type(e).__name__}): checking its {len(batch)} models one by one")
-                pending.update({check_batch.remote([k], s3, buckets, image, recheck): [k] for k in batch})
+                pending.update({check_batch.remote([k], s3, buckets, image, recheck, seen): [k] for k in batch})
                 continue
             results = [{"meta": batch[0], "node": "", "reused": False, "sha256": "", "fingerprint": [],
                         "stage": "process", "loaded": False, "served": None, "expected": None, "seconds": 0.0,
