@@ -36,9 +36,11 @@ def test_within_tolerance_passes():
     assert ok and 4e-10 < diff < 6e-10
 
 
-@pytest.fixture
-def locked(tmp_path, index):
-    path = write_project(tmp_path, requirements={"base": "learn\n", "ray": "extra-tool\n", "notebook": "soupy\n"})
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory, index):
+    """A project and its lock, made once for the module: its tests only read them."""
+    path = write_project(tmp_path_factory.mktemp("locked"), requirements={"base": "learn\n", "ray": "extra-tool\n",
+                                                                           "notebook": "soupy\n"})
     cfg = config.load(path, env={"IMAGEKIT_LOCK_INDEX_URL": index})
     lock.lock(cfg)
     return cfg, lock.read(lock.lock_path(cfg))
