@@ -19,7 +19,7 @@ import pytest
 
 from support import PG, postgres_image
 
-from imagekit import config, containers, lock, wait
+from imagekit import config, containers, lock, services, wait
 from imagekit.engine import Engine
 from imagekit.errors import PreconditionError, ToolError
 from imagekit.verify import s3store, tracking
@@ -268,6 +268,17 @@ def test_a_verification_leaves_the_teams_registry_as_it_was(cfg, engine, built, 
     assert model.registered == ["cybersec/1", "cybersec@champion"] and model.same_predictions
     assert report.roundtrip.mlflow_server.startswith("started ")
     assert registry_of(url) == registry and leftovers() == before
+
+
+def test_mlflow_clients_in_the_containers_send_no_telemetry(engine, built):
+    """MLflow 3 starts a telemetry client in every process that imports it (its session variable raced once:
+    a notebook failed with KeyError: '_MLFLOW_TELEMETRY_SESSION_ID'); verify's clients have it off."""
+    with containers.Run(engine, "test-telemetry") as run:
+        c = run.start(services.Idle(built.image("notebook").image_id, kind="notebook", env=tracking.CLIENT))
+        code, out = c.exec(c.python("-c", "import mlflow; from mlflow.telemetry import get_telemetry_client; "
+                                          "from mlflow.telemetry.utils import is_telemetry_disabled; "
+                                          "print('telemetry', is_telemetry_disabled(), get_telemetry_client())"))
+    assert code == 0 and out.strip().splitlines()[-1] == "telemetry True None", out
 
 
 def test_each_notebook_run_finds_only_what_it_logged_on_a_shared_server(cfg, engine, built, team_mlflow):

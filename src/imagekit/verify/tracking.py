@@ -23,9 +23,11 @@ CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_T
 ARTIFACTS = "mlflow-artifacts"  # the seed's bucket
 # What MLflow's clients in the containers are given: a dead server said soon; artifacts through the tracking
 # server, never by the presigned S3 URLs a 3.x server offers (an S3 address of the server's, which a
-# port-forward's user cannot reach)
+# port-forward's user cannot reach); no usage telemetry (MLflow 3 sends it from a thread of every client:
+# calls out of an offline CI, and its session variable once failed a notebook with KeyError)
 CLIENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
-          "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"}
+          "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
+          "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 @dataclass(frozen=True)
