@@ -209,9 +209,9 @@ def say(line: str) -> None:
 
 def _keys(args) -> list[str]:
     if args.list is None:
-        pages = client(s3_settings()).get_paginator("list_objects_v2").paginate(
-            Bucket=os.environ.get("IMAGEKIT_MODELS_BUCKET", "cybersec-ml-models"), Prefix=args.prefix)
-        return sorted(o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith("/meta.json"))
+        listed = listing(client(s3_settings()), os.environ.get("IMAGEKIT_MODELS_BUCKET", "cybersec-ml-models"),
+                         args.prefix)
+        return sorted(k for k in listed if k.endswith("/meta.json"))
     if args.list.startswith("s3://"):
         bucket, _, key = args.list[5:].partition("/")
         text = client(s3_settings()).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
