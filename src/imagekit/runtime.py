@@ -202,9 +202,8 @@ def lifecycle(c: containers.Container, head: containers.Container | None, folder
     details, ok = [], bool(copied)
     for name in copied:
         script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && timeout 300 \"$(command -v python || command -v "
-                  f"python3)\" -c {shlex.quote(inimage.NBCONVERT)} --to notebook "
-                  f"--execute --output /tmp/{LIFECYCLE}/out-{name} {name} >/dev/null 2>/tmp/nbconvert.log; "
-                  f"rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/nbconvert.log; exit $rc")
+                  f"python3)\" -c {shlex.quote(inimage.EXECUTE)} {name} >/dev/null 2>/tmp/execute.log; "
+                  f"rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/execute.log; exit $rc")
         code, out = c.sh(script)
         if code and any(flake in out for flake in CLIENT_START_FLAKES):  # the head's per-client server: once more
             code, out = c.sh(script)
@@ -259,7 +258,8 @@ def lifecycle_head(engine: Engine, ray: str, notebook: str, on_line: Callable[[s
     """verify-compat's lifecycle scenario, begun: a head from the Ray image (KubeRay's command) and the
     notebook image's client start now; the head boots while other work goes on. What it gives deploys the
     notebooks of a folder to that head (``deploy(folder)``, once the head answers): only commands in the
-    containers, so it may run in a thread while the containers are this thread's to remove."""
+    containers, so it may run in a thread while the containers are this thread's to remove; once done, it
+    removes them itself."""
     note = on_line or (lambda line: None)
     with containers.Run(engine, "lifecycle", note=note) as run:
         note("lifecycle: starting a Ray head for the notebooks to deploy to")
@@ -270,5 +270,9 @@ def lifecycle_head(engine: Engine, ray: str, notebook: str, on_line: Callable[[s
                 head.ready(120)
             except wait.NotReady:  # the lifecycle says there was no head to deploy to
                 return lifecycle(client, None, folder, note)
-            return lifecycle(client, head, folder, note)
+            try:
+                return lifecycle(client, head, folder, note)
+            finally:  # an idle head still takes CPU (a third of a core here) from the work it ran beside
+                head.remove()
+                client.remove()
         yield deploy
