@@ -23,9 +23,17 @@ except ImportError as e:
     sys.exit("imagekit: this image has no ray[serve] (%s: %s)" % (type(e).__name__, e))
 sys.exit(cli())
 """  # `serve run CONFIG` with the image's Python; what the image lacks for it, said in one line
-# `python -m nbconvert ARGS` without rfc3987_syntax: jsonschema's optional IRI format checker (nbformat's
-# schema uses no such format) compiles a Lark grammar when imported, 1.8 s of every notebook run here
-NBCONVERT = "import sys; sys.modules['rfc3987_syntax'] = None; from nbconvert.nbconvertapp import main; sys.exit(main())"
+# `jupyter nbconvert --to notebook --execute NOTEBOOK` as nbconvert does it (nbclient, a fresh kernel in the
+# notebook's folder; a failing cell raises with its traceback, exit 1), without loading nbconvert's exporters
+# (1 s of CPU per notebook) or rfc3987_syntax: jsonschema's optional IRI format checker (nbformat's schema uses
+# no such format) compiles a Lark grammar when imported, 1.8 s more
+EXECUTE = """import os, sys
+sys.modules['rfc3987_syntax'] = None
+import nbformat
+from nbclient import NotebookClient
+path = os.path.abspath(sys.argv[1])
+NotebookClient(nbformat.read(path, as_version=4), resources={'metadata': {'path': os.path.dirname(path)}}).execute()
+"""
 
 
 def python(*args: str, path: str = "") -> list[str]:

@@ -134,7 +134,7 @@ class Client:
         self.outputs, self.runs = list(outputs), 0
 
     def sh(self, script):
-        if "nbconvert" not in script:
+        if "NotebookClient" not in script:
             return 0, ""
         self.runs += 1
         return self.outputs.pop(0)

@@ -104,8 +104,7 @@ def trainer(run: containers.Run, image: str, env: dict[str, str], notebooks: dic
 def train(c: containers.Container, name: str, store: Store, bucket: str, version: str, mlflow: bool = False) -> Trained:
     """Execute scenario ``name`` in the trainer: what it published, or the MLflow models it logged."""
     started, run = time.monotonic(), f"{version}-{name}-{secrets.token_hex(4)}"  # what MLflow tags the notebook's runs with
-    code, output = c.exec(c.python("-c", inimage.NBCONVERT, "--to", "notebook", "--execute", "--output-dir", "/tmp/executed",
-                                   f"{NOTEBOOKS}/{name}.ipynb", path=NOTEBOOKS),
+    code, output = c.exec(c.python("-c", inimage.EXECUTE, f"{NOTEBOOKS}/{name}.ipynb", path=NOTEBOOKS),
                           env={"IMAGEKIT_SCENARIO": name, **tracking.run_context(run)})
     seconds = round(time.monotonic() - started, 1)
     if code != 0:
