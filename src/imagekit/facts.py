@@ -17,6 +17,7 @@ from imagekit.images import BASE_NAME, IMAGE_LABEL
 
 VENV_TOOLS = {"setuptools"}  # a venv's own where one is made with pip (older images), not locked
 FACTS = inimage.HERE / "image_facts.py"  # run inside the image with its own Python: see that file
+KEPT = "facts"  # the folder of the cache where answers are kept by image id (an image id is its content)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class ImageFacts:
 def inspect(engine: Engine, ref: str, *, cache: Path | None = None) -> ImageFacts:
     """Ask the image itself (its interpreter, its installed distributions), with the network off, through
     its entrypoint with the command replaced. ``cache``: a folder where the answer is kept by image id
-    (an image never changes: a build on a vendor base asks its base once)."""
+    (an image never changes: a build on a vendor base asks its base once, verify-compat an image once)."""
     info = engine.image(ref)
     if info is None:
         raise PreconditionError(f"image {ref} is not in the engine",

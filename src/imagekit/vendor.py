@@ -64,7 +64,8 @@ def resolve(cfg: Config, engine: Engine, ref: str) -> Base:
     named = Reference.parse(ref)
     digest = next((d.split("@", 1)[1] for d in info.repo_digests
                    if Reference.parse(d).repository == named.repository), "") or named.digest or info.id
-    return Base(ref=ref, image_id=info.id, digest=digest, facts=facts.inspect(engine, ref, cache=cfg.cache_dir / "bases"))
+    return Base(ref=ref, image_id=info.id, digest=digest,
+                facts=facts.inspect(engine, ref, cache=cfg.cache_dir / facts.KEPT))
 
 
 def check_targets(cfg: Config, bases: dict[str, Base]) -> None:

@@ -67,3 +67,22 @@ def test_a_vendor_base_needs_the_shared_lock(tmp_path):
     with pytest.raises(ConfigError) as e:
         config.load(write_project(tmp_path, toml, {"ray": ""}), env={})
     assert "cannot have a vendor base" in str(e.value)
+
+
+def test_an_images_facts_are_asked_once_per_image_id_and_kept(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from imagekit import facts
+
+    ids = {"team/ray:v8": "sha256:" + "a" * 64, "team/ray:v9": "sha256:" + "b" * 64}
+    engine = SimpleNamespace(image=lambda ref: SimpleNamespace(id=ids[ref], labels={}, config={}))
+    asked = []
+
+    def ask(engine, ref, info):
+        asked.append(ref)
+        return '{"python": "3.11.2", "packages": {"numpy": "%s"}, "changed": []}' % ref[-1]
+    monkeypatch.setattr(facts, "_ask", ask)
+    seen = [facts.inspect(engine, ref, cache=tmp_path).packages for ref in ("team/ray:v8", "team/ray:v8", "team/ray:v9")]
+    assert asked == ["team/ray:v8", "team/ray:v9"]  # another image id (other content) is asked again
+    assert seen == [{"numpy": "8"}, {"numpy": "8"}, {"numpy": "9"}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a" * 64 + ".json", "b" * 64 + ".json"]

@@ -96,8 +96,9 @@ def verify_compat(cfg: Config, engine: Engine, *, notebook: str | None = None, r
             deploy = stack.enter_context(runtime.lifecycle_head(engine, server.ref, trainer.ref, note))
             life = aside.submit(deploy, cfg.path(cfg.verify.lifecycle))
         note("static alignment: asking the images what they hold")
-        aligned = aside.submit(lambda: static.compare(cfg, lk, facts.inspect(engine, trainer.ref), facts.inspect(
-            engine, server.ref), [facts.inspect(engine, o.ref) for o in others]))
+        kept = cfg.cache_dir / facts.KEPT
+        aligned = aside.submit(lambda: static.compare(cfg, lk, *[facts.inspect(engine, s.ref, cache=kept) for s in (
+            trainer, server)], [facts.inspect(engine, o.ref, cache=kept) for o in others]))
         try:
             trip = roundtrip.run(engine, trainer.ref, server.ref, store, cfg.path(cfg.verify.notebooks),
                                  scenarios=trips, buckets=s3store.buckets(cfg), mlflow=mlflow, on_line=note,
