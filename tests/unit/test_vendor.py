@@ -82,7 +82,7 @@ def test_an_images_facts_are_asked_once_per_image_id_and_kept(tmp_path, monkeypa
         asked.append(ref)
         return '{"python": "3.11.2", "packages": {"numpy": "%s"}, "changed": []}' % ref[-1]
     monkeypatch.setattr(facts, "_ask", ask)
-    seen = [facts.inspect(engine, ref, cache=tmp_path).packages for ref in ("team/ray:v8", "team/ray:v8", "team/ray:v9")]
+    seen = [facts.inspect(engine, r, cache=tmp_path).packages for r in ("team/ray:v8", "team/ray:v8", "team/ray:v9")]
     assert asked == ["team/ray:v8", "team/ray:v9"]  # another image id (other content) is asked again
     assert seen == [{"numpy": "8"}, {"numpy": "8"}, {"numpy": "9"}]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a" * 64 + ".json", "b" * 64 + ".json"]
