@@ -72,11 +72,19 @@ def test_a_lake_larger_than_a_batch_is_checked_once_and_kept_outcomes_are_reused
     pickled = next(o["Key"] for o in changed if o["Key"].endswith("/model.pkl"))
     client.put_object(Bucket=MODELS, Key=pickled, Body=client.get_object(Bucket=MODELS, Key=pickled)["Body"].read()
                       + b"#changed")  # other bytes, the same meta.json: its kept outcome no longer holds
-    code, out, _ = cli(*args)  # the same image again: only the changed model is checked
+    edited = next(o["Key"] for o in client.list_objects_v2(Bucket=MODELS, Prefix="big/iris-5/")["Contents"]
+                  if o["Key"].endswith("/meta.json"))
+    meta = json.loads(client.get_object(Bucket=MODELS, Key=edited)["Body"].read())
+    client.put_object(Bucket=MODELS, Key=edited, Body=json.dumps(  # the same model, another expected label
+        {**meta, "labels": [(meta["labels"][0] + 1) % 3, *meta["labels"][1:]]}).encode())
+    code, out, _ = cli(*args)  # the same image again: only the two changed models are checked
     again = json.loads(out)["result"]
-    assert code == 1 and again["checked"] == 1 and again["reused"] == 1004
-    assert [(m["name"], m["reused"]) for m in again["models"] if not m["ok"]] == [(pickled.rsplit("/", 1)[0].replace(
-        "/", "@"), False)] and "sha256 mismatch" in next(m["reason"] for m in again["models"] if not m["ok"])
+    assert code == 1 and again["checked"] == 2 and again["reused"] == 1003
+    failed = {m["name"]: m for m in again["models"] if not m["ok"]}
+    assert sorted((n, m["reused"]) for n, m in failed.items()) == [
+        (key.rsplit("/", 1)[0].replace("/", "@"), False) for key in (pickled, edited)]
+    assert "sha256 mismatch" in failed[pickled.rsplit("/", 1)[0].replace("/", "@")]["reason"]
+    assert "labels differ at probe rows [0]" in failed[edited.rsplit("/", 1)[0].replace("/", "@")]["reason"]
     code, out, _ = cli(*args[:-1], "big/iris-7/", "--recheck")
     assert code == 0 and [(m["name"], m["reused"]) for m in json.loads(out)["result"]["models"]] == [
         (next(m["name"] for m in report["models"] if m["name"].startswith("big@iris-7@")), False)]

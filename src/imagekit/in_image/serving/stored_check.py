@@ -9,10 +9,11 @@ Models are checked by Ray tasks, a batch each, every task in a fresh worker proc
 grow with the lake), spread over the nodes of the Ray that RAY_ADDRESS names (unset: a Ray of this
 container's own). A batch whose process dies (a model that calls os._exit or exhausts memory) is
 checked again model by model: the model that kills its process is named, the others are checked.
-Each outcome is kept in the eval bucket as verify-stored/<image id>/<model sha256>.json and reused
-by the next run with the same image (unless --recheck) while the model object's ETag is the one it
-was checked with. Two listings at the start (the kept outcomes, the models' ETags) spare a request
-per model for each: a model is read with its meta.json and its kept outcome (if any), and nothing more.
+Each outcome is kept in the eval bucket as verify-stored/<image id>/<meta.json key>.outcome, with the
+ETags of that meta.json and of the model object it names, and reused by the next run with the same image
+(unless --recheck) while both objects are the ones it was checked with. Two listings at the start (the kept
+outcomes, the ETags of the models bucket's objects) spare the rest: a model checked before costs one
+request (its kept outcome), a new one three (its meta.json, its model, its outcome written).
 
 Environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL (S3 as
 the tasks reach it), IMAGEKIT_MODELS_BUCKET, IMAGEKIT_EVAL_BUCKET.
@@ -24,7 +25,6 @@ environment) is the line "stored_check: fatal: <reason>" and exit code 3.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -76,12 +76,16 @@ def check(s3, key: str, buckets: dict, image: str, recheck: bool, seen: dict) ->
     """One model: {"meta", "node", "reused", "sha256", "fingerprint", "stage", "loaded", "error",
     "expected", "served", "seconds"}; what fails in the model is its "error" at "stage" (meta, load or
     predict), an S3 that stops answering raises. ``seen``: the "etags" of the models bucket's objects
-    and the "kept" outcome keys, listed at the start (a model listed in neither is asked for)."""
+    and the "kept" outcome keys, listed at the start (an object listed in neither is asked for)."""
     started = time.monotonic()
     out = {"meta": key, "node": socket.gethostname(), "reused": False, "sha256": "", "fingerprint": [],
            "stage": "meta", "loaded": False, "error": "", "expected": None, "served": None, "seconds": 0.0}
+    kept = f"{kept_prefix(image)}{key}.outcome"  # never a key ending in meta.json, whatever the buckets
+    if not recheck and kept in seen["kept"] and (before := _still_holds(s3, buckets, kept, key, seen)):
+        return {**out, **before, "reused": True}
     try:
-        meta = json.loads(s3.get_object(Bucket=buckets["models"], Key=key)["Body"].read())
+        got = s3.get_object(Bucket=buckets["models"], Key=key)
+        meta = json.loads(got["Body"].read())
     except ValueError as e:
         return {**out, "error": f"meta.json is not JSON: {e}"}
     lacks = [f for f in ("bucket", "key", "sha256", "instances", "labels") if f not in meta] \
@@ -89,24 +93,9 @@ def check(s3, key: str, buckets: dict, image: str, recheck: bool, seen: dict) ->
     if lacks:
         return {**out, "error": f"meta.json lacks {', '.join(lacks)}"}
     out.update(sha256=meta["sha256"], expected={"labels": meta["labels"], "probabilities": meta.get("probabilities")})
-    etag = seen["etags"].get(meta["key"]) if meta["bucket"] == buckets["models"] else None
-    try:
-        etag = etag or s3.head_object(Bucket=meta["bucket"], Key=meta["key"])["ETag"]
-    except ClientError as e:
-        if _missing(e):
-            return {**out, "error": f"meta.json names s3://{meta['bucket']}/{meta['key']}, which does not exist"}
-        raise
-    probe = hashlib.sha256(json.dumps(meta["instances"], sort_keys=True).encode()).hexdigest()
-    kept = f"{kept_prefix(image)}{meta['sha256']}.json"
-    if not recheck and kept in seen["kept"]:
-        try:
-            before = json.loads(s3.get_object(Bucket=buckets["eval"], Key=kept)["Body"].read())
-            if before.get("probe") == probe and before.get("etag") == etag:
-                return {**out, **{k: before[k] for k in ("fingerprint", "stage", "loaded", "error", "served")},
-                        "reused": True}
-        except ClientError as e:
-            if not _missing(e):
-                raise
+    etag = _etag(s3, meta["bucket"], meta["key"], buckets, seen)
+    if etag is None:
+        return {**out, "error": f"meta.json names s3://{meta['bucket']}/{meta['key']}, which does not exist"}
     outcome = {"fingerprint": differences(meta.get("environment") or {}), "stage": "load", "loaded": False,
                "error": "", "served": None}
     try:
@@ -117,8 +106,38 @@ def check(s3, key: str, buckets: dict, image: str, recheck: bool, seen: dict) ->
         raise
     except Exception as e:  # the model's failure, named; the others are still checked
         outcome["error"] = f"{type(e).__name__}: {e}"[:500]
-    s3.put_object(Bucket=buckets["eval"], Key=kept, Body=json.dumps({**outcome, "probe": probe, "etag": etag}).encode())
+    s3.put_object(Bucket=buckets["eval"], Key=kept, Body=json.dumps({
+        **outcome, "sha256": out["sha256"], "expected": out["expected"], "meta_etag": got["ETag"],
+        "model": [meta["bucket"], meta["key"], etag]}).encode())
     return {**out, **outcome, "seconds": round(time.monotonic() - started, 3)}
+
+
+def _etag(s3, bucket: str, key: str, buckets: dict, seen: dict) -> str | None:
+    """The object's ETag, from the listing when it is in the models bucket; None: there is no such object."""
+    listed = seen["etags"].get(key) if bucket == buckets["models"] else None
+    try:
+        return listed or s3.head_object(Bucket=bucket, Key=key)["ETag"]
+    except ClientError as e:
+        if _missing(e):
+            return None
+        raise
+
+
+def _still_holds(s3, buckets: dict, kept: str, key: str, seen: dict) -> dict | None:
+    """The kept outcome of meta.json ``key`` while that meta.json and the model it names are the objects it
+    was checked with (their ETags), else None: checked again."""
+    try:
+        before = json.loads(s3.get_object(Bucket=buckets["eval"], Key=kept)["Body"].read())
+        bucket, model, etag = before["model"]
+    except ClientError as e:
+        if _missing(e):
+            return None
+        raise
+    except (ValueError, KeyError, TypeError):  # not an outcome this version wrote: checked again
+        return None
+    if before.get("meta_etag") != seen["etags"].get(key) or _etag(s3, bucket, model, buckets, seen) != etag:
+        return None
+    return {k: before[k] for k in ("sha256", "expected", "fingerprint", "stage", "loaded", "error", "served")}
 
 
 def kept_prefix(image: str) -> str:
