@@ -261,7 +261,8 @@ def test_a_run_without_a_model_is_not_signed_and_one_short_of_the_required_scena
             (iris / "iris.ipynb").write_bytes(ran.replace(b"iris", b"iris (edited after it was copied)", 1))
     short = verify_compat(config.load(cfg.source, env={**env, "IMAGEKIT_VERIFY_NOTEBOOKS": str(iris)}), engine,
                           on_line=edit_mid_run)
-    assert short.ok and len(short.recorded) == 2  # signed: it passed what it ran
+    assert short.ok and len(short.recorded) == 2, (  # signed: it passed what it ran
+        short.static.differences, short.roundtrip.scenarios, short.lifecycle)
     (found, verdict), _ = record.verdicts(reg, short.ray.repository, short.ray.digest, attest.load_public(str(pub)))
     predicate = verdict.statement["predicate"]
     assert set(predicate["scenarios"]) == {"iris", "lifecycle"}
