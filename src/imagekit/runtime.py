@@ -201,8 +201,8 @@ def lifecycle(c: containers.Container, head: containers.Container | None, folder
         c.put(f"/tmp/{LIFECYCLE}/{name}", body)
     details, ok = [], bool(copied)
     for name in copied:
-        script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && timeout 300 \"$(command -v python || command -v "
-                  f"python3)\" -c {shlex.quote(inimage.EXECUTE)} {name} >/dev/null 2>/tmp/execute.log; "
+        script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && timeout 300 "
+                  f"{shlex.join(inimage.python('-c', inimage.EXECUTE, name))} >/dev/null 2>/tmp/execute.log; "
                   f"rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/execute.log; exit $rc")
         code, out = c.sh(script)
         if code and any(flake in out for flake in CLIENT_START_FLAKES):  # the head's per-client server: once more
@@ -267,10 +267,10 @@ def lifecycle_head(engine: Engine, ray: str, notebook: str, on_line: Callable[[s
 
         def deploy(folder: Path) -> Item:
             try:
-                head.ready(120)
-            except wait.NotReady:  # the lifecycle says there was no head to deploy to
-                return lifecycle(client, None, folder, note)
-            try:
+                try:
+                    head.ready(120)
+                except wait.NotReady:  # the lifecycle says there was no head to deploy to
+                    return lifecycle(client, None, folder, note)
                 return lifecycle(client, head, folder, note)
             finally:  # an idle head still takes CPU (a third of a core here) from the work it ran beside
                 head.remove()
