@@ -61,12 +61,12 @@ def test_a_lake_larger_than_a_batch_is_checked_once_and_kept_outcomes_are_reused
     support.copy_lake(client, MODELS, 1005, prefix="big", of="iris/")  # the lake size that once made a traceback
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    args = ("--config", lcfg.source, "verify-stored", "--s3-endpoint", url, "--json", "big/")
+    args = ("--config", lcfg.source, "verify-stored", "--s3-endpoint", url, "--batch-size", "400", "--json", "big/")
     code, out, err = cli(*args)
     report = json.loads(out)["result"]
     assert code == 0 and report["ok"], err
     assert len(report["models"]) == 1005 and report["checked"] == 1005 and report["reused"] == 0
-    assert report["batch_size"] == 100 and all(m["node"] for m in report["models"])
+    assert report["batch_size"] == 400 and all(m["node"] for m in report["models"])  # three batches, each a process
     assert "Traceback" not in err and KEYS["AWS_SECRET_ACCESS_KEY"] not in out + err
     changed = client.list_objects_v2(Bucket=MODELS, Prefix="big/iris-3/")["Contents"]
     pickled = next(o["Key"] for o in changed if o["Key"].endswith("/model.pkl"))
@@ -182,8 +182,8 @@ def test_on_a_ray_cluster_the_models_are_spread_over_its_nodes(cfg, engine, lake
         ccfg = config.load(cfg.source, env={**ENV, "IMAGEKIT_VERIFY_CLUSTER_S3_ENDPOINT":
                                             f"http://host.docker.internal:{port}"})
         lines = []
-        report = verify_stored(ccfg, engine, prefix="cluster/", s3_endpoint=mine, ray_address=address, batch_size=3,
-                               on_line=lines.append)
+        report = verify_stored(ccfg, engine, prefix="cluster/", s3_endpoint=mine, ray_address=address, batch_size=10,
+                               on_line=lines.append)  # three batches: one per node's one CPU
         assert report.ok, [m.reason for m in report.models if not m.ok]
         assert len(report.models) == 30 and report.cluster == address and "on 3 node(s)" in " ".join(lines)
         assert len(report.nodes) > 1 and set(report.nodes) <= {"head", "worker-1", "worker-2"}
