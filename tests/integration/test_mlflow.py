@@ -19,7 +19,7 @@ import pytest
 
 from support import PG, postgres_image
 
-from imagekit import config, containers, lock, services, wait
+from imagekit import config, containers, inimage, lock, services, wait
 from imagekit.engine import Engine
 from imagekit.errors import PreconditionError, ToolError
 from imagekit.verify import s3store, tracking
@@ -300,8 +300,8 @@ def test_each_notebook_run_finds_only_what_it_logged_on_a_shared_server(cfg, eng
                                       roundtrip.copied(folder, ["mlflow-pyfunc"])) for _ in range(2)]
 
         def execute(n, c):
-            code, out = c.exec(["jupyter", "nbconvert", "--to", "notebook", "--execute", "--output-dir", "/tmp/x",
-                                f"{roundtrip.NOTEBOOKS}/mlflow-pyfunc.ipynb"], env=tracking.run_context(f"run-{n}"))
+            code, out = c.exec(c.python("-c", inimage.EXECUTE, f"{roundtrip.NOTEBOOKS}/mlflow-pyfunc.ipynb",
+                                        path=roundtrip.NOTEBOOKS), env=tracking.run_context(f"run-{n}"))
             assert code == 0, out[-2000:]
         threads = [threading.Thread(target=execute, args=(n, c)) for n, c in enumerate(trainers)]
         for th in threads:
