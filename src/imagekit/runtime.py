@@ -14,6 +14,7 @@ Works on any pair of images (a vendor image, an older release): each item passes
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import secrets
@@ -103,9 +104,9 @@ def probe(c: containers.Container, check: str, command: str) -> Item:
     return Item("ray", check, ready and code == 0, detail, t)
 
 
-def ray_items(run: containers.Run, ray: str, on_line: Callable[[str], None],
-              look: Look | None = None) -> tuple[list[Item], containers.Container | None]:
-    """The Ray image as KubeRay runs it; returns the items and the head (for the lifecycle)."""
+def ray_items(run: containers.Run, ray: str, on_line: Callable[[str], None]
+              ) -> tuple[list[Item], containers.Container, containers.Container]:
+    """The Ray image as KubeRay runs it: the items, the head and the worker."""
     on_line("ray: starting a head and a worker as KubeRay starts them")
     head = run.start(services.RayNode(ray, ports=(8265,)))
     items = tools(head, RAY_TOOLS, "ray")
@@ -118,21 +119,28 @@ def ray_items(run: containers.Run, ray: str, on_line: Callable[[str], None],
     count = "import ray; ray.init(address='auto', logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
     ok, out, t = until(head, f'test "$(python -c "{count}" 2>/dev/null | tail -1)" = 2', 60, every=2,
                        gone=lambda: head.exited() or worker.exited())  # a worker that exits never joins: said at once
-    items.append(Item("ray", "worker joined the head (2 nodes alive)", ok, "" if ok else
-                      f"the head sees fewer than 2 nodes{'; the worker ' + worker.exited() if worker.exited() else ''}",
-                      t))
-    if look is not None:
-        from imagekit import browser
-        on_line("ray: the dashboard in a browser")
-        seen = browser.ray_dashboard(head.url(8265), look.screenshots, gone=worker.exited)
-        items.append(Item("ray", DASHBOARD, seen.ok, seen.detail, seen.seconds))
-    return items, None if head.exited() else head
+    why = f"the head sees fewer than 2 nodes{'; the worker ' + worker.exited() if worker.exited() else ''}"
+    items.append(Item("ray", "worker joined the head (2 nodes alive)", ok, "" if ok else why, t))
+    return items, head, worker
 
 
-def notebook_items(run: containers.Run, notebook: str, on_line: Callable[[str], None], look: Look | None = None) -> list[Item]:
+def dashboard_item(head: containers.Container, worker: containers.Container, look: Look,
+                   on_line: Callable[[str], None]) -> Item:
+    from imagekit import browser
+    on_line("ray: the dashboard in a browser")
+    seen = browser.ray_dashboard(head.url(8265), look.screenshots, gone=worker.exited)
+    return Item("ray", DASHBOARD, seen.ok, seen.detail, seen.seconds)
+
+
+def notebook_server(run: containers.Run, notebook: str) -> containers.Container:  # the hub spawns in it
+    return run.start(services.Idle(notebook, kind="notebook server", alias="notebook", ports=(8000,)))
+
+
+def notebook_items(c: containers.Container, on_line: Callable[[str], None]) -> tuple[list[Item], bool]:
+    """docker-stacks conventions and jupyterhub-singleuser under a real hub, in the notebook server ``c`` (only
+    commands in it: a thread of its own may run them): the items, and whether JupyterLab can be browsed."""
     on_line("notebook: docker-stacks conventions and jupyterhub-singleuser under a real hub")
     token = secrets.token_hex(16)
-    c = run.start(services.Idle(notebook, kind="notebook server", alias="notebook", ports=(8000,)))
     items = tools(c, NOTEBOOK_TOOLS, "notebook")
     _, ids = c.sh('echo "$(id -un) $(id -u) $(id -g) $(id -gn)"')
     items.append(Item("notebook", "user jovyan uid 1000 gid 100 (users)", ids == "jovyan 1000 100 users", ids))
@@ -140,25 +148,26 @@ def notebook_items(run: containers.Run, notebook: str, on_line: Callable[[str], 
     items.append(Item("notebook", "writable home", code == 0, out[-200:]))
     if not any(i.check == "tool jupyterhub-singleuser" and i.ok for i in items):
         return items + [Item("notebook", HUB_API, False, "jupyterhub-singleuser is not installed (add jupyterhub to "
-                                                         "the image)")]
+                                                         "the image)")], False
     started = time.monotonic()
     c.sh(f"mkdir -p {HUB_DIR}")  # as the image's user: the hub writes its database there
     c.put(f"{HUB_DIR}/{HUB_CONFIG.name}", HUB_CONFIG)
     c.exec(["bash", "-c", f"cd {HUB_DIR} && IMAGEKIT_HUB_TOKEN={token} jupyterhub -f jupyterhub_config.py "
                           f"> hub.log 2>&1"], detach=True)
     code, out = c.sh(f"IMAGEKIT_HUB_TOKEN={token} timeout 150 python {HUB_DIR}/jupyterhub_config.py --check")
-    result = _last_json(out)
+    result, seconds = _last_json(out), round(time.monotonic() - started, 1)
     if result is None:
         _, log = c.sh(f"tail -5 {HUB_DIR}/hub.log")
-        return items + [Item("notebook", HUB_API, False, (out or log)[-300:], round(time.monotonic() - started, 1))]
-    items.append(hub_item(result, round(time.monotonic() - started, 1)))
-    if look is not None:
-        from imagekit import browser
-        on_line("notebook: JupyterLab through the hub in a browser")
-        lab, widget = browser.jupyterlab(c.url(8000), "jovyan", look.screenshots)
-        items += [Item("notebook", LAB, lab.ok, lab.detail, lab.seconds),
-                  Item("notebook", WIDGET, widget.ok, widget.detail, widget.seconds)]
-    return items
+        return [*items, Item("notebook", HUB_API, False, (out or log)[-300:], seconds)], False
+    return [*items, hub_item(result, seconds)], True
+
+
+def lab_items(c: containers.Container, look: Look, on_line: Callable[[str], None]) -> list[Item]:
+    from imagekit import browser
+    on_line("notebook: JupyterLab through the hub in a browser")
+    lab, widget = browser.jupyterlab(c.url(8000), "jovyan", look.screenshots)
+    return [Item("notebook", LAB, lab.ok, lab.detail, lab.seconds),
+            Item("notebook", WIDGET, widget.ok, widget.detail, widget.seconds)]
 
 
 def hub_item(result: dict, seconds: float) -> Item:
@@ -234,10 +243,23 @@ def check(engine: Engine, ray: str, notebook: str, *, lifecycle_notebooks: Path,
     if look is not None:
         from imagekit import browser
         browser.tools()  # no browser: said before any container starts
-    with containers.Run(engine, "runtime-check", note=note) as run:
-        items, head = ray_items(run, ray, note, look)
-        items += notebook_items(run, notebook, note, look)
-        items.append(lifecycle(lifecycle_client(run, notebook), head, lifecycle_notebooks, note))
+    with containers.Run(engine, "runtime-check", note=note) as run:  # every container starts in this thread
+        server, client = notebook_server(run, notebook), lifecycle_client(run, notebook)
+        aside = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="runtime")
+        try:  # the notebook's items beside the Ray side's, then the lifecycle beside the hub, if it still runs
+            hub = aside.submit(notebook_items, server, note)
+            ray_side, head, worker = ray_items(run, ray, note)
+            life = lifecycle(client, None if head.exited() else head, lifecycle_notebooks, note)
+            notebook_side, browsable = hub.result()
+        except BaseException:
+            server.remove()  # its commands end with it
+            raise
+        finally:
+            aside.shutdown(wait=True)
+        if look is not None:  # after the last container started: chromium drops connections when interfaces change
+            ray_side.append(dashboard_item(head, worker, look, note))
+            notebook_side += lab_items(server, look, note) if browsable else []
+        items = [*ray_side, *notebook_side, life]
     return ContractReport(ray=ray, notebook=notebook, items=items, seconds=round(time.monotonic() - started, 1))
 
 

@@ -67,8 +67,11 @@ def test_a_notebook_image_without_the_widgets_front_end_fails_the_browser_item(e
     notebook = variant(engine, pair["notebook"], tmp_path, "notebook-no-widgets-front-end",
                        "RUN rm -r /opt/venv/share/jupyter/labextensions/@jupyter-widgets", "jovyan")
     with containers.Run(engine, "test") as run:
-        items = {i.check: i for i in runtime.notebook_items(run, notebook, lambda line: None,
-                                                            runtime.Look(SCREENSHOTS / "no-widgets-front-end"))}
+        server = runtime.notebook_server(run, notebook)
+        found, browsable = runtime.notebook_items(server, lambda line: None)
+        assert browsable
+        found += runtime.lab_items(server, runtime.Look(SCREENSHOTS / "no-widgets-front-end"), lambda line: None)
+    items = {i.check: i for i in found}
     assert items["jupyterhub-singleuser answers under its prefix with a token"].ok
     assert items["browser: JupyterLab through the hub runs the model stack"].ok
     slider = items["browser: an ipywidgets slider renders in JupyterLab"]
