@@ -108,9 +108,12 @@ def test_a_model_that_kills_its_process_and_broken_metas_are_named_the_others_ch
     client.put_object(Bucket=MODELS, Key="faults/garbled/1/meta.json", Body=b"{not json")
     client.put_object(Bucket=MODELS, Key="faults/gone/1/meta.json", Body=json.dumps(
         {**meta, "key": "faults/gone/1/model.pkl"}).encode())
-    report = verify_stored(lcfg, engine, prefix="faults/", s3_endpoint=url, batch_size=2)
+    lines = []
+    report = verify_stored(lcfg, engine, prefix="faults/", s3_endpoint=url, batch_size=4, on_line=lines.append)
     models = {m.name: m for m in report.models}
     assert not report.ok and len(models) == 6
+    assert [line.split("checking its ")[1] for line in lines if "process died" in line] == [  # halved to the model
+        "4 models again in two halves", "2 models again in two halves"], lines  # exit/ is in the first batch
     assert "the process checking it died" in models["faults@exit@1"].reason
     assert models["faults@garbled@1"].reason.startswith("meta.json is not JSON")
     assert models["faults@gone@1"].reason == f"meta.json names s3://{MODELS}/faults/gone/1/model.pkl, " \

@@ -8,7 +8,8 @@ with --prefix, every meta.json under it in the models bucket (a RayJob's way).
 Models are checked by Ray tasks, a batch each, every task in a fresh worker process (memory does not
 grow with the lake), spread over the nodes of the Ray that RAY_ADDRESS names (unset: a Ray of this
 container's own). A batch whose process dies (a model that calls os._exit or exhausts memory) is
-checked again model by model: the model that kills its process is named, the others are checked.
+checked again in two halves, and so on down to one model: the model that kills its process is named,
+the others are checked (a few processes per such model, not one per model of its batch).
 Each outcome is kept in the eval bucket as verify-stored/<image id>/<meta.json key>.outcome, with the
 ETags of that meta.json and of the model object it names, and reused by the next run with the same image
 (unless --recheck) while both objects are the ones it was checked with. Two listings at the start (the kept
@@ -203,8 +204,10 @@ def run(keys: list[str], out, *, image: str, batch_size: int, recheck: bool) -> 
             results = ray.get(ref)
         except DIED as e:
             if len(batch) > 1:
-                say(f"a batch's process died ({type(e).__name__}): checking its {len(batch)} models one by one")
-                pending.update({check_batch.remote([k], s3, buckets, image, recheck, seen): [k] for k in batch})
+                say(f"a batch's process died ({type(e).__name__}): checking its {len(batch)} models again in two "
+                    f"halves")
+                halves = (batch[:len(batch) // 2], batch[len(batch) // 2:])
+                pending.update({check_batch.remote(h, s3, buckets, image, recheck, seen): h for h in halves})
                 continue
             results = [{"meta": batch[0], "node": "", "reused": False, "sha256": "", "fingerprint": [],
                         "stage": "process", "loaded": False, "served": None, "expected": None, "seconds": 0.0,
