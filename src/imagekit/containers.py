@@ -12,10 +12,8 @@ import io
 import os
 import re
 import secrets
-import signal
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +22,7 @@ import docker.errors
 import requests
 
 from imagekit import forward, inimage, proc
+from imagekit.interrupts import held_back
 from imagekit.engine import Engine
 from imagekit.errors import EngineError, ToolError
 
@@ -39,6 +38,7 @@ def run_id() -> str:
 def host() -> str:
     """Where this process reaches a container's published ports: the engine's machine."""
     return "127.0.0.1" if forward.local_engine() else urlsplit(os.environ["DOCKER_HOST"]).hostname
+
 
 
 class Container:
@@ -71,7 +71,8 @@ class Container:
             if self.entrypoint is not None:  # the image's own replaced (a build step, not the image's work)
                 self.config = {**self.config, "Entrypoint": self.entrypoint}
             self.entry = inimage.entrypoint(self.config)
-            self.c = engine.client.containers.create(
+            with held_back():  # a create the engine finishes is always known: it is removed with the run
+                self.c = engine.client.containers.create(
                 self.image, self.command, entrypoint=self.entrypoint, user=self.user, environment=self.env,
                 detach=True, shm_size=self.shm, ports={f"{p}/tcp": publish for p in self.ports},
                 labels={**labels, KIND_LABEL: self.kind}, hostname=self.alias or None, name=name,
@@ -214,8 +215,7 @@ def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
 class Run(contextlib.AbstractContextManager):
     """The containers one command starts, on a network of their own (``network=False``: none, for
     one-shot commands), all labelled with the run and all removed at the end, whatever ends it: what
-    the run knows of, and what carries its label (a container the engine made while an interrupt cut
-    the answer short)."""
+    the run knows of, and what carries its label (a container whose create's answer was lost)."""
 
     def __init__(self, engine: Engine, what: str, *, network: bool = True,
                  note: Callable[[str], None] | None = None) -> None:
@@ -265,23 +265,17 @@ class Run(contextlib.AbstractContextManager):
 
     def close(self) -> str:
         """Remove every container and the network, a second interrupt held back meanwhile; what was removed."""
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         mine = {"label": f"{PART_LABEL}={self.name}"}
-        try:
+        with held_back():
             for c in self.containers:
                 c.remove()
-            cut_short = any(c.c is None for c in self.containers)  # a create the engine may still be finishing
-            for _ in range(10 if cut_short else 1):
-                with contextlib.suppress(docker.errors.APIError, requests.RequestException):
-                    for c in self.engine.client.containers.list(all=True, filters=mine):
-                        c.remove(force=True)
-                time.sleep(0.3 if cut_short else 0)
+            with contextlib.suppress(docker.errors.APIError, requests.RequestException):
+                for c in self.engine.client.containers.list(all=True, filters=mine):
+                    c.remove(force=True)
             self.stack.close()
             with contextlib.suppress(docker.errors.APIError, requests.RequestException):
                 for n in self.engine.client.networks.list(filters=mine):
                     n.remove()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         names = [c.kind for c in self.containers]
         return (f"{len(names)} container(s) ({', '.join(names)})" if names else "") + (
             f"{' and ' if names else ''}network {self.name}" if self.network else "")

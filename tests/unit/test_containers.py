@@ -158,3 +158,30 @@ def test_a_lifecycle_notebook_runs_again_only_when_the_heads_client_server_did_n
     item = runtime.lifecycle(client, object(), tmp_path, lambda line: None)
     assert client.runs == runs and item.ok is ok, item.detail
     assert ("10 rows, labels equal" if ok else "Version mismatch") in item.detail
+
+
+def test_an_interrupt_during_a_create_is_raised_once_the_engine_answered():
+    import os
+    import signal
+
+    from imagekit.interrupts import held_back
+
+    class Terminated(Exception):
+        pass
+
+    def terminate(*_):
+        raise Terminated
+
+    before, done = signal.signal(signal.SIGTERM, terminate), []
+    try:
+        with pytest.raises(Terminated):
+            with held_back():
+                os.kill(os.getpid(), signal.SIGTERM)  # what a cancelled CI job sends mid-create
+                os.kill(os.getpid(), signal.SIGINT)  # and a Ctrl-C after it: one interrupt is raised, the first
+                done.append("the engine answered")
+        assert done == ["the engine answered"] and signal.getsignal(signal.SIGTERM) is terminate
+        with pytest.raises(KeyboardInterrupt):  # Python's own Ctrl-C handler, set back too
+            with held_back():
+                os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, before)
