@@ -22,9 +22,9 @@ import docker.errors
 import requests
 
 from imagekit import forward, inimage, proc
-from imagekit.interrupts import held_back
 from imagekit.engine import Engine
 from imagekit.errors import EngineError, ToolError
+from imagekit.interrupts import held_back
 
 RUN_LABEL, KIND_LABEL, PART_LABEL = "org.imagekit.run", "org.imagekit.kind", "org.imagekit.part"
 _PROCESS_RUN = secrets.token_hex(6)
@@ -38,7 +38,6 @@ def run_id() -> str:
 def host() -> str:
     """Where this process reaches a container's published ports: the engine's machine."""
     return "127.0.0.1" if forward.local_engine() else urlsplit(os.environ["DOCKER_HOST"]).hostname
-
 
 
 class Container:
@@ -73,11 +72,11 @@ class Container:
             self.entry = inimage.entrypoint(self.config)
             with held_back():  # a create the engine finishes is always known: it is removed with the run
                 self.c = engine.client.containers.create(
-                self.image, self.command, entrypoint=self.entrypoint, user=self.user, environment=self.env,
-                detach=True, shm_size=self.shm, ports={f"{p}/tcp": publish for p in self.ports},
-                labels={**labels, KIND_LABEL: self.kind}, hostname=self.alias or None, name=name,
-                tmpfs={self.scratch: "exec"} if self.scratch else None,
-                extra_hosts={forward.HOST_ALIAS: "host-gateway"} if network else None, **where)
+                    self.image, self.command, entrypoint=self.entrypoint, user=self.user, environment=self.env,
+                    detach=True, shm_size=self.shm, ports={f"{p}/tcp": publish for p in self.ports},
+                    labels={**labels, KIND_LABEL: self.kind}, hostname=self.alias or None, name=name,
+                    tmpfs={self.scratch: "exec"} if self.scratch else None,
+                    extra_hosts={forward.HOST_ALIAS: "host-gateway"} if network else None, **where)
         except docker.errors.ImageNotFound:
             raise EngineError(f"image {self.image} is not in the engine") from None
         except docker.errors.APIError as e:

@@ -16,7 +16,9 @@ def held_back() -> Iterator[None]:
         yield  # a handler never raises in this thread
         return
     caught: list[int] = []
-    before = {s: signal.signal(s, lambda n, _: caught.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    before = {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) is not None}
+    for s in before:  # a handler set outside Python (None here) is left alone
+        signal.signal(s, lambda n, _: caught.append(n))
     try:
         yield
     finally:
