@@ -289,10 +289,10 @@ def lifecycle_head(engine: Engine, ray: str, notebook: str, on_line: Callable[[s
 
         def deploy(folder: Path) -> Item:
             try:
-                try:
-                    head.ready(120)
-                except wait.NotReady:  # the lifecycle says there was no head to deploy to
-                    return lifecycle(client, None, folder, note)
+                head.ready(120)
+            except wait.NotReady:  # the lifecycle says there was no head to deploy to; the run removes it
+                return lifecycle(client, None, folder, note)
+            try:
                 return lifecycle(client, head, folder, note)
             finally:  # an idle head still takes CPU (a third of a core here) from the work it ran beside
                 head.remove()

@@ -173,6 +173,7 @@ def test_an_interrupt_during_a_create_is_raised_once_the_engine_answered():
         raise Terminated
 
     before, done = signal.signal(signal.SIGTERM, terminate), []
+    ctrl_c = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever ran before
     try:
         with pytest.raises(Terminated):
             with held_back():
@@ -180,8 +181,9 @@ def test_an_interrupt_during_a_create_is_raised_once_the_engine_answered():
                 os.kill(os.getpid(), signal.SIGINT)  # and a Ctrl-C after it: one interrupt is raised, the first
                 done.append("the engine answered")
         assert done == ["the engine answered"] and signal.getsignal(signal.SIGTERM) is terminate
-        with pytest.raises(KeyboardInterrupt):  # Python's own Ctrl-C handler, set back too
+        with pytest.raises(KeyboardInterrupt):  # the Ctrl-C handler set back too
             with held_back():
                 os.kill(os.getpid(), signal.SIGINT)
     finally:
         signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGINT, ctrl_c)
