@@ -200,9 +200,15 @@ class Container:
         return output
 
     def remove(self) -> None:
-        if self.c is not None:
-            with contextlib.suppress(docker.errors.APIError):
+        """Remove the container; return once it is gone, also when another removal of it was under way."""
+        if self.c is None:
+            return
+        with contextlib.suppress(docker.errors.APIError, requests.RequestException):
+            try:
                 self.c.remove(force=True)
+            except docker.errors.APIError as e:  # 409: being removed elsewhere, holding its network until gone
+                if e.status_code == 409:
+                    self.c.wait(condition="removed", timeout=60)
 
 
 def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
