@@ -119,8 +119,8 @@ def ray_items(run: containers.Run, ray: str, on_line: Callable[[str], None]
     count = "import ray; ray.init(address='auto', logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
     ok, out, t = until(head, f'test "$(python -c "{count}" 2>/dev/null | tail -1)" = 2', 60, every=2,
                        gone=lambda: head.exited() or worker.exited())  # a worker that exits never joins: said at once
-    why = f"the head sees fewer than 2 nodes{'; the worker ' + worker.exited() if worker.exited() else ''}"
-    items.append(Item("ray", "worker joined the head (2 nodes alive)", ok, "" if ok else why, t))
+    why = "" if ok else "the head sees fewer than 2 nodes" + (f"; the worker {w}" if (w := worker.exited()) else "")
+    items.append(Item("ray", "worker joined the head (2 nodes alive)", ok, why, t))
     return items, head, worker
 
 
