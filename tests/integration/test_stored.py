@@ -6,34 +6,53 @@ import os
 import pickle
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
 from helpers import ROOT, variant
 
 import support
-from imagekit import config, services
+from imagekit import config, forward, services
 from imagekit.errors import EngineError, PreconditionError
 from imagekit.verify import s3store
 from imagekit.verify.compat import verify_compat
 from imagekit.verify.stored import verify_stored
 
 KEYS = {"AWS_ACCESS_KEY_ID": "imagekit-lake", "AWS_SECRET_ACCESS_KEY": "lake-test-secret"}
-MODELS, EVAL = "lake-models", "lake-eval"  # the moto servers of one process share their buckets: buckets of its own
+MODELS, EVAL = "lake-models", "lake-eval"
 ENV = {**KEYS, "IMAGEKIT_VERIFY_MODELS_BUCKET": MODELS, "IMAGEKIT_VERIFY_EVAL_BUCKET": EVAL}
 
 
-def moto(ip: str = "127.0.0.1"):
-    from moto.server import ThreadedMotoServer
-
+@contextlib.contextmanager
+def moto():
+    """moto's S3 server in a process of its own, on this machine's loopback only: its port. Not in the test's
+    process: there it serves a third as many requests a second, sharing one interpreter with the relay."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address=ip, port=port, verbose=False)
-    server.start()
-    return server, port
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.1)
+        yield port
+    finally:
+        server.kill()
+        server.wait()
+
+
+@contextlib.contextmanager
+def bridged(port: int, engine):
+    """The loopback S3 server where a cluster's nodes reach it themselves: host.docker.internal:<port>."""
+    with forward.Forwarder(f"http://127.0.0.1:{port}", forward.gateway(engine.client)) as relay:
+        yield f"http://{forward.HOST_ALIAS}:{relay.port}"
 
 
 def s3_client(url: str):
@@ -45,15 +64,14 @@ def s3_client(url: str):
 def lake(cfg, engine, built, tmp_path_factory):
     """An S3 server listening on this machine's loopback only, as `kubectl port-forward` gives it,
     holding the iris model published by a real verify-compat through it."""
-    server, port = moto("127.0.0.1")
-    url = f"http://127.0.0.1:{port}"
-    folder = tmp_path_factory.mktemp("lake-scenarios")
-    shutil.copy(ROOT / "examples" / "notebooks" / "iris.ipynb", folder)
-    lcfg = config.load(cfg.source, env={"IMAGEKIT_VERIFY_NOTEBOOKS": str(folder), **ENV})
-    report = verify_compat(lcfg, engine, s3_endpoint=url, write_record=False, scenarios=("iris",))
-    assert report.ok, report.roundtrip.scenarios  # the containers reached a loopback-only server
-    yield lcfg, url, s3_client(url)
-    server.stop()
+    with moto() as port:
+        url = f"http://127.0.0.1:{port}"
+        folder = tmp_path_factory.mktemp("lake-scenarios")
+        shutil.copy(ROOT / "examples" / "notebooks" / "iris.ipynb", folder)
+        lcfg = config.load(cfg.source, env={"IMAGEKIT_VERIFY_NOTEBOOKS": str(folder), **ENV})
+        report = verify_compat(lcfg, engine, s3_endpoint=url, write_record=False, scenarios=("iris",))
+        assert report.ok, report.roundtrip.scenarios  # the containers reached a loopback-only server
+        yield lcfg, url, s3_client(url)
 
 
 def test_a_lake_larger_than_a_batch_is_checked_once_and_kept_outcomes_are_reused(lake, cli, monkeypatch):
@@ -176,23 +194,18 @@ def cluster(engine, built):
 
 
 def test_on_a_ray_cluster_the_models_are_spread_over_its_nodes(cfg, engine, lake, cluster):
-    _, _, client = lake
+    _, url, client = lake
     address = cluster[1]
-    server, port = moto("0.0.0.0")  # the lake's (one moto backend per process), where the cluster reaches it
-    try:
-        mine = f"http://127.0.0.1:{port}"
-        support.copy_lake(client, MODELS, 30, prefix="cluster", of="iris/")
-        ccfg = config.load(cfg.source, env={**ENV, "IMAGEKIT_VERIFY_CLUSTER_S3_ENDPOINT":
-                                            f"http://host.docker.internal:{port}"})
+    support.copy_lake(client, MODELS, 30, prefix="cluster", of="iris/")
+    with bridged(urlsplit(url).port, engine) as theirs:  # the lake, where the cluster reaches it itself
+        ccfg = config.load(cfg.source, env={**ENV, "IMAGEKIT_VERIFY_CLUSTER_S3_ENDPOINT": theirs})
         lines = []
-        report = verify_stored(ccfg, engine, prefix="cluster/", s3_endpoint=mine, ray_address=address, batch_size=10,
+        report = verify_stored(ccfg, engine, prefix="cluster/", s3_endpoint=url, ray_address=address, batch_size=10,
                                on_line=lines.append)  # three batches: one per node's one CPU
-        assert report.ok, [m.reason for m in report.models if not m.ok]
-        assert len(report.models) == 30 and report.cluster == address and "on 3 node(s)" in " ".join(lines)
-        assert len(report.nodes) > 1 and set(report.nodes) <= {"head", "worker-1", "worker-2"}
-        assert all(m.node in report.nodes for m in report.models)
-    finally:
-        server.stop()
+    assert report.ok, [m.reason for m in report.models if not m.ok]
+    assert len(report.models) == 30 and report.cluster == address and "on 3 node(s)" in " ".join(lines)
+    assert len(report.nodes) > 1 and set(report.nodes) <= {"head", "worker-1", "worker-2"}
+    assert all(m.node in report.nodes for m in report.models)
 
 
 def test_a_cluster_in_another_environment_than_the_candidate_is_refused(cfg, engine, lake, cluster, tmp_path):
@@ -212,14 +225,11 @@ def test_as_a_rayjob_the_head_lists_the_lake_itself_and_a_later_run_reuses_its_o
     lcfg, url, client = lake
     ray, _, head = cluster
     support.copy_lake(client, MODELS, 6, prefix="rayjob", of="iris/")
-    server, port = moto("0.0.0.0")  # the same backend, where the head reaches it
-    try:
+    with bridged(urlsplit(url).port, engine) as theirs:  # the lake, where the head reaches it itself
         code, out = head.exec(["python", "-m", "stored_check", "--prefix", "rayjob/", "--out", "/tmp/o.jsonl",
                                "--image", ray.image_id, "--batch-size", "2"],
                               env={**ENV, "IMAGEKIT_MODELS_BUCKET": MODELS, "IMAGEKIT_EVAL_BUCKET": EVAL,
-                                   "AWS_ENDPOINT_URL": f"http://host.docker.internal:{port}", "RAY_ADDRESS": "auto"})
-    finally:
-        server.stop()
+                                   "AWS_ENDPOINT_URL": theirs, "RAY_ADDRESS": "auto"})
     assert code == 0, out[-2000:]
     assert "stored_check: checked 6/6 models" in out
     report = verify_stored(lcfg, engine, prefix="rayjob/", s3_endpoint=url)
