@@ -118,7 +118,7 @@ def test_the_images_python_is_found_on_path_and_the_code_first_on_pythonpath():
     assert cmd[:2] == ["sh", "-c"] and cmd[3:] == ["imagekit", "-m", "stored_check", "--out", "x"]
     assert "command -v python || command -v python3" in cmd[2] and f"PYTHONPATH={inimage.SERVING_IN}" in cmd[2]
     assert sorted(inimage.serving()) == sorted(f"{inimage.SERVING_IN}/{n}" for n in (
-        "mlflowcheck.py", "model_server.py", "modelcheck.py", "serve.yaml", "stored_check.py"))
+        "lakemodel.py", "mlflowcheck.py", "model_server.py", "modelcheck.py", "serve.yaml", "stored_check.py"))
 
 
 def test_an_entrypoint_that_runs_nothing_is_named_with_what_it_said():

@@ -17,7 +17,7 @@ def test_every_module_imports_on_the_host_and_in_image_code_is_not_a_module():
     assert {p.name for p in in_image.glob("*.py")} == {"imagekit_publish.py", "imagekit_mlflow.py", "jupyterhub_config.py",
                                                        "image_facts.py", "make_layers.py"}
     assert {p.name for p in (in_image / "serving").glob("*.py")} == {
-        "model_server.py", "modelcheck.py", "mlflowcheck.py", "stored_check.py"}
+        "lakemodel.py", "model_server.py", "modelcheck.py", "mlflowcheck.py", "stored_check.py"}
 
 
 def imports(root: Path) -> dict[str, set[str]]:

@@ -30,6 +30,11 @@ def differences(environment: dict) -> list[str]:
 def load_model(spec: dict, client=None):
     """The model ``spec`` names ({"bucket", "key", "sha256"}), read with ``client`` (default: boto3's
     from the environment)."""
+    return unpickle(download(spec, client))
+
+
+def download(spec: dict, client=None) -> bytes:
+    """The pickle's bytes, their sha256 checked (ValueError: not the bytes that were published)."""
     if client is None:
         import boto3
         client = boto3.client("s3")
@@ -37,6 +42,11 @@ def load_model(spec: dict, client=None):
     digest = hashlib.sha256(body).hexdigest()
     if digest != spec["sha256"]:
         raise ValueError(f"sha256 mismatch: expected {spec['sha256']}, got {digest}")
+    return body
+
+
+def unpickle(body: bytes):
+    """Unpickled with every warning an error (warnings' filters are per process: one thread at a time)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         return pickle.loads(body)

@@ -14,18 +14,20 @@ Each outcome is kept in the eval bucket as verify-stored/<image id>/<meta.json k
 ETags of that meta.json and of the model object it names, and reused by the next run with the same image
 (unless --recheck) while both objects are the ones it was checked with. Two listings at the start (the kept
 outcomes, the ETags of the models bucket's objects) spare the rest: a model checked before costs one
-request (its kept outcome), a new one three (its meta.json, its model, its outcome written).
+request (its kept outcome), a new one three (its meta.json, its model, its outcome written), asked by
+threads a few models ahead of the one being checked (lakemodel.py).
 
 Environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL (S3 as
 the tasks reach it), IMAGEKIT_MODELS_BUCKET, IMAGEKIT_EVAL_BUCKET.
 
-Out: one JSON object per model (see check), written as each batch ends. Progress lines on stdout
+Out: one JSON object per model (see lakemodel.check), written as each batch ends. Progress lines on stdout
 start with "stored_check:"; a failure of the run itself (S3 unreachable, a node in another
 environment) is the line "stored_check: fatal: <reason>" and exit code 3.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import importlib.metadata
 import json
 import os
@@ -38,7 +40,7 @@ import boto3
 import ray
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from modelcheck import differences, load_model, predict
+from lakemodel import AHEAD, ahead, check, kept_prefix, read
 
 DIED = (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
 
@@ -63,95 +65,30 @@ def environment() -> list[str]:
     return [f"python=={platform.python_version()}", *sorted(dists)]
 
 
-def _missing(e: ClientError) -> bool:
-    return e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
-
-
 def listing(s3, bucket: str, prefix: str) -> dict[str, str]:
     """{key: ETag} of every object under ``prefix``: a thousand objects a request."""
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
 
 
-def check(s3, key: str, buckets: dict, image: str, recheck: bool, seen: dict) -> dict:
-    """One model: {"meta", "node", "reused", "sha256", "fingerprint", "stage", "loaded", "error",
-    "expected", "served", "seconds"}; what fails in the model is its "error" at "stage" (meta, load or
-    predict), an S3 that stops answering raises. ``seen``: the "etags" of the models bucket's objects
-    and the "kept" outcome keys, listed at the start (an object listed in neither is asked for)."""
-    started = time.monotonic()
-    out = {"meta": key, "node": socket.gethostname(), "reused": False, "sha256": "", "fingerprint": [],
-           "stage": "meta", "loaded": False, "error": "", "expected": None, "served": None, "seconds": 0.0}
-    kept = f"{kept_prefix(image)}{key}.outcome"  # never a key ending in meta.json, whatever the buckets
-    if not recheck and kept in seen["kept"] and (before := _still_holds(s3, buckets, kept, key, seen)):
-        return {**out, **before, "reused": True}
-    try:
-        got = s3.get_object(Bucket=buckets["models"], Key=key)
-        meta = json.loads(got["Body"].read())
-    except ValueError as e:
-        return {**out, "error": f"meta.json is not JSON: {e}"}
-    lacks = [f for f in ("bucket", "key", "sha256", "instances", "labels") if f not in meta] \
-        if isinstance(meta, dict) else ["everything (it is not an object)"]
-    if lacks:
-        return {**out, "error": f"meta.json lacks {', '.join(lacks)}"}
-    out.update(sha256=meta["sha256"], expected={"labels": meta["labels"], "probabilities": meta.get("probabilities")})
-    etag = _etag(s3, meta["bucket"], meta["key"], buckets, seen)
-    if etag is None:
-        return {**out, "error": f"meta.json names s3://{meta['bucket']}/{meta['key']}, which does not exist"}
-    outcome = {"fingerprint": differences(meta.get("environment") or {}), "stage": "load", "loaded": False,
-               "error": "", "served": None}
-    try:
-        model = load_model(meta, s3)
-        outcome.update(loaded=True, stage="predict")
-        outcome["served"] = predict(model, meta["instances"])
-    except BotoCoreError:
-        raise
-    except Exception as e:  # the model's failure, named; the others are still checked
-        outcome["error"] = f"{type(e).__name__}: {e}"[:500]
-    s3.put_object(Bucket=buckets["eval"], Key=kept, Body=json.dumps({
-        **outcome, "sha256": out["sha256"], "expected": out["expected"], "meta_etag": got["ETag"],
-        "model": [meta["bucket"], meta["key"], etag]}).encode())
-    return {**out, **outcome, "seconds": round(time.monotonic() - started, 3)}
-
-
-def _etag(s3, bucket: str, key: str, buckets: dict, seen: dict) -> str | None:
-    """The object's ETag, from the listing when it is in the models bucket; None: there is no such object."""
-    listed = seen["etags"].get(key) if bucket == buckets["models"] else None
-    try:
-        return listed or s3.head_object(Bucket=bucket, Key=key)["ETag"]
-    except ClientError as e:
-        if _missing(e):
-            return None
-        raise
-
-
-def _still_holds(s3, buckets: dict, kept: str, key: str, seen: dict) -> dict | None:
-    """The kept outcome of meta.json ``key`` while that meta.json and the model it names are the objects it
-    was checked with (their ETags), else None: checked again."""
-    try:
-        before = json.loads(s3.get_object(Bucket=buckets["eval"], Key=kept)["Body"].read())
-        bucket, model, etag = before["model"]
-    except ClientError as e:
-        if _missing(e):
-            return None
-        raise
-    except (ValueError, KeyError, TypeError):  # not an outcome this version wrote: checked again
-        return None
-    if before.get("meta_etag") != seen["etags"].get(key) or _etag(s3, bucket, model, buckets, seen) != etag:
-        return None
-    return {k: before[k] for k in ("sha256", "expected", "fingerprint", "stage", "loaded", "error", "served")}
-
-
-def kept_prefix(image: str) -> str:
-    return f"verify-stored/{image.removeprefix('sha256:')}/"
-
-
 @ray.remote(num_cpus=1, max_retries=0, max_calls=1)  # a fresh process per batch: its memory goes with it
 def check_batch(keys: list[str], s3: dict, buckets: dict, image: str, recheck: bool, seen: dict) -> list[dict]:
-    c = client(s3)
+    """The batch's models in order, each read ``AHEAD`` models ahead (S3's answers are waited for side by side)
+    and checked here; their outcomes kept, written meanwhile."""
+    c, pool, results, writes = client(s3), concurrent.futures.ThreadPoolExecutor(AHEAD), [], []
     try:
-        return [check(c, key, buckets, image, recheck, seen) for key in keys]
+        for key, found in zip(keys, ahead(pool, lambda k: read(c, k, buckets, image, recheck, seen), keys)):
+            result, keep = check(key, found)
+            results.append(result)
+            if keep:
+                writes.append(pool.submit(c.put_object, Bucket=buckets["eval"], **keep))
+        for w in writes:
+            w.result()
+        return results
     except (BotoCoreError, ClientError) as e:
         raise Fatal(f"S3 at {s3['endpoint_url']} stopped answering: {type(e).__name__}: {e}") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 @ray.remote(num_cpus=0, max_retries=0)
