@@ -17,7 +17,7 @@ import pytest
 from helpers import ROOT, variant
 
 import support
-from imagekit import config, forward, services
+from imagekit import config, forward, services, wait
 from imagekit.errors import EngineError, PreconditionError
 from imagekit.verify import s3store
 from imagekit.verify.compat import verify_compat
@@ -38,10 +38,9 @@ def moto():
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.1)
+        wait.until(f"moto's S3 server on 127.0.0.1:{port}",
+                   lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 30, every=0.1,
+                   retry=(OSError,), gone=lambda: "" if server.poll() is None else f"it exited ({server.returncode})")
         yield port
     finally:
         server.kill()
