@@ -90,8 +90,8 @@ class Container:
 
     def ready(self, timeout: float) -> None:
         """Wait until the container can do its work (each kind knows how); here: it keeps running."""
-        if self.exited():
-            raise EngineError(f"{self.what} {self.exited()}")
+        if why := self.exited():
+            raise EngineError(f"{self.what} {why}")
 
     def exited(self) -> str:
         """Why the container is not running ("" while it runs): its exit code and last log lines."""
