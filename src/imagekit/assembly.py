@@ -7,9 +7,10 @@ the same name already holds: a bump loads from the changed layer up.
 from __future__ import annotations
 
 import json
+import os
 import tarfile
-import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from imagekit import digests, tars
 from imagekit.engine import Engine, ImageInfo
@@ -18,6 +19,7 @@ from imagekit.layers import Layer
 from imagekit.tars import VENV
 
 CREATED = "1980-01-01T00:00:00Z"
+CHUNK = 1 << 20  # bytes per write to the engine
 ENV = {"VIRTUAL_ENV": VENV, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
@@ -64,18 +66,30 @@ def _held(engine: Engine, diff_ids: Sequence[str], labels: dict[str, str]) -> in
 
 def _load(engine: Engine, raw: bytes, ref: str, diff_ids: Sequence[str], layers: Sequence[Layer], held: int) -> None:
     """``docker load`` the image config ``raw`` as ``ref``: the tars of its layers above the first ``held``,
-    which the engine takes from its own store, never reading their tars (moby's tarexport ``Load``)."""
+    which the engine takes from its own store, never reading their tars (moby's tarexport ``Load``). The
+    archive is streamed to the engine as it is written (a thread and a pipe), never written out whole."""
     image_id = digests.oci(raw)
-    with tempfile.TemporaryFile() as archive:
-        with tarfile.open(fileobj=archive, mode="w") as tar:
+    sent = layers[max(held - (len(diff_ids) - len(layers)), 0):]
+    manifest = [{"Config": f"{image_id[7:]}.json", "RepoTags": [ref], "Layers": [f"{d[7:]}/layer.tar" for d in diff_ids]}]
+
+    def archive(out) -> None:
+        with out, tarfile.open(fileobj=out, mode="w|") as tar:
             tars.add(tar, f"{image_id[7:]}.json", raw)
-            for layer in layers[max(held - (len(diff_ids) - len(layers)), 0):]:
+            for layer in sent:
                 tar.add(str(layer.path), arcname=f"{layer.diff_id[7:]}/layer.tar")
-            manifest = [{"Config": f"{image_id[7:]}.json", "RepoTags": [ref],
-                         "Layers": [f"{d[7:]}/layer.tar" for d in diff_ids]}]
             tars.add(tar, "manifest.json", json.dumps(manifest).encode())
-        archive.seek(0)
-        engine.load(archive)
+
+    read, write = os.pipe()
+    with ThreadPoolExecutor(1) as pool, open(read, "rb") as source:
+        writing = pool.submit(archive, open(write, "wb"))
+        try:
+            engine.load(iter(lambda: source.read(CHUNK), b""))
+        except EngineError:
+            source.close()  # a writer still writing stops (broken pipe); its own failure is the cause
+            if (cause := writing.exception()) and not isinstance(cause, BrokenPipeError):
+                raise cause from None
+            raise
+        writing.result()
 
 
 def layer_description(layer: Layer) -> str:

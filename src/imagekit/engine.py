@@ -123,7 +123,7 @@ class Engine:
         return self.client.api.inspect_image(ref)["Id"]
 
     def load(self, archive) -> None:
-        """``docker load`` an image archive (docker-save format) from an open file."""
+        """``docker load`` an image archive (docker-save format): an open file or an iterable of byte chunks."""
         try:
             for chunk in self.client.api.load_image(archive):
                 if "error" in chunk:

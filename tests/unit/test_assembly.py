@@ -1,5 +1,6 @@
 """What `docker load` is sent: the layers above what an image of the same name holds, all of them
 when that image goes meanwhile (a fake engine: the real one is in tests/integration/test_layers.py)."""
+import io
 import tarfile
 from pathlib import Path
 
@@ -27,8 +28,11 @@ class Engine:
         assert label == "org.imagekit.image=x"
         return [ImageInfo(id="sha256:h", labels={}, size=0, layers=self.held, repo_digests=(), architecture="amd64")]
 
-    def load(self, archive):
-        with tarfile.open(fileobj=archive) as tar:
+    def load(self, chunks):
+        data = b"".join(chunks)  # the archive, streamed
+        if not data.endswith(bytes(1024)):  # a tar ends with two zero blocks
+            raise EngineError("docker load failed: unexpected EOF")
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             self.sent.append(sorted(n.split("/")[0] for n in tar.getnames() if n.endswith("layer.tar")))
             if self.fail_first and len(self.sent) == 1:
                 raise EngineError("docker load failed: open layer.tar: no such file")
@@ -54,3 +58,10 @@ def test_the_load_is_sent_the_layers_no_image_of_the_name_holds(tmp_path, held, 
     engine = Engine(held, fail_first)
     assembly.assemble(engine, "parent", layers(tmp_path), "new", labels={"org.imagekit.image": "x"})
     assert engine.sent == sent
+
+
+def test_a_layer_tar_that_cannot_be_read_is_the_error_not_the_engines_truncated_archive(tmp_path):
+    made = layers(tmp_path)
+    made[1].path.unlink()
+    with pytest.raises(FileNotFoundError, match="b.tar"):
+        assembly.assemble(Engine(("sha256:other",), False), "parent", made, "new", labels={"org.imagekit.image": "x"})
