@@ -2,18 +2,20 @@
 test run with the images pushed once."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 from helpers import ROOT, variant
 
 from support import RegistryProcess, elsewhere, shared, vendor_image
 
-from imagekit import build, config, containers, lock, osimage, push, wheels
+from imagekit import browser, build, config, containers, lock, osimage, push, wheels
 from imagekit.engine import Engine
 
 
@@ -25,11 +27,25 @@ def pytest_collection_modifyitems(items):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """A browser test runs alone: chromium drops its connections (ERR_NETWORK_CHANGED) whenever the machine's
-    network interfaces change, as every container or network another test starts or removes changes them.
-    The other tests run beside each other (`pytest -n`)."""
-    with shared.holding("browser", alone=item.get_closest_marker("browser") is not None):
+    """A browser is alone while it is open: chromium drops its connections (ERR_NETWORK_CHANGED) whenever the
+    machine's network interfaces change, as every container or network another test starts or removes
+    changes them. The other tests run beside each other (`pytest -n`), each holding the lock shared; a
+    browser test takes it alone around its pages only (``browser.page``), so the others wait out its
+    browser, not its containers. Browser tests run one at a time: one's containers would disturb another's page."""
+    if item.get_closest_marker("browser") is None:
+        with shared.holding("browser", alone=False):
+            return (yield)
+    with shared.holding("browser-tests", alone=True), mock.patch.object(browser, "page", alone(browser.page)):
         return (yield)
+
+
+def alone(page):
+    """``browser.page``, opened only once no other test runs (the "browser" lock held alone)."""
+    @contextlib.contextmanager
+    def opened(*args, **kwargs):
+        with shared.holding("browser", alone=True), page(*args, **kwargs) as p:
+            yield p
+    return opened
 
 
 @pytest.fixture(scope="session")
