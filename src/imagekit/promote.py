@@ -10,6 +10,7 @@ together. The history (history.py) is in the registry itself, so CI keeps no loc
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -186,14 +187,16 @@ def promote(cfg: Config, names: list[str], *, to: str, all_images: bool = False,
     source_env, target_env = _source_and_target(cfg, to, from_env, force)
     src, dst = registry_for(cfg, source_env), registry_for(cfg, target_env)
     plans = _plan(cfg, names, all_images, source_env, target_env, src, dst, note)
-    started, copies = time.monotonic(), {}
-    for p in plans:  # first every image's content, under its digest: no tag moves yet
-        digest = p.manifest.digest
+    started = time.monotonic()
+
+    def content(p: _Plan) -> Counter:  # an image's blobs, its manifest under its digest, its attestations
         counts = Counter(copy_blobs(src, p.src_repo, dst, p.dst_repo, p.manifest, note))
-        dst.put_manifest(p.dst_repo, digest, p.manifest)
-        record.copy(dst, p.dst_repo, digest, p.copies,  # the attestations travel with the digest, every layout
+        dst.put_manifest(p.dst_repo, p.manifest.digest, p.manifest)
+        record.copy(dst, p.dst_repo, p.manifest.digest, p.copies,  # they travel with the digest, every layout
                     lambda m: counts.update(copy_blobs(src, p.src_repo, dst, p.dst_repo, m, note)))
-        copies[p.img.name] = counts
+        return counts
+    # first every image's content, the images at the same time: no tag moves yet
+    copies = dict(zip((p.img.name for p in plans), record.together(*(functools.partial(content, p) for p in plans))))
     moved, already = [], {}
     try:  # then the version tags, only now that every image is complete; the moving tags last of all
         for p in plans:

@@ -19,7 +19,10 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from imagekit import attest, digests
 from imagekit.errors import RegistryError
@@ -31,6 +34,7 @@ LAYOUTS = {BUNDLE: "sigstore bundle v0.3 referrer", ATT: "cosign legacy sha256-<
 CANONICAL = BUNDLE
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+T = TypeVar("T")
 STALE, QUIET = 0.1, 0.15  # seconds at least (a slower registry: longer, by its round trip): see converge
 
 
@@ -64,21 +68,31 @@ def write(reg: Registry, repo: str, digest: str, envelope: dict, layouts: tuple[
     subject = reg.manifest(repo, digest)
     if subject is None:
         raise RegistryError(f"{repo}@{digest} is not in {reg.host}: nothing to attach an attestation to")
-    predicate, written = _predicate(envelope), ""
-    if ATT in layouts:
+    predicate = _predicate(envelope)
+
+    def att() -> str:
         body = json.dumps(envelope, sort_keys=True).encode()
         written = reg.put_blob(repo, body)
         append_att(reg, repo, digest, [{"mediaType": attest.ENVELOPE_TYPE, "digest": written, "size": len(body),
                                         "annotations": {"predicateType": predicate, SIGNATURE_ANNOTATION: ""}}])
-    if BUNDLE in layouts:
+        return written
+
+    def bundle() -> str:
         body = json.dumps(attest.bundle(envelope), sort_keys=True).encode()
         manifest = referrer(attest.BUNDLE_TYPE, body, subject, annotations={
             "dev.sigstore.bundle.content": "dsse-envelope", "dev.sigstore.bundle.predicateType": predicate})
         for data in (b"{}", body):  # the empty config, the bundle
             reg.put_blob(repo, data)
         attach(reg, repo, manifest)
-        written = manifest.digest
-    return written
+        return manifest.digest
+    return ([""] + together(*(f for layout, f in ((ATT, att), (BUNDLE, bundle)) if layout in layouts)))[-1]
+
+
+def together(*calls: Callable[[], T]) -> list[T]:
+    """Each call's answer, the calls made at the same time (each layout's tag converges on its own, and
+    each image's: their quiet windows overlap); the first failure is raised once all have ended."""
+    with ThreadPoolExecutor(max(len(calls), 1), thread_name_prefix="record") as pool:
+        return list(pool.map(lambda call: call(), calls))
 
 
 def att_manifest(layers: list[dict]) -> tuple[Manifest, bytes]:
@@ -185,11 +199,16 @@ def verdicts(reg: Registry, repo: str, digest: str, public) -> list[tuple[Found,
 def copy(dst: Registry, dst_repo: str, digest: str, found: list[Found], copy_blobs) -> None:
     """Attach ``found`` (attestations of ``digest`` elsewhere) to ``digest`` in dst_repo, each in
     its own layout; ``copy_blobs(manifest)`` makes a manifest's blobs exist in dst_repo."""
-    for f in found:
-        if f.layout == BUNDLE:
-            copy_blobs(f.manifest)
-            attach(dst, dst_repo, f.manifest)
     layers = [f.layer for f in found if f.layout == ATT]
-    if layers:
-        copy_blobs(Manifest.of({"schemaVersion": 2, "layers": layers}))
-        append_att(dst, dst_repo, digest, layers)
+
+    def bundles() -> None:  # one after another: where the registry has no referrers API they share one index
+        for f in found:
+            if f.layout == BUNDLE:
+                copy_blobs(f.manifest)
+                attach(dst, dst_repo, f.manifest)
+
+    def att() -> None:
+        if layers:
+            copy_blobs(Manifest.of({"schemaVersion": 2, "layers": layers}))
+            append_att(dst, dst_repo, digest, layers)
+    together(bundles, att)

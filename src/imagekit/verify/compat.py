@@ -58,7 +58,8 @@ def _sign(cfg: Config, report: VerifyReport, lock_digest: str, key) -> list[str]
                                "notebook_sha256": s.notebook_sha256} for s in trip.scenarios},
                    LIFECYCLE: {"passed": True, "detail": life.detail, "notebooks": life.notebooks}},
         counts={"round_trip": len(trip.scenarios), "lifecycle": len(life.notebooks)}), key)
-    return [f"{s.repository}@{record.write(reg, s.repository, s.digest, envelope)}" for s in subjects.values()]
+    return record.together(*(lambda s=s: f"{s.repository}@{record.write(reg, s.repository, s.digest, envelope)}"
+                             for s in subjects.values()))
 
 
 @infrastructure("verify-compat")
