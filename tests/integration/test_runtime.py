@@ -4,9 +4,9 @@ lifecycle; and images made wrong on purpose, which must fail for the named reaso
 import json
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, variant
 
-from imagekit import buildkit, containers, runtime, services
+from imagekit import containers, runtime, services
 from support import redis_image
 from imagekit.verify.compat import verify_compat
 
@@ -22,14 +22,6 @@ def by_check(report):
 @pytest.fixture(scope="module")
 def pair(built):
     return {i.name: f"{i.repository}:{i.tags[0]}" for i in built.images}  # BuildKit builds FROM a name
-
-
-def variant(engine, parent, tmp_path, name, steps, user):
-    context = tmp_path / name
-    context.mkdir()
-    (context / "Dockerfile").write_text(f"ARG PARENT\nFROM ${{PARENT}}\nUSER root\n{steps}\nUSER {user}\n")
-    return buildkit.build(engine, context, tags=[f"imagekit-test/{name}:latest"], buildargs={"PARENT": parent},
-                          labels={})
 
 
 @pytest.mark.browser
@@ -65,7 +57,7 @@ def test_a_notebook_image_without_the_widgets_front_end_fails_the_browser_item(e
     never renders and the item says so, with what the output reads instead."""
     before = leftovers()
     notebook = variant(engine, pair["notebook"], tmp_path, "notebook-no-widgets-front-end",
-                       "RUN rm -r /opt/venv/share/jupyter/labextensions/@jupyter-widgets", "jovyan")
+                       "RUN rm -r /opt/venv/share/jupyter/labextensions/@jupyter-widgets", user="jovyan")
     with containers.Run(engine, "test") as run:
         server = runtime.notebook_server(run, notebook)
         found, browsable = runtime.notebook_items(server, lambda line: None)
@@ -84,11 +76,11 @@ def test_images_made_wrong_fail_for_the_named_reason(engine, pair, tmp_path, cli
     """A Ray image without wget (KubeRay pods never Ready), a notebook image without
     jupyterhub-singleuser and with another Ray version (Ray Client refuses it)."""
     before = leftovers()
-    ray = variant(engine, pair["ray"], tmp_path, "ray-no-wget", "RUN rm /usr/bin/wget", "ray")
+    ray = variant(engine, pair["ray"], tmp_path, "ray-no-wget", "RUN rm /usr/bin/wget", user="ray")
     notebook = variant(engine, pair["notebook"], tmp_path, "notebook-other-ray",
                        "RUN sed -i 's/^version = \"2.41.0\"/version = \"2.40.0\"/' "
                        "/opt/venv/lib/python3.11/site-packages/ray/_version.py && rm /opt/venv/bin/jupyterhub-singleuser",
-                       "jovyan")
+                       user="jovyan")
     code, out, _ = cli("--config", cfg.source, "runtime-check", "--ray-image", ray, "--notebook-image", notebook,
                        "--json")
     report = json.loads(out)
@@ -110,7 +102,7 @@ def test_verify_compat_lifecycle_fails_naming_the_ray_versions(engine, pair, tmp
     before = leftovers()
     notebook = variant(engine, pair["notebook"], tmp_path, "notebook-ray-2-40",
                        "RUN sed -i 's/^version = \"2.41.0\"/version = \"2.40.0\"/' "
-                       "/opt/venv/lib/python3.11/site-packages/ray/_version.py", "jovyan")
+                       "/opt/venv/lib/python3.11/site-packages/ray/_version.py", user="jovyan")
     report = verify_compat(cfg, engine, notebook=notebook, scenarios=("lifecycle",), write_record=False)
     assert not report.ok and report.roundtrip.scenarios == []
     assert report.static.differences == ["ray: ray/_version.py in notebook is changed since install (not what its "
@@ -184,9 +176,10 @@ def test_the_user_the_home_and_the_worker_fail_for_the_named_reason(engine, pair
     notebook image whose jovyan is uid 1001 with a home it cannot write: each item fails alone, the
     others still pass."""
     before = leftovers()
-    ray = variant(engine, pair["ray"], tmp_path, "ray-root-no-worker", REFUSE_WORKER, "root")
+    ray = variant(engine, pair["ray"], tmp_path, "ray-root-no-worker", REFUSE_WORKER, user="root")
     notebook = variant(engine, pair["notebook"], tmp_path, "notebook-uid-1001-ro-home",
-                       "RUN usermod -u 1001 jovyan && chown -R 1001 /home/jovyan && chmod 0555 /home/jovyan", "jovyan")
+                       "RUN usermod -u 1001 jovyan && chown -R 1001 /home/jovyan && chmod 0555 /home/jovyan",
+                       user="jovyan")
     report = runtime.check(engine, ray, notebook, lifecycle_notebooks=LIFECYCLE,
                            look=runtime.Look(SCREENSHOTS / "no-worker"))
     items = by_check(report)
