@@ -5,9 +5,6 @@ import json
 import os
 import pickle
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from urllib.parse import urlsplit
@@ -17,7 +14,7 @@ import pytest
 from helpers import ROOT, variant
 
 import support
-from imagekit import config, forward, services, wait
+from imagekit import config, forward, services
 from imagekit.errors import EngineError, PreconditionError
 from imagekit.verify import s3store
 from imagekit.verify.compat import verify_compat
@@ -26,25 +23,6 @@ from imagekit.verify.stored import verify_stored
 KEYS = {"AWS_ACCESS_KEY_ID": "imagekit-lake", "AWS_SECRET_ACCESS_KEY": "lake-test-secret"}
 MODELS, EVAL = "lake-models", "lake-eval"
 ENV = {**KEYS, "IMAGEKIT_VERIFY_MODELS_BUCKET": MODELS, "IMAGEKIT_VERIFY_EVAL_BUCKET": EVAL}
-
-
-@contextlib.contextmanager
-def moto():
-    """moto's S3 server in a process of its own, on this machine's loopback only: its port. Not in the test's
-    process: there it serves a third as many requests a second, sharing one interpreter with the relay."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait.until(f"moto's S3 server on 127.0.0.1:{port}",
-                   lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 30, every=0.1,
-                   retry=(OSError,), gone=lambda: "" if server.poll() is None else f"it exited ({server.returncode})")
-        yield port
-    finally:
-        server.kill()
-        server.wait()
 
 
 @contextlib.contextmanager
@@ -63,7 +41,7 @@ def s3_client(url: str):
 def lake(cfg, engine, built, tmp_path_factory):
     """An S3 server listening on this machine's loopback only, as `kubectl port-forward` gives it,
     holding the iris model published by a real verify-compat through it."""
-    with moto() as port:
+    with support.moto_server() as port:
         url = f"http://127.0.0.1:{port}"
         folder = tmp_path_factory.mktemp("lake-scenarios")
         shutil.copy(ROOT / "examples" / "notebooks" / "iris.ipynb", folder)
@@ -238,9 +216,7 @@ def test_as_a_rayjob_the_head_lists_the_lake_itself_and_a_later_run_reuses_its_o
 def test_an_s3_endpoint_that_is_down_is_a_clear_exit_2_with_the_envelope(cfg, built, cli, monkeypatch):
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    with socket.socket() as s:  # a port nothing listens on: a port-forward that has stopped
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = support.free_port()  # a port nothing listens on: a port-forward that has stopped
     started = time.monotonic()
     code, out, err = cli("--config", cfg.source, "verify-stored", "--s3-endpoint", f"http://127.0.0.1:{port}", "--json")
     envelope = json.loads(out)

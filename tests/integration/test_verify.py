@@ -3,12 +3,13 @@ import base64
 import hashlib
 import json
 import shutil
-import socket
 import xml.etree.ElementTree as ET
 
 import boto3
 import pytest
 from helpers import ROOT, securesystemslib_verifies, sigstore_js, variant
+
+import support
 
 from imagekit import attest, config, containers, facts, lock, record
 from imagekit.registry import Registry
@@ -109,15 +110,8 @@ KEYS = {"AWS_ACCESS_KEY_ID": "imagekit-test", "AWS_SECRET_ACCESS_KEY": "s3-test-
 def s3_endpoint():
     """An S3 server of the test's own on the host (moto), as a platform's MinIO would be: on an
     address the containers reach through the engine's gateway."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="0.0.0.0", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with support.moto_server("0.0.0.0") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from support.keys import make_keys, record_verified, sign_pair
 from support.lakes import copy_lake, transplant
 from support.projects import elsewhere, make_wheel, on_vendor_bases, write_project
 from support.registry import RegistryFront, RegistryProcess, immutable_tags, make_htpasswd, make_tls, seed_image
+from support.servers import free_port, moto_server
 
-__all__ = ["PG", "RegistryFront", "RegistryProcess", "immutable_tags", "copy_lake", "elsewhere", "make_htpasswd", "make_keys", "make_tls", "make_wheel", "on_vendor_bases",
+__all__ = ["PG", "RegistryFront", "RegistryProcess", "immutable_tags", "copy_lake", "elsewhere", "free_port", "make_htpasswd", "make_keys", "make_tls", "make_wheel", "moto_server", "on_vendor_bases",
            "postgres_image", "ray_cluster", "record_verified", "redis_image", "seed_image", "sign_pair", "transplant",
            "variant_image", "vendor_image", "write_project"]

@@ -5,20 +5,17 @@ import json
 import os
 from pathlib import Path
 
-from imagekit import digests
+from imagekit import digests, wait
 from imagekit.oci import MANIFEST_TYPES, OCI_MANIFEST, Manifest
 from support.keys import record_verified
+from support.servers import free_port, listening
 
 
 class RegistryProcess:
     """A docker-registry (CNCF Distribution) of the test's own: own port, own storage, stoppable."""
 
     def __init__(self, root: Path, *, tls: tuple[Path, Path] | None = None, htpasswd: Path | None = None) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.root = root
         lines = ["version: 0.1", "log: {level: error}",
@@ -34,19 +31,16 @@ class RegistryProcess:
         self.proc = None
 
     def start(self) -> "RegistryProcess":
-        import socket
         import subprocess
-        import time
 
         self.proc = subprocess.Popen(["docker-registry", "serve", str(self.config)],
                                      stdout=subprocess.DEVNULL, stderr=open(self.root / "registry.log", "ab"))
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"registry on {self.host} did not start: {(self.root / 'registry.log').read_text()}")
+        try:
+            listening(self.proc, self.port, f"the registry on {self.host}", timeout=10)
+        except wait.NotReady as e:
+            raise RuntimeError(f"registry on {self.host} did not start ({e}): "
+                               f"{(self.root / 'registry.log').read_text()}") from None
+        return self
 
     def stop(self) -> None:
         if self.proc:
