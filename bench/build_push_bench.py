@@ -52,9 +52,14 @@ def timed(fn):
 
 def project(tmp: Path, env: dict[str, str], os_tag: str) -> config.Config:
     """The repository's project in ``tmp`` (its folders copied: the bump edits them; out/ its own;
-    repositories named bench-*, on the OS image ``os_tag``), with ``env``."""
+    every repository named bench-*, so no tag of the repository's own images moves; on the OS image
+    ``os_tag``), with ``env``."""
+    repo_cfg = config.load(ROOT / "imagekit.toml")
     text = (ROOT / "imagekit.toml").read_text().replace('repository = "', 'repository = "bench-')
-    text = text.replace(f'tag = "{config.load(ROOT / "imagekit.toml").os.tag}"', f'tag = "{os_tag}"')
+    for img in repo_cfg.images:  # an image without a repository of its own is named by its name: bench-<name>
+        if img.repository == img.name:
+            text = text.replace(f'name = "{img.name}"\n', f'name = "{img.name}"\nrepository = "bench-{img.name}"\n', 1)
+    text = text.replace(f'tag = "{repo_cfg.os.tag}"', f'tag = "{os_tag}"')
     return config.load(elsewhere(ROOT / "imagekit.toml", tmp, text, copy=True), env=env)
 
 
