@@ -154,29 +154,27 @@ class Engine:
         r = Reference.parse(ref)
         self.client.api.tag(image, f"{r.registry}/{r.repository}" if r.registry else r.repository, r.tag or "latest")
 
-    def push(self, image_id: str, repository: str, tags: list[str], *, auth: tuple[str, str] | None = None,
+    def push(self, image_id: str, repository: str, tag: str, *, auth: tuple[str, str] | None = None,
              on_line: Callable[[str], None] | None = None) -> str:
-        """Tag ``image_id`` as repository:tag and push each tag; return the manifest digest.
+        """Tag ``image_id`` as repository:tag and push it; return the manifest digest.
 
-        The engine uploads every layer before the manifest, so a tag never names a half-pushed
+        The engine uploads every layer before the manifest, so the tag never names a half-pushed
         image, and layers already in the registry are not sent again.
         """
         note = progress.output(on_line)
         auth_config = {"username": auth[0], "password": auth[1]} if auth else None
-        digests = set()
-        for tag in tags:
-            self.client.api.tag(image_id, repository, tag)
-            try:
-                for event in self.client.api.push(repository, tag, stream=True, decode=True, auth_config=auth_config):
-                    if "error" in event:
-                        raise EngineError(f"push of {repository}:{tag} failed: {event['error']}",
-                                          hint="re-run the push once the registry is back: it resumes")
-                    if event.get("status") in ("Pushing", "Pushed", "Layer already exists", "Mounted from"):
-                        note(f"{repository}:{tag} {event.get('id', '')} {event['status']}")
-                    if event.get("aux", {}).get("Digest"):
-                        digests.add(event["aux"]["Digest"])
-            except docker.errors.APIError as e:
-                raise EngineError(f"push of {repository}:{tag} failed: {e.explanation}") from None
-        if len(digests) != 1:
-            raise EngineError(f"push of {repository} reported digests {sorted(digests)}, expected one")
-        return digests.pop()
+        self.client.api.tag(image_id, repository, tag)
+        digest = ""
+        try:
+            for event in self.client.api.push(repository, tag, stream=True, decode=True, auth_config=auth_config):
+                if "error" in event:
+                    raise EngineError(f"push of {repository}:{tag} failed: {event['error']}",
+                                      hint="re-run the push once the registry is back: it resumes")
+                if event.get("status") in ("Pushing", "Pushed", "Layer already exists", "Mounted from"):
+                    note(f"{repository}:{tag} {event.get('id', '')} {event['status']}")
+                digest = event.get("aux", {}).get("Digest") or digest
+        except docker.errors.APIError as e:
+            raise EngineError(f"push of {repository}:{tag} failed: {e.explanation}") from None
+        if not digest:
+            raise EngineError(f"push of {repository}:{tag} reported no digest")
+        return digest
