@@ -4,26 +4,28 @@ An image is its parent, then its own locked packages as Python layers (``layers.
 its Dockerfile adds (users, files, entrypoint; no network, no package installs). An image on a
 vendor base (``base = "REF"``, ``vendor.py``) is that image instead of its parent, with its whole
 view laid into the vendor's prefix. An image whose inputs did not change is not built again
-(``imagekit-build/<name>:<content key>``).
+(``imagekit-build/<name>:<content key>``). Each image's check runs beside the next image's build; an
+image is named (tagged) once its check passed.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import datetime
 import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagekit import assembly, buildkit, files, layers, lock, osimage, proc, progress, tars, vendor, wheels
+from imagekit import assembly, buildkit, files, layers, lock, osimage, progress, sbom, tags, tars, vendor, wheels
 from imagekit.config import Config
 from imagekit.digests import sha256_file, sha256_hex
 from imagekit.engine import Engine
-from imagekit.errors import ConfigError, EngineError, ImagekitError, PreconditionError, ToolError
+from imagekit.errors import EngineError, ImagekitError, PreconditionError
 from imagekit.images import IMAGE_LABEL, ImageSpec, build_order, leaves, lineage
 
 CONTENT_LABEL = "org.imagekit.content"
@@ -81,33 +83,6 @@ def load_result(cfg: Config) -> BuildResult:
     return BuildResult(**{**data, "images": [BuiltImage(**i) for i in data["images"]]})
 
 
-def git_info(root: Path) -> tuple[str, str]:
-    """(revision, commit time ISO 8601); the revision ends in -dirty for a changed tree."""
-    try:
-        rev = proc.run(["git", "-C", root, "rev-parse", "--short=12", "HEAD"]).strip()
-        when = proc.run(["git", "-C", root, "log", "-1", "--format=%cI"]).strip()
-        dirty = proc.run(["git", "-C", root, "status", "--porcelain", "--", "images", "lockfiles"]).strip()
-        return rev + ("-dirty" if dirty else ""), when
-    except ToolError:
-        return "unknown", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def render_tags(cfg: Config, img: ImageSpec, pins: list[lock.Pin], lock_digest: str, rev: str) -> list[str]:
-    python = cfg.lock.python
-    fields = {"org": cfg.project.org, "version": cfg.project.version, "python": python,
-              "py": "".join(python.split(".")[:2]), "pins": {p.name: p.version for p in pins},
-              "lock": lock_digest[:12], "git": rev}
-    tags = []
-    for template in img.tags:
-        try:
-            tags.append(template.format(**fields))
-        except (KeyError, IndexError, ValueError) as e:
-            raise ConfigError(f"tag template {template!r} names {e}, which is not known",
-                              key=f"images.{img.name}.tags", source=cfg.source,
-                              hint="use {org} {version} {python} {py} {lock} {git} or {pins[<package>]}") from None
-    return [*tags, f"lock-{lock_digest[:12]}", f"git-{rev}"]
-
-
 def _stage(img: ImageSpec, folder: Path) -> Path:
     """The image's build context in a folder of this build's own, file times fixed."""
     context = folder / img.name
@@ -125,40 +100,31 @@ def _context_digest(context: Path) -> str:
     return sha256_hex("\n".join(h))
 
 
-def _sbom(img: ImageSpec, built: BuiltImage, pins: list[lock.Pin], fetched: wheels.FetchResult) -> dict:
-    """A CycloneDX 1.5 document: every package installed in the image, with its wheel's sha256."""
-    return {"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
-            "metadata": {"component": {"type": "container", "name": img.repository,
-                                       "version": built.tags[0]}},
-            "components": [{"type": "library", "name": p.name, "version": p.version,
-                            "purl": f"pkg:pypi/{p.name}@{p.version}",
-                            "properties": [{"name": "imagekit:wheel", "value": fetched.wheels[p.name].name}],
-                            "hashes": [{"alg": "SHA-256", "content": fetched.wheels[p.name].parent.name}]}
-                           for p in pins]}
-
-
 def pins_digest(pins: list[lock.Pin]) -> str:
     """sha256 of the pins an image holds, as the lock renders them: unchanged by other images' bumps."""
     return sha256_hex(lock.render_pins(sorted(pins, key=lambda p: p.name)))
 
 
 class _Builder:
-    """One build: the OS image, the lock's views, and what was built so far (parents first)."""
+    """One build: the OS image, the lock's views, and what was built so far (parents first). Each image's
+    check runs ``aside``, beside the next image's build; an image is named (tagged) once its check passed."""
 
     def __init__(self, cfg: Config, engine: Engine, builder: str, note: Callable[[str], None], workdir: Path,
-                 bases: dict[str, vendor.Base]):
-        self.cfg, self.engine, self.note, self.workdir, self.bases = cfg, engine, note, workdir, bases
+                 bases: dict[str, vendor.Base], aside: ThreadPoolExecutor):
+        self.cfg, self.engine, self.note, self.workdir, self.bases, self.aside = cfg, engine, note, workdir, bases, aside
         self.builder = buildkit.resolve(builder)  # part of what each image is made of
         self.os_image = osimage.ensure(cfg, engine, on_line=note)
         lock.check(cfg, name_changes=False)  # a stale lock is drift: CheckFailed names it
         self.lock = lock.shared_lock(cfg)
         self.views = lock.load_views(cfg, self.lock)
-        self.rev, self.created = git_info(cfg.root)
+        self.rev, self.created = tags.revision(cfg.root)
         self.built: dict[str, BuiltImage] = {}
+        self.unnamed: list[tuple[str, Future | None, list[str]]] = []  # image, its check, its tags: in build order
         self.out = result_path(cfg).parent
         self.out.mkdir(parents=True, exist_ok=True)
 
-    def image(self, img: ImageSpec) -> BuiltImage:
+    def image(self, img: ImageSpec) -> None:
+        self._settled()
         started, cfg, engine = time.monotonic(), self.cfg, self.engine
         pins = self.views.pins(img.name)
         base = self.bases.get(img.name)
@@ -184,13 +150,14 @@ class _Builder:
             with phases.timing("install"):
                 removal = [vendor.removals(engine, base, replaced, cfg.cache_dir)]
         lock_digest = self.lock.digest if img.shared else lock.read(lock.view_path(cfg, img.name)).digest
-        tags = render_tags(cfg, img, pins, lock_digest, self.rev)
+        names = tags.render(cfg, img, pins, lock_digest, self.rev)
         context = _stage(img, self.workdir)
-        content = sha256_hex("\n".join([parent_key, img.repository, tags[0], self.builder,
+        content = sha256_hex("\n".join([parent_key, img.repository, names[0], self.builder,
                                         _context_digest(context), *(g.key(interpreter, fetched.wheels) for g in groups)]))
         internal = INTERNAL.format(name=img.name, key=content[:12])
-        local = [f"{img.repository}:{t}" for t in tags]
+        local = [f"{img.repository}:{t}" for t in names]
         existing = engine.image(internal)
+        checked = None
         venv_layer = parent is None and not base
         if existing:
             self.note(f"{img.name}: unchanged (content {content[:12]}), not rebuilt")
@@ -205,7 +172,7 @@ class _Builder:
             labels = {"org.opencontainers.image.title": img.repository,
                       "org.opencontainers.image.source": cfg.project.source or str(cfg.root),
                       "org.opencontainers.image.revision": self.rev, "org.opencontainers.image.created": self.created,
-                      "org.opencontainers.image.version": tags[0], IMAGE_LABEL: img.name, PINS_LABEL: pins_digest(pins),
+                      "org.opencontainers.image.version": names[0], IMAGE_LABEL: img.name, PINS_LABEL: pins_digest(pins),
                       PACKAGES_LABEL: " ".join(sorted(f"{p.name}=={p.version}" for p in pins)),
                       LOCK_LABEL: lock_digest, osimage.PYTHON_LABEL: base.facts.python if base else self.os_image.python,
                       CONTENT_LABEL: content, **(base.labels() if base else {})}
@@ -217,21 +184,39 @@ class _Builder:
             with phases.timing("dockerfile"):
                 image_id = buildkit.build(engine, context, tags=[candidate], buildargs={"PARENT": python_ref},
                                           labels=labels, builder=self.builder, on_line=self.note)
-            with phases.timing("check"):
-                layers.check(engine, image_id, layers.uv_binary(), what=img.name,
-                             **(vendor.pip_check(img, base, drift) if base else {}))
-        for ref in (internal, *local):  # a failed check leaves no tag a later build would take as built
-            engine.tag(image_id, ref)
+            checked = self.aside.submit(self._check, phases, image_id, img.name,
+                                        vendor.pip_check(img, base, drift) if base else {})
         sbom_path = self.out / f"{img.name}.cdx.json"
-        built = BuiltImage(name=img.name, repository=img.repository, image_id=image_id, content=content, tags=tags,
+        built = BuiltImage(name=img.name, repository=img.repository, image_id=image_id, content=content, tags=names,
                            size=engine.image(image_id).size, cached=bool(existing),
                            seconds=round(time.monotonic() - started, 1), sbom=str(sbom_path), labels=labels,
                            layers=[{"group": l.group, "diff_id": l.diff_id, "size": l.size,
                                     "packages": list(l.packages)} for l in py_layers],
                            base=base.describe() if base else {}, drift=[asdict(d) for d in drift], phases=phases)
-        files.write(sbom_path, json.dumps(_sbom(img, built, pins, fetched), indent=1))  # whole: builds overlap
+        files.write(sbom_path, json.dumps(sbom.cyclonedx(img.repository, names[0], pins, fetched.wheels), indent=1))
         self.built[img.name] = built
-        return built
+        self.unnamed.append((img.name, checked, [internal, *local]))
+
+    def _check(self, phases: progress.Phases, image_id: str, name: str, how: dict) -> None:
+        with phases.timing("check"):
+            layers.check(self.engine, image_id, layers.uv_binary(), what=name, **how)
+
+    def _settled(self) -> None:
+        """A check that already failed stops the build here, before the next image."""
+        for _, checked, _ in self.unnamed:
+            if checked is not None and checked.done():
+                checked.result()
+
+    def name_all(self) -> None:
+        """Wait for each image's check, in build order, and name the image once it passed: the first failure
+        is raised, and neither that image nor any after it is named (a later build takes no tag as built)."""
+        for name, checked, refs in self.unnamed:
+            if checked is not None:
+                checked.result()
+                built = self.built[name]  # its seconds: its build and its check
+                self.built[name] = dataclasses.replace(built, seconds=round(built.seconds + built.phases["check"], 1))
+            for ref in refs:
+                self.engine.tag(self.built[name].image_id, ref)
 
 
 def adopt(cfg: Config, engine: Engine, name: str, image_id: str) -> None:
@@ -262,11 +247,15 @@ def build(cfg: Config, engine: Engine, *, names: list[str] | None = None, builde
     vendor.check_targets(cfg, bases)  # before anything is built
     staging = cfg.cache_dir / "build"
     staging.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="run-", dir=staging) as workdir:  # each build its own: builds may overlap
-        b = _Builder(cfg, engine, builder, note, Path(workdir), bases)
+    with contextlib.ExitStack() as stack:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="run-", dir=staging))  # builds may overlap
+        aside = ThreadPoolExecutor(1, thread_name_prefix="check")
+        stack.callback(aside.shutdown, wait=True, cancel_futures=True)  # on a failure: a check under way ends first
+        b = _Builder(cfg, engine, builder, note, Path(workdir), bases, aside)
         for img in build_order(cfg.images):
             if img.name in wanted:
                 b.image(img)
+        b.name_all()
     try:  # out/build.json keeps the latest build of every image, also those not built this time
         earlier = {i.name: i for i in load_result(cfg).images}
     except (ImagekitError, TypeError, ValueError, KeyError):

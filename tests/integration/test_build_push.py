@@ -110,6 +110,21 @@ def test_a_version_tag_is_never_reused_for_other_content(tiny, engine):
     assert push.push(tiny(IMAGEKIT_PROJECT_VERSION="2"), engine).images[0].tags[0] == "v2-test"
 
 
+BROKEN = "/opt/venv/lib/python3.11/site-packages/broken-1.0.dist-info"
+
+
+def test_an_image_that_fails_its_check_is_not_named_and_is_checked_again(tiny, engine):
+    dockerfile = tiny().image("tiny").context / "Dockerfile"  # a distribution whose requirement is not installed
+    dockerfile.write_text(dockerfile.read_text() + f"RUN mkdir -p {BROKEN} && printf 'Metadata-Version: 2.1\\nName: "
+                          f"broken\\nVersion: 1.0\\nRequires-Dist: absent\\n' > {BROKEN}/METADATA\n")
+    version = str(900_000 + os.getpid())  # a version of its own: other tests name tiny:v1-test
+    for _ in range(2):  # the second build is not "unchanged": the first left no tag a build takes as built
+        with pytest.raises(CheckFailed, match="tiny: the installed packages do not fit together") as e:
+            build.build(tiny(IMAGEKIT_PROJECT_VERSION=version), engine)
+        assert any("`broken` requires `absent`" in d for d in e.value.differences), e.value.differences
+        assert engine.image(f"tiny:v{version}-test") is None
+
+
 def test_the_classic_builder_builds_the_same_dockerfile(tiny, engine):
     result = build.build(tiny(), engine, builder="classic")
     out = containers.run(engine, result.images[0].image_id, ["bash", "-c", "python -c \"import importlib.metadata as m; "
@@ -213,7 +228,7 @@ def test_a_rebuild_of_the_same_content_keeps_the_version_tags_digest(tiny, engin
     adopted = build.load_result(tiny(**cold)).images[0]
     assert f"{guard.host}/mlops-desa/tiny@{pushed.digest}" in engine.image(adopted.image_id).repo_digests
     with pytest.raises(EngineError):  # and the guard does refuse an overwrite, as Harbor would
-        engine.push(again.image_id, f"{guard.host}/mlops-desa/tiny", ["v1-test"])
+        engine.push(again.image_id, f"{guard.host}/mlops-desa/tiny", "v1-test")
     assert refused == ["/v2/mlops-desa/tiny/manifests/v1-test"]
     assert build.build(tiny(**cold), engine, builder="classic").images[0].image_id == adopted.image_id  # and stays so
 
