@@ -90,9 +90,9 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
             continue
         note(f"{img.name}: pushing {', '.join(img.tags)} to {reg.host}/{repo}")
         digest = engine.push(img.image_id, f"{reg.host}/{repo}", img.tags[0], auth=reg.credentials(), on_line=on_line)
-        stored = reg.manifest(repo, digest)
-        for tag in img.tags[1:] if stored else []:  # the very manifest pushed, under its other tags: not pushed again
-            reg.put_manifest(repo, tag, stored)
+        manifest = reg.manifest(repo, digest)
+        for tag in img.tags[1:] if manifest else []:  # the very manifest pushed, under its other tags: not pushed again
+            reg.put_manifest(repo, tag, manifest)
         for tag in img.tags:  # what the registry now says, not what the engine reported
             stored = reg.manifest(repo, tag)
             if stored is None or stored.digest != digest:
