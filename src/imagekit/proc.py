@@ -1,6 +1,8 @@
 """The one wrapper for subprocesses: every external command goes through ``run``."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -70,3 +72,13 @@ def reason(output: str, *, prefix: str = "", markers: tuple[str, ...] = ERRORS, 
         if found:
             return " ".join(lines[found[-1]:found[-1] + 1 + follow])[:400]
     return lines[-1][-400:] if lines else ""
+
+
+def last_json(output: str) -> dict | None:
+    """The last line of ``output`` that is a JSON object (what a command in a container said it found)."""
+    for line in reversed(output.splitlines()):
+        with contextlib.suppress(ValueError):
+            data = json.loads(line)
+            if isinstance(data, dict):
+                return data
+    return None

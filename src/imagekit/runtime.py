@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import json
 import secrets
 import shlex
 import time
@@ -42,10 +41,7 @@ LIFE = "lifecycle: notebook deploys to Ray and gets its own predictions"
 LAB, WIDGET, DASHBOARD = ("browser: JupyterLab through the hub runs the model stack",
                           "browser: an ipywidgets slider renders in JupyterLab",
                           "browser: the Ray dashboard shows 2 alive nodes")
-# Ray Client's proxier on the head failing to start, or to reach, a client's server under load (it relays the
-# reason to the client), not a mismatch: the notebook runs once more
-CLIENT_START_FLAKES = ("Starting Ray client server failed", "Proxy failed to Connect to backend",
-                       "psutil.ZombieProcess")
+RUNNING = "/tmp/imagekit-lifecycle.pid"  # the lifecycle notebook's run, in the client: what a flake stops
 RAY_REFUSALS = ("Version mismatch", "differ", "incompatible", "Error:", "Error")  # Ray Client's own first
 
 
@@ -105,7 +101,7 @@ def probe(c: containers.Container, check: str, command: str) -> Item:
 
 
 def ray_items(run: containers.Run, ray: str, on_line: Callable[[str], None]
-              ) -> tuple[list[Item], containers.Container, containers.Container]:
+              ) -> tuple[list[Item], services.RayNode, services.RayNode]:
     """The Ray image as KubeRay runs it: the items, the head and the worker."""
     on_line("ray: starting a head and a worker as KubeRay starts them")
     head = run.start(services.RayNode(ray, ports=(8265,)))
@@ -155,7 +151,7 @@ def notebook_items(c: containers.Container, on_line: Callable[[str], None]) -> t
     c.exec(["bash", "-c", f"cd {HUB_DIR} && IMAGEKIT_HUB_TOKEN={token} jupyterhub -f jupyterhub_config.py "
                           f"> hub.log 2>&1"], detach=True)
     code, out = c.sh(f"IMAGEKIT_HUB_TOKEN={token} timeout 150 python {HUB_DIR}/jupyterhub_config.py --check")
-    result, seconds = _last_json(out), round(time.monotonic() - started, 1)
+    result, seconds = proc.last_json(out), round(time.monotonic() - started, 1)
     if result is None:
         _, log = c.sh(f"tail -5 {HUB_DIR}/hub.log")
         return [*items, Item("notebook", HUB_API, False, (out or log)[-300:], seconds)], False
@@ -180,22 +176,13 @@ def hub_item(result: dict, seconds: float) -> Item:
     return Item("notebook", HUB_API, ok, detail, seconds)
 
 
-def _last_json(out: str) -> dict | None:
-    for line in reversed(out.splitlines()):
-        with contextlib.suppress(ValueError):
-            data = json.loads(line)
-            if isinstance(data, dict):
-                return data
-    return None
-
-
 def lifecycle_client(run: containers.Run, notebook: str) -> containers.Container:
     """The notebook image, idle, for the lifecycle notebooks: Ray Client of the run's head."""
     return run.start(services.Idle(notebook, kind="lifecycle client", alias="client",
                                    env={"RAY_ADDRESS": "ray://head:10001", "SERVE_URL": "http://head:8000"}))
 
 
-def lifecycle(c: containers.Container, head: containers.Container | None, folder: Path,
+def lifecycle(c: containers.Container, head: services.RayNode | None, folder: Path,
               on_line: Callable[[str], None]) -> Item:
     """The notebooks in ``folder`` run headless in the notebook image (``c``, its lifecycle client) against
     the head: each trains, deploys through Ray Client, queries, compares, deletes; the last line of its
@@ -210,13 +197,15 @@ def lifecycle(c: containers.Container, head: containers.Container | None, folder
         c.put(f"/tmp/{LIFECYCLE}/{name}", body)
     details, ok = [], bool(copied)
     for name in copied:
-        script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && timeout 300 "
-                  f"{shlex.join(inimage.python('-c', inimage.EXECUTE, name))} >/dev/null 2>/tmp/execute.log; "
-                  f"rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/execute.log; exit $rc")
-        code, out = c.sh(script)
-        if code and any(flake in out for flake in CLIENT_START_FLAKES):  # the head's per-client server: once more
-            code, out = c.sh(script)
-        result = _last_json(out) or {}
+        run = shlex.join(inimage.python("-c", inimage.EXECUTE, name))
+        script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && {{ timeout 300 {run} >/dev/null 2>/tmp/execute.log & "
+                  f"echo $! > {RUNNING}; wait $!; }}; rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/execute.log; "
+                  f"exit $rc")
+        code, out, flake = head.client_run(c, script, stop=f"kill $(cat {RUNNING})")
+        if flake:  # the head's per-client server, not a mismatch: once more
+            on_line(f"pair: {name} met a Ray Client start failure on the head ({flake!r}): running it once more")
+            code, out, _ = head.client_run(c, script, stop=f"kill $(cat {RUNNING})")
+        result = proc.last_json(out) or {}
         stem = name.removesuffix(".ipynb")
         if code == 0 and result.get("same"):
             details.append(f"{stem}: {result.get('detail', 'same predictions')}")

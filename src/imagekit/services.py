@@ -4,8 +4,11 @@ as KubeRay starts it, the model server (Ray Serve in the Ray image, imagekit's s
 and an image's container doing nothing until asked (the notebook trainer, the checkers)."""
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Mapping
 
 from imagekit import inimage, wait
 from imagekit.containers import Container
@@ -113,6 +116,12 @@ class ModelServer(Container):
             raise
 
 
+# The head's Ray Client proxier (ray/util/client/server/proxier.py) logs this when the server it started for a
+# client died at once (a gRPC fork race under load); the client hears of it only some 40 s later
+CLIENT_LOG, START_FAILED = "/tmp/ray/session_latest/logs/ray_client_server.err", "SpecificServer startup failed"
+# what the proxier relays to a client whose server did not start, or that it could not reach, under load
+CLIENT_START_FLAKES = ("Starting Ray client server failed", "Proxy failed to Connect to backend",
+                       "psutil.ZombieProcess")
 HEAD = ["ray", "start", "--head", "--dashboard-host=0.0.0.0", "--port=6379", "--ray-client-server-port=10001",
         "--num-cpus=1", "--disable-usage-stats", "--block"]
 
@@ -132,3 +141,33 @@ class RayNode(Container):
         wait.until(f"{self.what} answering ray health-check",
                    lambda: self.exec(["ray", "health-check", "--address", "head:6379"])[0] == 0, timeout,
                    every=2, gone=self.exited)
+
+    def client_run(self, client: Container, script: str, *, stop: str) -> tuple[int, str, str]:
+        """``script`` run in ``client``, a Ray Client of this head: exit code, output, and the Ray Client start
+        failure it met ("" when none, or when it passed). One the head's log shows first stops it at once
+        (``stop``, in the client), instead of after the 40 s the client takes to hear of it."""
+        with self.client_start_failure(then=lambda: client.sh(stop)) as failed:
+            code, out = client.sh(script)
+        flake = START_FAILED if failed.is_set() else next((f for f in CLIENT_START_FLAKES if f in out), "")
+        return code, out, flake if code else ""
+
+    @contextlib.contextmanager
+    def client_start_failure(self, then: Callable[[], object]) -> Iterator[threading.Event]:
+        """While the block runs, the head's Ray Client log is read once a second (in the head) for a client's
+        server that died as it started: ``then()`` is called as soon as one does. The event says whether it did."""
+        failed, mark = threading.Event(), f"/tmp/imagekit-watch-{secrets.token_hex(4)}"
+        script = (f"echo $$ > {mark}.pid; n=$(cat {CLIENT_LOG} 2>/dev/null | wc -l); until tail -n +$((n + 1)) "
+                  f"{CLIENT_LOG} 2>/dev/null | grep -q '{START_FAILED}'; do [ -e {mark}.stop ] && exit 3; "
+                  f"sleep 1 >/dev/null 2>&1; done")
+
+        def watch() -> None:
+            if self.exec(["sh", "-c", script])[0] == 0:
+                failed.set()
+                then()
+        watcher = threading.Thread(target=watch, name="ray-client-watch", daemon=True)
+        watcher.start()
+        try:
+            yield failed
+        finally:  # a watch not yet begun sees the stop file; one under way is ended
+            self.exec(["sh", "-c", f"touch {mark}.stop; [ -s {mark}.pid ] && kill $(cat {mark}.pid)"])
+            watcher.join(5)

@@ -1,5 +1,7 @@
 """The one way containers are started (a fake engine: no Docker needed here; tests/integration run them):
 what a wait says, what a container that exited says, and that every container of a run is removed."""
+import threading
+
 import docker.errors
 import pytest
 import requests
@@ -131,13 +133,18 @@ class Client:
     """A lifecycle client whose notebook runs answer, in turn, with ``outputs``: (exit code, output)."""
 
     def __init__(self, *outputs):
-        self.outputs, self.runs = list(outputs), 0
+        self.outputs, self.runs, self.stopped = list(outputs), 0, threading.Event()
 
     def sh(self, script):
         if "NotebookClient" not in script:
+            if script.startswith("kill"):
+                self.stopped.set()
             return 0, ""
         self.runs += 1
-        return self.outputs.pop(0)
+        code, output = self.outputs.pop(0)
+        if code == 143:  # a run that ends only when it is stopped
+            assert self.stopped.wait(5)
+        return code, output
 
     def put(self, path, body):
         pass
@@ -148,15 +155,38 @@ PROXY = ("ConnectionAbortedError: Initialization failure from server:\nRuntimeEr
 SAME = '{"same": true, "detail": "10 rows, labels equal"}'
 
 
-@pytest.mark.parametrize("first, runs, ok", [
-    ((1, PROXY), 2, True),  # the head's proxier could not reach the client's server: once more
-    ((1, "RuntimeError: Version mismatch: The cluster was started with Ray 2.40.0"), 1, False),  # said at once
+class Head(services.RayNode):
+    """A head whose log, read by the watch of its Ray Client, shows a client's server that died (``died``) or
+    not: the watch then ends only when told to."""
+
+    def __init__(self, died=False):
+        super().__init__("ray")
+        self.died, self.stopped = died, threading.Event()
+
+    def exec(self, cmd, **kw):
+        if "touch" in cmd[-1]:  # the watch told to stop
+            self.stopped.set()
+            return 0, ""
+        if self.died:
+            self.died = False  # only the first run's
+            return 0, ""
+        assert self.stopped.wait(5)
+        self.stopped.clear()
+        return 143, ""
+
+
+@pytest.mark.parametrize("first, died, runs, ok", [
+    ((1, PROXY), False, 2, True),  # the head's proxier could not reach the client's server: once more
+    ((143, "Terminated"), True, 2, True),  # the head's log said it first: stopped at once, once more
+    ((1, "RuntimeError: Version mismatch: The cluster was started with Ray 2.40.0"), False, 1, False),  # said at once
 ])
-def test_a_lifecycle_notebook_runs_again_only_when_the_heads_client_server_did_not_start(tmp_path, first, runs, ok):
+def test_a_lifecycle_notebook_runs_again_only_when_the_heads_client_server_did_not_start(tmp_path, first, died, runs,
+                                                                                          ok):
     (tmp_path / "iris-to-ray.ipynb").write_text("{}")
     client = Client(first, (0, SAME))
-    item = runtime.lifecycle(client, object(), tmp_path, lambda line: None)
+    item = runtime.lifecycle(client, Head(died), tmp_path, lambda line: None)
     assert client.runs == runs and item.ok is ok, item.detail
+    assert client.stopped.is_set() is died  # stopped only when the head's log said its server died
     assert ("10 rows, labels equal" if ok else "Version mismatch") in item.detail
 
 
