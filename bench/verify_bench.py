@@ -46,8 +46,8 @@ def main() -> None:
           f"{'' if sign else ' (not signed: no signing key)'}; each step as the CI log shows it, from the start:")
     for t, line in lines:
         print(f"  {t:5.1f} s  {line[:100]}")
-    print(f"  Ray Serve up {report.roundtrip.ray_startup_seconds:.1f} s; the lifecycle {report.lifecycle.seconds:.1f} s "
-          f"beside the round trip (its head started at once)")
+    print(f"  Ray Serve ready {report.roundtrip.ray_startup_seconds:.1f} s after it started (with the first model "
+          f"published, beside the training); the lifecycle {report.lifecycle.seconds:.1f} s beside the round trip")
     for s in report.roundtrip.scenarios:
         print(f"  scenario {s.name:<19} trained in {s.train_seconds:5.1f} s (two at a time), served in "
               f"{s.serve_seconds:4.1f} s")

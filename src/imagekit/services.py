@@ -62,12 +62,12 @@ def s3_client(url: str, keys: Mapping[str, str]):
                         aws_access_key_id=keys["AWS_ACCESS_KEY_ID"], aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"])
 
 
-def _answers(url: str, accept: Callable[[object], object] = lambda r: r.ok) -> Callable[[], object]:
+def _answers(url: str, accept: Callable[[object], object] = lambda r: r.ok, timeout: float = 2) -> Callable[[], object]:
     """A probe: GET ``url`` from here, ``accept(response)`` the answer (falsy: not yet)."""
     import requests
 
     def probe():
-        r = requests.get(url, timeout=2)
+        r = requests.get(url, timeout=timeout)
         return accept(r) or wait.Pending(f"HTTP {r.status_code} {r.text[:120]!r}")
     return probe
 
@@ -88,15 +88,22 @@ class TrackingServer(Container):
 
 class ModelServer(Container):
     """The Ray image serving ``models`` with Ray Serve: imagekit's model server copied in, run with the
-    image's Python (`serve run`), never the image's default command."""
+    image's Python (`serve run`), never the image's default command; more models may be ``add``ed."""
     kind = "model server"
+    MORE = f"{inimage.SERVING_IN}/more-models.json"  # IMAGEKIT_MODELS_FILE: read again at each /status
 
     def __init__(self, image: str, env: Mapping[str, str], models: Mapping[str, dict]) -> None:
         super().__init__(image, inimage.python("-c", inimage.SERVE, "run", f"{inimage.SERVING_IN}/serve.yaml",
                                                path=inimage.SERVING_IN),
-                         alias="serve", env={**env, "IMAGEKIT_MODELS": json.dumps(models)}, ports=(8000,), shm="1g",
+                         alias="serve", env={**env, "IMAGEKIT_MODELS": json.dumps(models),
+                                             "IMAGEKIT_MODELS_FILE": self.MORE}, ports=(8000,), shm="1g",
                          files=inimage.serving())
-        self.models = models
+        self.models = dict(models)
+
+    def add(self, models: Mapping[str, dict]) -> None:
+        """More models to serve: loaded when /status is next asked (``ready`` asks it)."""
+        self.models.update(models)
+        self.put(self.MORE, json.dumps(self.models).encode())
 
     def ready(self, timeout: float) -> dict:
         """/status once the server knows every model: {"models": {name: status}, "fingerprints": ...}."""
@@ -106,7 +113,7 @@ class ModelServer(Container):
             found = r.json() if r.status_code == 200 else {}
             return found if set(found.get("models", {})) >= set(self.models) else None
         try:  # an exit before its port is asked fails the URL: the same fault, said the same way
-            return wait.until(f"Ray Serve in {self.what}", _answers(f"{self.url(8000)}/status", knows), timeout,
+            return wait.until(f"Ray Serve in {self.what}", _answers(f"{self.url(8000)}/status", knows, 60), timeout,
                               retry=(requests.RequestException, ValueError), gone=self.exited)
         except EngineError:  # NotReady too: what the image lacks for it (inimage.SERVE said it): its fault
             said = [line[len("imagekit: "):] for line in self.logs(30).splitlines() if line.startswith("imagekit: ")]

@@ -53,6 +53,9 @@ def test_ray_image_serves_http(built, run):
     ray = next(i for i in built.images if i.name == "ray")
     server = run.start(services.ModelServer(ray.image_id, {}, {}))
     assert server.ready(90) == {"status": "ok", "models": {}, "fingerprints": {}}
+    server.add({"absent": {"mlflow": "models:/absent/1"}})  # a model added once it runs: loaded at the next /status
+    status = server.ready(90)["models"]
+    assert list(status) == ["absent"] and "Exception: " in status["absent"], status  # named, and why not loaded
 
 
 def test_notebook_executes_headless(engine, built, tmp_path):

@@ -204,6 +204,18 @@ def test_every_notebook_in_the_folder_is_a_scenario(tmp_path):
     assert policy.notebooks(tmp_path) == ("a-model", "b-model")
 
 
+@pytest.mark.parametrize("uses, expected", [
+    ({"m1", "m2"}, ["a", "b", "m1", "m2", "c", "d"]),  # two start while the tracking server boots, MLflow's next
+    (set(), ["a", "b", "c", "d", "m1", "m2"]),
+    ({"a", "b", "c", "d", "m1", "m2"}, ["a", "b", "c", "d", "m1", "m2"]),
+    ({"b"}, ["a", "c", "b", "d", "m1", "m2"]),
+])
+def test_notebooks_that_log_to_mlflow_train_once_two_others_are_under_way(uses, expected):
+    scenarios = ("a", "b", "c", "d", "m1", "m2")
+    assert roundtrip.schedule(scenarios, uses) == expected
+    assert sorted(roundtrip.schedule(scenarios, uses)) == sorted(scenarios)
+
+
 def test_an_s3_endpoint_needs_a_url_and_keys(tmp_path, monkeypatch):
     from imagekit import config, redact
     from imagekit.errors import ConfigError, UsageError

@@ -127,12 +127,20 @@ def logged(c: containers.Container, run: str) -> list[dict]:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def schedule(scenarios: tuple[str, ...], uses_mlflow: set[str]) -> list[str]:
+    """The order notebooks train in: ``AT_ONCE`` that do not use MLflow first, while its tracking server boots,
+    then the MLflow ones (the longest: logging a model infers its requirements in a process of its own), the
+    rest last, so that no long notebook is left running alone at the end."""
+    plain = [name for name in scenarios if name not in uses_mlflow]
+    return plain[:AT_ONCE] + [name for name in scenarios if name in uses_mlflow] + plain[AT_ONCE:]
+
+
 def train_all(c: containers.Container, scenarios: tuple[str, ...], store: Store, bucket: str, version: str,
-              uses_mlflow: set[str], note: Callable[[str], None], tracker: services.TrackingServer | None = None
-              ) -> dict[str, Trained]:
-    """Every scenario executed in the trainer, ``AT_ONCE`` notebooks at a time: {name: what it published}.
-    Those that use MLflow go last, once the ``tracker`` (the run's tracking server) answers: it boots while
-    the others train."""
+              uses_mlflow: set[str], note: Callable[[str], None], tracker: services.TrackingServer | None = None,
+              trained: Callable[[Trained], None] = lambda t: None) -> dict[str, Trained]:
+    """Every scenario executed in the trainer, ``AT_ONCE`` notebooks at a time, in ``schedule``'s order:
+    {name: what it published}, each also given to ``trained`` (in this thread) as soon as it is. Those that
+    use MLflow wait for the ``tracker`` (the run's tracking server)."""
     waited = threading.Lock()
 
     def one(name: str) -> Trained:
@@ -141,13 +149,14 @@ def train_all(c: containers.Container, scenarios: tuple[str, ...], store: Store,
                 tracker.ready(120)
         note(f"training {name} in the notebook image")
         return train(c, name, store, bucket, version, mlflow=name in uses_mlflow)
-    order = sorted(scenarios, key=lambda name: name in uses_mlflow)
-    pool = concurrent.futures.ThreadPoolExecutor(AT_ONCE, thread_name_prefix="train")
+    pool, done = concurrent.futures.ThreadPoolExecutor(AT_ONCE, thread_name_prefix="train"), {}
     try:
-        trained = dict(zip(order, pool.map(one, order)))
+        for future in concurrent.futures.as_completed([pool.submit(one, n) for n in schedule(scenarios, uses_mlflow)]):
+            result = done[future.result().name] = future.result()
+            trained(result)
     finally:  # a failure or an interrupt waits for no other notebook: removing the trainer ends it
         pool.shutdown(wait=False, cancel_futures=True)
-    return {name: trained[name] for name in scenarios}
+    return {name: done[name] for name in scenarios}
 
 
 def serve(url: str, name: str, meta: dict, status: str) -> Served:
@@ -186,6 +195,12 @@ def spec(meta: dict) -> dict:
     return {k: meta[k] for k in ("bucket", "key", "sha256", "environment") if k in meta}
 
 
+def to_serve(trained: dict[str, Trained]) -> dict[str, dict]:
+    """The models the notebooks published or logged, as the model server takes them: {name: spec}."""
+    return {**{n: spec(t.meta) for n, t in trained.items() if t.meta},
+            **{f"{n}.{i}": {"mlflow": m["uri"]} for n, t in trained.items() for i, m in enumerate(t.logged)}}
+
+
 def _result(name: str, served: Served, fingerprint: list[str], train_seconds: float) -> ScenarioResult:
     """A model passes when it loads and predicts the same, in the environment it was trained in."""
     reason = served.reason or ("trained and served in different environments: " + "; ".join(fingerprint)
@@ -210,7 +225,8 @@ def run(engine: Engine, notebook: str, ray: str, s3: Server | Endpoint, notebook
         scenarios: tuple[str, ...], buckets: Buckets = Buckets(), trained_in: dict[str, str] | None = None,
         mlflow: str | None = None, on_line: Callable[[str], None] | None = None,
         timeout: float = 300) -> RoundtripReport:
-    """Train every scenario in the notebook image, publish to S3, serve each model in the Ray image.
+    """Train every scenario in the notebook image, publish to S3, serve each model in the Ray image (Ray Serve
+    starts once the first model is published, and boots while the other notebooks train).
     ``trained_in``: IMAGEKIT_IMAGE and IMAGEKIT_LOCK, recorded in each model's fingerprint.
     ``mlflow``: the image of the tracking server to start for notebooks that import mlflow."""
     note = on_line or (lambda line: None)
@@ -230,12 +246,20 @@ def run(engine: Engine, notebook: str, ray: str, s3: Server | Endpoint, notebook
             inside.update(to_mlflow, MLFLOW_S3_ENDPOINT_URL=store.inside)
         t = trainer(r, notebook, {**inside, **(trained_in or {}), "IMAGEKIT_RUN": version}, ran)
         reachable(t, store.inside, "the S3 server", store.url)
-        trained = train_all(t, scenarios, store, buckets.models, version, uses, note, tracker)
-        models = {n: spec(m.meta) for n, m in trained.items() if m.meta}
-        models.update({f"{n}.{i}": {"mlflow": m["uri"]} for n, t_ in trained.items() for i, m in enumerate(t_.logged)})
-        note("starting Ray Serve in the ray image")
-        t0 = time.monotonic()
-        server = r.start(services.ModelServer(ray, inside, models))
+        server, t0 = None, 0.0
+
+        def start_serving(models: dict[str, dict]) -> None:  # once: it boots while the other notebooks train
+            nonlocal server, t0
+            if server is None:
+                note("starting Ray Serve in the ray image")
+                t0, server = time.monotonic(), r.start(services.ModelServer(ray, inside, models))
+
+        def published(one: Trained) -> None:
+            if one.meta or one.logged:  # the first model published
+                start_serving(to_serve({one.name: one}))
+        trained = train_all(t, scenarios, store, buckets.models, version, uses, note, tracker, trained=published)
+        start_serving({})  # when none was: its status then names no model
+        server.add(to_serve(trained))
         status = server.ready(timeout)
         ray_startup = round(time.monotonic() - t0, 1)
         url, results = server.url(8000), []

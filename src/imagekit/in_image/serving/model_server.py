@@ -9,7 +9,9 @@ environment), its sha256 is checked and its training environment (meta.json's "e
 Python and the distributions the pickle references) compared with this one before unpickling;
 unpickling runs with every warning turned into an error (scikit-learn's
 InconsistentVersionWarning included), so a drifted image fails loudly. Warnings raised while
-predicting are returned with the prediction.
+predicting are returned with the prediction. ``IMAGEKIT_MODELS_FILE`` (optional) names a file of more
+models in the same form, read again at each /status: what it adds is loaded then (verify-compat starts
+the server with the first model published and adds the others as their notebooks publish them).
 
     GET  /status                     {"status": "ok", "models": {name: "loaded" | error},
                                       "fingerprints": {name: ["<dist>: trained with A, serving with B", ...]}}
@@ -32,7 +34,21 @@ from starlette.responses import JSONResponse
 class ModelServer:
     def __init__(self) -> None:
         self.models, self.status, self.fingerprints, self.mlflow = {}, {}, {}, set()
-        for name, spec in json.loads(os.environ.get("IMAGEKIT_MODELS") or "{}").items():
+        self.load(json.loads(os.environ.get("IMAGEKIT_MODELS") or "{}"))
+        self.more()
+
+    def more(self) -> None:
+        """The models IMAGEKIT_MODELS_FILE names that are not loaded yet, loaded (none while it is being written)."""
+        try:
+            with open(os.environ["IMAGEKIT_MODELS_FILE"]) as f:
+                self.load(json.load(f))
+        except (KeyError, OSError, ValueError):
+            pass
+
+    def load(self, specs: dict) -> None:
+        for name, spec in specs.items():
+            if name in self.status:
+                continue
             self.fingerprints[name] = differences(spec.get("environment") or {})  # before unpickling
             try:
                 if "mlflow" in spec:
@@ -49,6 +65,7 @@ class ModelServer:
     async def __call__(self, request: Request):
         parts = request.url.path.strip("/").split("/")
         if parts in (["status"], [""]):
+            self.more()
             return {"status": "ok", "models": self.status, "fingerprints": self.fingerprints}
         if len(parts) == 3 and parts[0] == "models" and parts[2] == "predict" and request.method == "POST":
             name = parts[1]
