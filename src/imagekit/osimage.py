@@ -6,10 +6,14 @@ KubeRay's probes need ``bash`` and ``wget``, Ray's scripts ``ps`` (procps), Jupy
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from dataclasses import dataclass
 
 from imagekit import containers, proc, progress
@@ -50,8 +54,26 @@ def ensure(cfg: Config, engine: Engine, *, rebuild: bool = False,
     must be the one the lock targets (``lock.python``), and it must have the platform's tools.
     """
     started = time.monotonic()
-    tag, upstream = cfg.os.tag, cfg.os.image
     note = on_line or (lambda line: None)
+    with _alone(cfg.cache_dir / "os", note):  # another build of this machine may be making it: it is taken then
+        return _ensure(cfg, engine, rebuild, note, started)
+
+
+@contextlib.contextmanager
+def _alone(work: Path, note: Callable[[str], None]) -> Iterator[None]:
+    """One process at a time decides and makes the OS image (two debootstraps would make it twice)."""
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            note("another imagekit is making the OS image: waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _ensure(cfg: Config, engine: Engine, rebuild: bool, note: Callable[[str], None], started: float) -> OsImage:
+    tag, upstream = cfg.os.tag, cfg.os.image
     present, refused = engine.image(tag), ""
     wanted = " ".join(packages(cfg))
     if present and not rebuild and PYTHON_LABEL in present.labels and present.labels.get(PACKAGES_LABEL) != wanted:
@@ -88,10 +110,8 @@ def bootstrap(cfg: Config, engine: Engine, *, on_line: Callable[[str], None]) ->
     """debootstrap a minimal Debian with python3 and the tools, import it as ``os.tag``; return the image id."""
     if os.geteuid() != 0:
         raise PreconditionError("debootstrap needs root", hint="run `imagekit os` as root, or make os.image pullable")
-    work = cfg.cache_dir / "os"
+    work = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=cfg.cache_dir / "os"))  # none left by a killed run in it
     rootfs, tar = work / "rootfs", work / "rootfs.tar"
-    shutil.rmtree(rootfs, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
     wanted = packages(cfg)
     try:
         proc.run(["debootstrap", "--variant=minbase", f"--include={','.join(wanted)}", cfg.os.suite,
@@ -109,5 +129,12 @@ def bootstrap(cfg: Config, engine: Engine, *, on_line: Callable[[str], None]) ->
             "LABEL org.opencontainers.image.base.name=debian:" + cfg.os.suite,
             "ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]'])
     finally:
-        shutil.rmtree(rootfs, ignore_errors=True)
-        tar.unlink(missing_ok=True)
+        for mount in _mounts_under(rootfs):  # what a failed debootstrap left mounted (its /proc)
+            proc.run(["umount", "--lazy", mount])
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    return sorted((p for p in points if p.startswith(f"{folder}/")), reverse=True)
