@@ -13,8 +13,8 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 from imagekit import containers, proc, progress
 from imagekit.config import Config
