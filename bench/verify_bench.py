@@ -22,6 +22,8 @@ from imagekit.engine import Engine
 from imagekit.verify.compat import verify_compat
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 def busy() -> float:
     """Core-seconds the machine has spent busy since boot (user, nice, system, irq, softirq; not idle, iowait
     or time stolen by the hypervisor)."""

@@ -42,6 +42,7 @@ LAB, WIDGET, DASHBOARD = ("browser: JupyterLab through the hub runs the model st
                           "browser: an ipywidgets slider renders in JupyterLab",
                           "browser: the Ray dashboard shows 2 alive nodes")
 RUNNING = "/tmp/imagekit-lifecycle.pid"  # the lifecycle notebook's run, in the client: what a flake stops
+STOP_RUNNING = f"kill $(cat {RUNNING})"
 RAY_REFUSALS = ("Version mismatch", "differ", "incompatible", "Error:", "Error")  # Ray Client's own first
 
 
@@ -201,10 +202,10 @@ def lifecycle(c: containers.Container, head: services.RayNode | None, folder: Pa
         script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && {{ timeout 300 {run} >/dev/null 2>/tmp/execute.log & "
                   f"echo $! > {RUNNING}; wait $!; }}; rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/execute.log; "
                   f"exit $rc")
-        code, out, flake = head.client_run(c, script, stop=f"kill $(cat {RUNNING})")
+        code, out, flake = head.client_run(c, script, stop=STOP_RUNNING)
         if flake:  # the head's per-client server, not a mismatch: once more
             on_line(f"pair: {name} met a Ray Client start failure on the head ({flake!r}): running it once more")
-            code, out, _ = head.client_run(c, script, stop=f"kill $(cat {RUNNING})")
+            code, out, _ = head.client_run(c, script, stop=STOP_RUNNING)
         result = proc.last_json(out) or {}
         stem = name.removesuffix(".ipynb")
         if code == 0 and result.get("same"):

@@ -152,7 +152,8 @@ def train_all(c: containers.Container, scenarios: tuple[str, ...], store: Store,
     pool, done = concurrent.futures.ThreadPoolExecutor(AT_ONCE, thread_name_prefix="train"), {}
     try:
         for future in concurrent.futures.as_completed([pool.submit(one, n) for n in schedule(scenarios, uses_mlflow)]):
-            result = done[future.result().name] = future.result()
+            result = future.result()
+            done[result.name] = result
             trained(result)
     finally:  # a failure or an interrupt waits for no other notebook: removing the trainer ends it
         pool.shutdown(wait=False, cancel_futures=True)
