@@ -16,8 +16,10 @@ from support import shared
 
 shared.folder()  # made by the main process before its workers start: they inherit it
 
+import base64
 import functools
 import http.server
+import random
 import socketserver
 import threading
 
@@ -40,6 +42,9 @@ def make_test_packages(simple) -> None:
     for v in ("1.0", "1.1"):
         make_wheel(simple / "numbers", "numbers", v)
     make_wheel(simple / "extra-tool", "extra-tool", "0.1", requires=("numbers",))
+    # a wheel over 1 MB (noise, so it stays that large compressed): a layer of its own at layer_alone_mb = 1
+    noise = base64.b64encode(random.Random(0).randbytes(1 << 20)).decode()
+    make_wheel(simple / "heavy", "heavy", "1.0", modules={"blob.py": f"BLOB = {noise!r}\n"})
 
 
 def serve(root):

@@ -2,7 +2,7 @@
 
 The config is the parent's with the new diff ids appended and fixed times, so the same parent and
 layers give the same image id. ``docker load`` is sent only the tars above what an earlier image of
-the same name already holds: a bump loads from the changed layer up.
+the same name (or of its lineage) already holds: a bump loads from the changed layer up.
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ ENV = {"VIRTUAL_ENV": VENV, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRI
 
 
 def assemble(engine: Engine, parent: str, layers: Sequence[Layer], ref: str, *, labels: dict[str, str],
-             venv: bool = True) -> str:
+             venv: bool = True, kin: Sequence[str] = ()) -> str:
     """Load ``parent`` + ``layers`` as ``ref`` into the engine; return the image id. The config is the
-    parent's with the venv on PATH (``venv``; a vendor's environment stays as it is) and ``labels`` merged."""
+    parent's with the venv on PATH (``venv``; a vendor's environment stays as it is) and ``labels`` merged.
+    Images labelled as this one, or with a label of ``kin`` ("key=value"), may hold its lower layers."""
     info: ImageInfo = engine.image(parent)
     history = [*engine.history(parent), *({"created": CREATED, "created_by": f"imagekit: {layer_description(l)}",
                                             "comment": "imagekit python layer"} for l in layers)]
@@ -44,7 +45,7 @@ def assemble(engine: Engine, parent: str, layers: Sequence[Layer], ref: str, *, 
     if (existing := engine.image(ref)) and existing.id == image_id:
         return image_id
     diff_ids = image["rootfs"]["diff_ids"]
-    held = _held(engine, diff_ids, labels)
+    held = _held(engine, diff_ids, ["=".join(l) for l in labels.items()] + list(kin))
     try:
         _load(engine, raw, ref, diff_ids, layers, held)
     except EngineError:
@@ -57,11 +58,11 @@ def assemble(engine: Engine, parent: str, layers: Sequence[Layer], ref: str, *, 
     return image_id
 
 
-def _held(engine: Engine, diff_ids: Sequence[str], labels: dict[str, str]) -> int:
-    """How many of ``diff_ids``, bottom first, an image in the engine labelled as this one holds."""
+def _held(engine: Engine, diff_ids: Sequence[str], labels: Sequence[str]) -> int:
+    """How many of ``diff_ids``, bottom first, an image in the engine with one of ``labels`` holds."""
     def common(other: Sequence[str]) -> int:
         return next((n for n, (a, b) in enumerate(zip(other, diff_ids)) if a != b), min(len(other), len(diff_ids)))
-    return max((common(i.layers) for l in labels.items() for i in engine.labelled("=".join(l))), default=0)
+    return max((common(i.layers) for l in dict.fromkeys(labels) for i in engine.labelled(l)), default=0)
 
 
 def _load(engine: Engine, raw: bytes, ref: str, diff_ids: Sequence[str], layers: Sequence[Layer], held: int) -> None:

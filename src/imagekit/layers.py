@@ -77,6 +77,17 @@ def plan(pins: Sequence[Pin], wheel_sizes: dict[str, int], *, alone_bytes: int, 
             *(Group(f"small-{n}", tuple(sorted(ps, key=lambda p: p.name))) for n, ps in sorted(shared.items()))]
 
 
+def stacked(parent: Sequence[Layer], own: Sequence[Layer]) -> list[Layer]:
+    """An image's Python layers over its parent's: the large ones (and the venv) at the bottom, the parent's first;
+    the small-package layers on top, the parent's last. The engine keeps a layer per chain of the layers below it,
+    so a changed layer makes every layer above it extracted again: a bump of a small package (most bumps) moves
+    only layers near the top, and one in the parent's, which every child carries, the fewest in each."""
+    def steady(layer: Layer) -> bool:
+        return not layer.group.startswith("small-")
+    return [*filter(steady, parent), *filter(steady, own),
+            *(l for l in own if not steady(l)), *(l for l in parent if not steady(l))]
+
+
 def uv_binary() -> Path:
     """The uv that installs the layers and checks the images (the one imagekit depends on)."""
     from uv import find_uv_bin
@@ -94,10 +105,10 @@ def _wanted(interpreter: str, groups: Sequence[Group], wheels: dict[str, Path], 
 
 
 def lookup(interpreter: str, groups: Sequence[Group], wheels: dict[str, Path], cache: Path, *,
-           venv_layer: bool) -> list[Layer]:
-    """The cached layers of ``groups`` (those not in the cache are left out); installs nothing."""
-    found = (cached(cache_dir(cache), g, key) for g, key in _wanted(interpreter, groups, wheels, venv_layer).items())
-    return [layer for layer in found if layer is not None]
+           venv_layer: bool) -> list[Layer] | None:
+    """The cached layers of ``groups``, None when one is not in the cache; installs nothing."""
+    found = [cached(cache_dir(cache), g, key) for g, key in _wanted(interpreter, groups, wheels, venv_layer).items()]
+    return None if None in found else found
 
 
 def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Group], wheels: dict[str, Path],

@@ -32,7 +32,7 @@ NAMES = ("layered-root", "layered-leaf")
 @pytest.fixture
 def layered(tmp_path, index, engine):
     path = write_project(tmp_path / "project", LAYERED,
-                         {"layered-root": "learn\nsoupy\n", "layered-leaf": "extra-tool\n"})
+                         {"layered-root": "learn\nsoupy\n", "layered-leaf": "extra-tool\nheavy\n"})
 
     def load(cache: str = "cache"):
         return config.load(path, env={"IMAGEKIT_LOCK_INDEX_URL": index, "IMAGEKIT_CACHE_DIR": str(tmp_path / cache)})
@@ -45,7 +45,7 @@ def forget(engine):
     """Remove every image this test built, so that the next build starts from nothing."""
     for image in engine.client.images.list():
         for tag in image.tags:
-            if any(f"{n}:" in tag or f"{n}-python:" in tag for n in NAMES):
+            if tag.split(":")[0].rsplit("/", 1)[-1].startswith(NAMES):  # the image, its Python image, its steps
                 engine.client.images.remove(tag, force=True)
 
 
@@ -67,9 +67,8 @@ def test_the_same_lock_built_twice_from_empty_caches_gives_the_same_layers(layer
     assert not any(i.cached for i in second.images)
     assert python_layers(first) == python_layers(second)
     assert set(python_layers(first)["layered-root"]) >= {"venv"} and len(python_layers(first)["layered-leaf"]) >= 1
-    # the image of the root's Python layers (on the OS image) is the same image, config and all; the leaf's
-    # config inherits its parent's build time (a Dockerfile step), so only its layers are compared
-    assert python_image_ids(engine, second)["layered-root"] == ids["layered-root"]
+    # the images of their Python layers (each on the OS image) are the same images, config and all
+    assert python_image_ids(engine, second) == ids
 
 
 def test_a_bump_replaces_one_layer_and_the_child_keeps_its_own(layered, engine):
@@ -84,6 +83,11 @@ def test_a_bump_replaces_one_layer_and_the_child_keeps_its_own(layered, engine):
     assert changed == {bumped["group"]}  # only the layer holding learn
     assert new["layered-leaf"] == old["layered-leaf"]  # the child's own layers, although its parent changed
     assert after.image("layered-leaf").image_id != before.image("layered-leaf").image_id
+    # the leaf's large layer (heavy) is below its lineage's small-package layers: the engine keeps it, and
+    # every layer below the bumped one, and extracts only from there up
+    leaf_before, leaf_after = (engine.image(r.image("layered-leaf").image_id).layers for r in (before, after))
+    heavy, at = leaf_before.index(old["layered-leaf"]["heavy"]), leaf_before.index(old["layered-root"][bumped["group"]])
+    assert heavy < at and leaf_after[:at] == leaf_before[:at] and leaf_after[at] == new["layered-root"][bumped["group"]]
 
 
 def test_a_load_is_sent_only_the_layers_above_what_an_image_of_the_same_name_holds(engine, base_image, tmp_path):

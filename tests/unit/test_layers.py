@@ -3,6 +3,7 @@ import hashlib
 import io
 import os
 import tarfile
+from pathlib import Path
 
 from imagekit import layers, tars
 from imagekit.lock import Pin
@@ -22,6 +23,19 @@ def test_large_distributions_are_alone_and_the_rest_share_hashed_buckets():
     small = groups[2:]
     assert all(g.name.startswith("small-") for g in small) and len(small) <= 3
     assert sorted(p.name for g in small for p in g.pins) == sorted(NAMES[2:])
+
+
+def test_a_lineages_large_layers_are_at_the_bottom_eldest_first_and_its_small_ones_on_top_eldest_last():
+    def made(*groups):
+        return [layers.Layer(g, f"sha256:{g}", 1, (), Path(g), True) for g in groups]
+    parent, own = made("venv", "numpy", "small-0", "small-1"), made("jupyterlab", "small-0")
+    stack = layers.stacked(parent, own)
+    assert [l.diff_id for l in stack] == ["sha256:venv", "sha256:numpy", "sha256:jupyterlab", "sha256:small-0",
+                                          "sha256:small-0", "sha256:small-1"]
+    assert stack[3] is own[1] and stack[4:] == parent[2:]  # the parent's small ones the very top
+    grandchild = layers.stacked(stack, made("tool", "small-3"))
+    assert [l.group for l in grandchild][3:5] == ["tool", "small-3"] and grandchild[-2:] == parent[2:]
+    assert layers.stacked([], parent) == parent  # an image on the OS image: as planned
 
 
 def test_a_bump_or_an_addition_changes_only_the_layer_of_that_package():
