@@ -16,7 +16,8 @@ Dockerfile ``COPY`` them: only then are their bytes a function of the wheels alo
 - **Layers**: tars with sorted entries, fixed times, owner root, no pax time fields (tars.py); copied
   out of the container into a cache on the host, hashed on the way (the sha256 is the layer's diff
   id), kept by what they are made of (``<cache>/layers``), so a bump installs only the groups that changed.
-- **Image**: the parent with these layers on top, loaded into the engine (assembly.py).
+- **Image**: the OS (or vendor) image with its lineage's layers on top, the large ones below the small
+  ones (``stacked``), loaded into the engine (assembly.py).
 """
 from __future__ import annotations
 
