@@ -82,9 +82,12 @@ def stacked(parent: Sequence[Layer], own: Sequence[Layer]) -> list[Layer]:
     """An image's Python layers over its parent's: the large ones (and the venv) at the bottom, the parent's first;
     the small-package layers on top, the parent's last. The engine keeps a layer per chain of the layers below it,
     so a changed layer makes every layer above it extracted again: a bump of a small package (most bumps) moves
-    only layers near the top, and one in the parent's, which every child carries, the fewest in each."""
+    only layers near the top, and one in the parent's, which every child carries, the fewest in each. A child with
+    no large layer of its own keeps its parent's chain whole (the engine holds it already) and adds its own above."""
     def steady(layer: Layer) -> bool:
         return not layer.group.startswith("small-")
+    if not any(map(steady, own)):  # nothing large of its own: its parent's layers as they are, its own above them
+        return [*parent, *own]
     return [*filter(steady, parent), *filter(steady, own),
             *(l for l in own if not steady(l)), *(l for l in parent if not steady(l))]
 

@@ -36,6 +36,8 @@ def test_a_lineages_large_layers_are_at_the_bottom_eldest_first_and_its_small_on
     grandchild = layers.stacked(stack, made("tool", "small-3"))
     assert [l.group for l in grandchild][3:5] == ["tool", "small-3"] and grandchild[-2:] == parent[2:]
     assert layers.stacked([], parent) == parent  # an image on the OS image: as planned
+    small_only = made("small-2")
+    assert layers.stacked(parent, small_only) == [*parent, *small_only]  # nothing large: on the parent's chain whole
 
 
 def test_a_bump_or_an_addition_changes_only_the_layer_of_that_package():
