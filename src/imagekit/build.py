@@ -290,8 +290,8 @@ def shared_bytes(cfg: Config, engine: Engine, built: dict[str, BuiltImage], os_r
         infos = [engine.image(ref) for ref in (built[a.name].image_id, built[b.name].image_id, os_ref)]
         if not all(infos):
             continue  # an earlier build's image was removed since
-        both = set(infos[0].layers) & set(infos[1].layers)
-        common = [i.name for i in lineage(cfg.images, a.name) if i in lineage(cfg.images, b.name) and i.name in built]
+        both, kin_b = set(infos[0].layers) & set(infos[1].layers), lineage(cfg.images, b.name)
+        common = [i.name for i in lineage(cfg.images, a.name) if i in kin_b and i.name in built]
         if any(layer["diff_id"] not in both for c in common for layer in built[c].layers):
             raise EngineError(f"{a.name} and {b.name} do not share the Python layers of {common[0]}")
         result[f"{a.name}+{b.name}"] = infos[2].size + sum(sizes.get(d, 0) for d in both - set(infos[2].layers))

@@ -42,6 +42,7 @@ from imagekit.wheels import link
 
 RECIPE = "imagekit python layers v3"  # change when the install recipe changes: invalidates cached layers
 MAKE_LAYERS = inimage.HERE / "make_layers.py"  # bytecode and layer tars, in the install container
+SMALL = "small-"  # the name of a layer that small distributions share: small-<n>
 SCRATCH = "/imagekit/work"  # the install's trees and uv's cache: in memory, never on the engine's disk
 
 
@@ -75,7 +76,7 @@ def plan(pins: Sequence[Pin], wheel_sizes: dict[str, int], *, alone_bytes: int, 
         if wheel_sizes[p.name] < alone_bytes:
             shared.setdefault(int(sha256_hex(p.name)[:8], 16) % max(buckets, 1), []).append(p)
     return [*(Group(p.name, (p,)) for p in alone),
-            *(Group(f"small-{n}", tuple(sorted(ps, key=lambda p: p.name))) for n, ps in sorted(shared.items()))]
+            *(Group(f"{SMALL}{n}", tuple(sorted(ps, key=lambda p: p.name))) for n, ps in sorted(shared.items()))]
 
 
 def stacked(parent: Sequence[Layer], own: Sequence[Layer]) -> list[Layer]:
@@ -85,7 +86,7 @@ def stacked(parent: Sequence[Layer], own: Sequence[Layer]) -> list[Layer]:
     only layers near the top, and one in the parent's, which every child carries, the fewest in each. A child with
     no large layer of its own keeps its parent's chain whole (the engine holds it already) and adds its own above."""
     def steady(layer: Layer) -> bool:
-        return not layer.group.startswith("small-")
+        return not layer.group.startswith(SMALL)
     if not any(map(steady, own)):  # nothing large of its own: its parent's layers as they are, its own above them
         return [*parent, *own]
     return [*filter(steady, parent), *filter(steady, own),

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from imagekit import build, containers, lock, services, tars
+from imagekit import build, containers, layers, lock, services, tars
 
 NOTEBOOK = {"cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {}, "outputs": [],
                        "source": "import sklearn, category_encoders, ray\n"
@@ -50,7 +50,7 @@ def test_ray_and_notebook_share_the_model_layers(engine, built):
     by = {i.name: engine.image(i.image_id).layers for i in built.images}
     base = [layer["diff_id"] for layer in built.image("base").layers]
     assert all(d in by["ray"] and d in by["notebook"] for d in base)  # every layer of base, the very same
-    steady = len(engine.image(built.os).layers) + sum(not layer["group"].startswith("small-")
+    steady = len(engine.image(built.os).layers) + sum(not layer["group"].startswith(layers.SMALL)
                                                        for layer in built.image("base").layers)
     assert by["ray"][:steady] == by["base"][:steady] == by["notebook"][:steady]  # the OS and the large ones below
     assert built.shared_bytes["ray+notebook"] > 500e6
