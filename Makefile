@@ -62,4 +62,4 @@ $(VERIFIERS)/node_modules/.installed: $(VERIFIERS)/package-lock.json
 verifiers: $(VERIFIERS)/node_modules/.installed ## the tests' independent verifiers (sigstore-js, from the lockfile)
 
 test: dev-up venv verifiers ## every test: unit and integration (real engine, real registry), on WORKERS processes; the 25 slowest named
-	$(PYTEST) -n $(WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
+	$(PYTEST) -n $(WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)

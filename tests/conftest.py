@@ -58,16 +58,19 @@ def serve(root):
     return server
 
 
-# the files of several minutes each, heaviest first: with `pytest -n`, each process takes the next file when
-# it is done with one, so that these go first lets the processes end together
-HEAVIEST = ("test_verify", "test_runtime", "test_vendor", "test_stored", "test_mlflow", "test_build_push",
-            "test_signals", "test_promote")
+# the files of a minute or more, heaviest first (as measured on 2 cores; test_vendor's first run on a machine
+# builds the vendor stand-ins): with `pytest -n --dist loadfile --no-loadscope-reorder` (the Makefile's), each
+# process takes the next file when it is done with one, so that these go first lets the processes end together
+HEAVIEST = tuple(f"integration/test_{name}" for name in ("vendor", "verify", "runtime", "stored", "mlflow",
+                                                          "build_push")) + (
+    "unit/test_promote", "integration/test_signals", "integration/test_promote", "unit/test_lock",
+    "integration/test_pip_tools", "integration/test_layers")
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle: the order within each file, and of the rest, stays
 def pytest_collection_modifyitems(items):
     rank = {name: n for n, name in enumerate(HEAVIEST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(HEAVIEST)))
+    items.sort(key=lambda item: rank.get(f"{item.path.parent.name}/{item.path.stem}", len(HEAVIEST)))
 
 
 def pytest_unconfigure(config):

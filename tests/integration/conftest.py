@@ -35,15 +35,22 @@ def pytest_runtest_protocol(item, nextitem):
     if item.get_closest_marker("browser") is None:
         with shared.holding("browser", alone=False):
             return (yield)
-    with shared.holding("browser-tests", alone=True), mock.patch.object(browser, "page", alone(browser.page)):
+    with shared.holding("browser-tests", alone=True), contextlib.ExitStack() as held, \
+            mock.patch.object(browser, "page", alone(browser.page, held)):
         return (yield)
 
 
-def alone(page):
-    """``browser.page``, opened only once no other test runs (the "browser" lock held alone)."""
+def alone(page, held: contextlib.ExitStack):
+    """``browser.page``, opened only once no other test runs: the "browser" lock, taken alone at the test's
+    first page and kept in ``held`` (to the test's end), so a test of several pages waits for the others once."""
+    taken = []
+
     @contextlib.contextmanager
     def opened(*args, **kwargs):
-        with shared.holding("browser", alone=True), page(*args, **kwargs) as p:
+        if not taken:
+            held.enter_context(shared.holding("browser", alone=True))
+            taken.append(True)
+        with page(*args, **kwargs) as p:
             yield p
     return opened
 
