@@ -58,19 +58,21 @@ def serve(root):
     return server
 
 
-# the files of a minute or more, heaviest first (as measured on 2 cores; test_vendor's first run on a machine
-# builds the vendor stand-ins): with `pytest -n --dist loadfile --no-loadscope-reorder` (the Makefile's), each
-# process takes the next file when it is done with one, so that these go first lets the processes end together
-HEAVIEST = tuple(f"integration/test_{name}" for name in ("vendor", "verify", "runtime", "stored", "mlflow",
-                                                          "build_push")) + (
-    "unit/test_promote", "integration/test_signals", "integration/test_promote", "unit/test_lock",
-    "integration/test_pip_tools", "integration/test_layers")
+# The order of the files: with `pytest -n --dist loadfile --no-loadscope-reorder` (the Makefile's), each process
+# takes the next file when it is done with one. test_runtime goes first, beside the unit tests: its browser tests
+# wait until no other test runs containers, and a unit test runs none. Then the files of a minute or more,
+# heaviest first (as measured on 2 cores; test_vendor's first run on a machine builds the vendor stand-ins),
+# so that the processes end together.
+FIRST = ("integration/test_runtime", "unit")
+HEAVIEST = tuple(f"integration/test_{name}" for name in ("vendor", "verify", "stored", "mlflow", "build_push",
+                                                          "signals", "promote", "pip_tools", "layers"))
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle: the order within each file, and of the rest, stays
 def pytest_collection_modifyitems(items):
-    rank = {name: n for n, name in enumerate(HEAVIEST)}
-    items.sort(key=lambda item: rank.get(f"{item.path.parent.name}/{item.path.stem}", len(HEAVIEST)))
+    rank = {name: n for n, name in enumerate(FIRST + HEAVIEST)}
+    items.sort(key=lambda item: rank.get(f"{item.path.parent.name}/{item.path.stem}",
+                                         rank.get(item.path.parent.name, len(rank))))
 
 
 def pytest_unconfigure(config):
