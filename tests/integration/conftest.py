@@ -30,8 +30,9 @@ def pytest_runtest_protocol(item, nextitem):
     """A browser is alone while it is open: chromium drops its connections (ERR_NETWORK_CHANGED) whenever the
     machine's network interfaces change, as every container or network another test starts or removes
     changes them. The other tests run beside each other (`pytest -n`), each holding the lock shared; a
-    browser test takes it alone around its pages only (``browser.page``), so the others wait out its
-    browser, not its containers. Browser tests run one at a time: one's containers would disturb another's page."""
+    browser test takes it alone from its first page (``browser.page``) to its end, so the others wait out its
+    pages, not the containers it started before them. Browser tests run one at a time: one's containers would
+    disturb another's page."""
     if item.get_closest_marker("browser") is None:
         with shared.holding("browser", alone=False):
             return (yield)
