@@ -113,8 +113,7 @@ def ray_items(run: containers.Run, ray: str, on_line: Callable[[str], None]
     items.append(probe(head, "head: KubeRay GCS probe (8265)", GCS_PROBE))
     worker = run.start(services.RayNode(ray, head=False))
     items.append(probe(worker, "worker: KubeRay raylet probe (52365)", RAYLET_PROBE))
-    count = "import ray; ray.init(address='auto', logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
-    ok, out, t = until(head, f'test "$(python -c "{count}" 2>/dev/null | tail -1)" = 2', 60, every=2,
+    ok, out, t = until(head, f'test "$(python -c "{services.ALIVE}" 2>/dev/null | tail -1)" = 2', 60,
                        gone=lambda: head.exited() or worker.exited())  # a worker that exits never joins: said at once
     why = "" if ok else "the head sees fewer than 2 nodes" + (f"; the worker {w}" if (w := worker.exited()) else "")
     items.append(Item("ray", "worker joined the head (2 nodes alive)", ok, why, t))

@@ -129,6 +129,10 @@ CLIENT_LOG, START_FAILED = "/tmp/ray/session_latest/logs/ray_client_server.err",
 # what the proxier relays to a client whose server did not start, or that it could not reach, under load
 CLIENT_START_FLAKES = ("Starting Ray client server failed", "Proxy failed to Connect to backend",
                        "psutil.ZombieProcess")
+# Python printing how many nodes the head's GCS lists alive, from its dashboard's state API (asked as a driver,
+# ray.init, it costs 4 s of CPU per ask)
+ALIVE = ("import json, urllib.request as u; r = json.load(u.urlopen('http://localhost:8265/api/v0/nodes?detail=0', "
+         "timeout=2)); print(sum(n['state'] == 'ALIVE' for n in r['data']['result']['result']))")
 HEAD = ["ray", "start", "--head", "--dashboard-host=0.0.0.0", "--port=6379", "--ray-client-server-port=10001",
         "--num-cpus=1", "--disable-usage-stats", "--block"]
 
@@ -144,10 +148,11 @@ class RayNode(Container):
         self.kind = "Ray head" if head else "Ray worker"
 
     def ready(self, timeout: float) -> None:
-        """The node's GCS answers (``ray health-check``)."""
-        wait.until(f"{self.what} answering ray health-check",
-                   lambda: self.exec(["ray", "health-check", "--address", "head:6379"])[0] == 0, timeout,
-                   every=2, gone=self.exited)
+        """The head's GCS (6379) and Ray Client server (10001) accept connections, asked by the image's Python
+        in a few milliseconds (``ray health-check`` imports all of Ray: 3 s of CPU per ask, beside the boot)."""
+        ask = "import socket; [socket.create_connection(('head', p), 2).close() for p in (6379, 10001)]"
+        wait.until(f"{self.what} answering on 6379 and 10001", lambda: self.exec(inimage.python("-c", ask))[0] == 0,
+                   timeout, every=1, gone=self.exited)
 
     def client_run(self, client: Container, script: str, *, stop: str) -> tuple[int, str, str]:
         """``script`` run in ``client``, a Ray Client of this head: exit code, output, and the Ray Client start

@@ -6,8 +6,6 @@ import contextlib
 from imagekit import containers, services, wait
 from imagekit.engine import Engine
 
-COUNT = "import ray; ray.init(address='auto', logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
-
 
 @contextlib.contextmanager
 def ray_cluster(engine: Engine, image: str, workers: int = 2, *, name: str = "cluster"):
@@ -20,7 +18,7 @@ def ray_cluster(engine: Engine, image: str, workers: int = 2, *, name: str = "cl
                          for n in range(1, workers + 1))]
 
         def alive():
-            code, out = head.exec(["python", "-c", COUNT])
+            code, out = head.exec(["python", "-c", services.ALIVE])
             return code == 0 and out.strip().splitlines()[-1] == str(workers + 1) or wait.Pending(out[-300:])
-        wait.until(f"the {workers + 1}-node Ray cluster", alive, 120, every=2, gone=head.exited)
+        wait.until(f"the {workers + 1}-node Ray cluster", alive, 120, gone=head.exited)
         yield head.url(10001).replace("http://", "ray://"), nodes
