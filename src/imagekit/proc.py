@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -72,6 +73,22 @@ def reason(output: str, *, prefix: str = "", markers: tuple[str, ...] = ERRORS, 
         if found:
             return " ".join(lines[found[-1]:found[-1] + 1 + follow])[:400]
     return lines[-1][-400:] if lines else ""
+
+
+CELL = re.compile(r"^(Cell In\[\d+\], line \d+)(, in [^(\s]+)?")  # IPython's header of a frame in a cell
+RAN = re.compile(r"^-*> +\d+ ?(.*)$")  # the line that frame ran: "----> 2     return d['missing']"
+
+
+def cell(output: str) -> str:
+    """Where a notebook's own code was when it failed: the last frame of its traceback that is in a cell, as
+    IPython prints it (``Cell In[2], line 4``, ``, in f`` inside a function), with the line it ran; "" if none."""
+    lines = [line.strip() for line in plain(output).splitlines()]
+    frames = [(i, m) for i, line in enumerate(lines) if (m := CELL.match(line))]
+    if not frames:
+        return ""
+    i, header = frames[-1]
+    ran = next((m.group(1).strip() for line in lines[i + 1:] if (m := RAN.match(line))), "")
+    return header.group(1) + (header.group(2) or "") + (f": {ran[:200]}" if ran else "")
 
 
 def last_json(output: str) -> dict | None:

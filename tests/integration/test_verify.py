@@ -227,6 +227,20 @@ def test_ctrl_c_removes_every_container_and_the_network(cfg, engine, built, left
     assert leftovers() == before
 
 
+BROKEN = {**THRESHOLD, "cells": [{**THRESHOLD["cells"][0], "id": "c0", "source": ["import json"]},
+                                  {**THRESHOLD["cells"][0], "id": "c1", "source": [
+                                      "def f(d):\n", "    return d['missing']\n", "\n", "f(json.loads('{}'))"]}]}
+
+
+def test_a_notebook_that_fails_is_named_with_its_error_and_the_cell_line_it_ran(engine, built, run):
+    from imagekit.verify import roundtrip
+
+    trainer = roundtrip.trainer(run, built.image("notebook").image_id, {}, {"broken": json.dumps(BROKEN).encode()})
+    trained = roundtrip.train(trainer, "broken", store=None, bucket="", version="v")  # a real kernel's traceback
+    assert trained.meta is None and trained.reason == (
+        "notebook failed: KeyError: 'missing' (at Cell In[2], line 2, in f: return d['missing'])"), trained.reason
+
+
 def test_a_missing_image_cannot_be_verified_exit_2(cfg, cli):
     code, _, err = cli("--config", cfg.source, "verify-compat", "--ray-image", "imagekit-test/absent:1")
     assert code == 2 and "imagekit-test/absent:1 is neither in the engine nor pullable" in err

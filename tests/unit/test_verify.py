@@ -315,6 +315,27 @@ def test_a_notebooks_coloured_error_reaches_reasons_and_json_without_escape_code
     assert redact.data({"reason": coloured}) == {"reason": "ValueError: Could not connect to http://s3:9000"}
 
 
+IPYTHON = ("\x1b[31mKeyError\x1b[39m                                  Traceback (most recent call last)\n"
+           "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[2]\x1b[39m\x1b[32m, line 4\x1b[39m\n"
+           "\x1b[32m----> \x1b[39m\x1b[32m4\x1b[39m y = f({})\n\n"
+           "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[2]\x1b[39m\x1b[32m, line 2\x1b[39m, in \x1b[36mf\x1b[39m"
+           "\x1b[34m(d)\x1b[39m\n"
+           "\x1b[32m      1\x1b[39m def f(d):\n\x1b[32m----> \x1b[39m\x1b[32m2\x1b[39m     return d[\x1b[33m'missing'\x1b[39m]\n\n"
+           "File /opt/conda/lib/python3.11/json/__init__.py:346, in loads(s)\n"
+           "--> 346 return _default_decoder.decode(s)\n\n"
+           "\x1b[31mKeyError\x1b[39m: 'missing'\n")
+
+
+@pytest.mark.parametrize("output, at", [
+    (IPYTHON, "Cell In[2], line 2, in f: return d['missing']"),  # the notebook's own last frame, not a library's
+    ("Cell In[5], line 1\n----> 1 import sunat_models\nModuleNotFoundError: No module named 'sunat_models'",
+     "Cell In[5], line 1: import sunat_models"),
+    ("Traceback (most recent call last):\n  File \"<string>\", line 6\nKeyError: 'x'", ""),  # no cell: nothing said
+])
+def test_a_failed_notebook_is_placed_at_its_cell_and_line(output, at):
+    assert proc.cell(output) == at
+
+
 def test_what_the_parts_raise_becomes_an_engine_error_naming_the_step():
     import botocore.exceptions
     import docker.errors

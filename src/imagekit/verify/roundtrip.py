@@ -108,7 +108,8 @@ def train(c: containers.Container, name: str, store: Store, bucket: str, version
                           env={"IMAGEKIT_SCENARIO": name, **tracking.run_context(run)})
     seconds = round(time.monotonic() - started, 1)
     if code != 0:
-        return Trained(name, seconds, None, "notebook failed: " + proc.reason(output))
+        at = proc.cell(output)
+        return Trained(name, seconds, None, f"notebook failed: {proc.reason(output)}" + (f" (at {at})" if at else ""))
     try:
         return Trained(name, seconds, store.json(bucket, f"{name}/{version}/meta.json"))
     except store.client.exceptions.NoSuchKey:
