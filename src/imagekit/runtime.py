@@ -43,6 +43,7 @@ LAB, WIDGET, DASHBOARD = ("browser: JupyterLab through the hub runs the model st
                           "browser: the Ray dashboard shows 2 alive nodes")
 RUNNING = "/tmp/imagekit-lifecycle.pid"  # the lifecycle notebook's run, in the client: what a flake stops
 STOP_RUNNING = f"kill $(cat {RUNNING})"
+CLIENT_TRIES = 3  # the head's per-client server has died at its start twice in a row under load
 RAY_REFUSALS = ("Version mismatch", "differ", "incompatible", "Error:", "Error")  # Ray Client's own first
 
 
@@ -201,17 +202,22 @@ def lifecycle(c: containers.Container, head: services.RayNode | None, folder: Pa
         script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && {{ timeout 300 {run} >/dev/null 2>/tmp/execute.log & "
                   f"echo $! > {RUNNING}; wait $!; }}; rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/execute.log; "
                   f"exit $rc")
-        code, out, flake = head.client_run(c, script, stop=STOP_RUNNING)
-        if flake:  # the head's per-client server, not a mismatch: once more
-            on_line(f"pair: {name} met a Ray Client start failure on the head ({flake!r}): running it once more")
-            code, out, _ = head.client_run(c, script, stop=STOP_RUNNING)
+        for tries in range(1, CLIENT_TRIES + 1):  # the head's per-client server, not a mismatch: again
+            code, out, flake = head.client_run(c, script, stop=STOP_RUNNING)
+            if flake and tries < CLIENT_TRIES:
+                on_line(f"pair: {name} met a Ray Client start failure on the head ({flake}): running it again "
+                        f"({tries + 1} of {CLIENT_TRIES})")
+            else:
+                break
         result = proc.last_json(out) or {}
         stem = name.removesuffix(".ipynb")
         if code == 0 and result.get("same"):
             details.append(f"{stem}: {result.get('detail', 'same predictions')}")
         else:
             ok = False
-            details.append(f"{stem}: {result.get('detail') or proc.reason(out, markers=RAY_REFUSALS, follow=6)}")
+            why = (f"the head's Ray Client server did not start for it in {CLIENT_TRIES} tries ({flake})" if flake
+                   else result.get('detail') or proc.reason(out, markers=RAY_REFUSALS, follow=6))
+            details.append(f"{stem}: {why}")
     return Item("pair", LIFE, ok, "; ".join(details), round(time.monotonic() - started, 1),
                 notebooks={n.removesuffix(".ipynb"): sha256_hex(b) for n, b in copied.items()})
 

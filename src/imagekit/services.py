@@ -126,6 +126,7 @@ class ModelServer(Container):
 # The head's Ray Client proxier (ray/util/client/server/proxier.py) logs this when the server it started for a
 # client died at once (a gRPC fork race under load); the client hears of it only some 40 s later
 CLIENT_LOG, START_FAILED = "/tmp/ray/session_latest/logs/ray_client_server.err", "SpecificServer startup failed"
+DIED_SAID = "tail -n 1 $(ls -t /tmp/ray/session_latest/logs/ray_client_server_[0-9]*.err | head -1) 2>/dev/null"
 # what the proxier relays to a client whose server did not start, or that it could not reach, under load
 CLIENT_START_FLAKES = ("Starting Ray client server failed", "Proxy failed to Connect to backend",
                        "psutil.ZombieProcess")
@@ -160,7 +161,10 @@ class RayNode(Container):
         (``stop``, in the client), instead of after the 40 s the client takes to hear of it."""
         with self.client_start_failure(then=lambda: client.sh(stop)) as failed:
             code, out = client.sh(script)
-        flake = START_FAILED if failed.is_set() else next((f for f in CLIENT_START_FLAKES if f in out), "")
+        flake = next((f for f in CLIENT_START_FLAKES if f in out), "")
+        if failed.is_set():  # with the last line the dead server wrote, if it wrote one: why it died
+            said = self.exec(["sh", "-c", DIED_SAID])[1].strip()
+            flake = f"{START_FAILED}: {said}" if said else START_FAILED
         return code, out, flake if code else ""
 
     @contextlib.contextmanager

@@ -167,6 +167,8 @@ class Head(services.RayNode):
         if "touch" in cmd[-1]:  # the watch told to stop
             self.stopped.set()
             return 0, ""
+        if cmd[-1] == services.DIED_SAID:
+            return 0, "OSError: [Errno 98] Address in use\n"
         if self.died:
             self.died = False  # only the first run's
             return 0, ""
@@ -175,19 +177,23 @@ class Head(services.RayNode):
         return 143, ""
 
 
-@pytest.mark.parametrize("first, died, runs, ok", [
-    ((1, PROXY), False, 2, True),  # the head's proxier could not reach the client's server: once more
-    ((143, "Terminated"), True, 2, True),  # the head's log said it first: stopped at once, once more
-    ((1, "RuntimeError: Version mismatch: The cluster was started with Ray 2.40.0"), False, 1, False),  # said at once
+@pytest.mark.parametrize("runs, died, ok, said", [
+    ([(1, PROXY), (0, SAME)], False, True, "10 rows, labels equal"),  # the proxier could not reach its server
+    ([(143, "Terminated"), (0, SAME)], True, True, "10 rows, labels equal"),  # the head's log said it first
+    ([(1, PROXY)] * 3, False, False, "the head's Ray Client server did not start for it in 3 tries (Proxy failed"),
+    ([(1, "RuntimeError: Version mismatch: The cluster was started with Ray 2.40.0")], False, False,
+     "Version mismatch"),  # said at once: not run again
 ])
-def test_a_lifecycle_notebook_runs_again_only_when_the_heads_client_server_did_not_start(tmp_path, first, died, runs,
-                                                                                          ok):
+def test_a_lifecycle_notebook_runs_again_only_when_the_heads_client_server_did_not_start(tmp_path, runs, died, ok,
+                                                                                          said):
     (tmp_path / "iris-to-ray.ipynb").write_text("{}")
-    client = Client(first, (0, SAME))
-    item = runtime.lifecycle(client, Head(died), tmp_path, lambda line: None)
-    assert client.runs == runs and item.ok is ok, item.detail
+    client, lines = Client(*runs), []
+    item = runtime.lifecycle(client, Head(died), tmp_path, lines.append)
+    assert client.runs == len(runs) and item.ok is ok and said in item.detail, item.detail
     assert client.stopped.is_set() is died  # stopped only when the head's log said its server died
-    assert ("10 rows, labels equal" if ok else "Version mismatch") in item.detail
+    if died:  # and the line its server wrote as it died is said with it
+        assert "(SpecificServer startup failed: OSError: [Errno 98] Address in use): running it again (2 of 3)" in \
+            lines[-1]
 
 
 def test_an_interrupt_during_a_create_is_raised_once_the_engine_answered():
