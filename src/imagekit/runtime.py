@@ -200,8 +200,8 @@ def lifecycle(c: containers.Container, head: services.RayNode | None, folder: Pa
     for name in copied:
         run = shlex.join(inimage.python("-c", inimage.EXECUTE, name))
         script = (f"cd /tmp/{LIFECYCLE} && rm -f result.json && {{ timeout 300 {run} >/dev/null 2>/tmp/execute.log & "
-                  f"echo $! > {RUNNING}; wait $!; }}; rc=$?; cat result.json 2>/dev/null || tail -20 /tmp/execute.log; "
-                  f"exit $rc")
+                  f"echo $! > {RUNNING}; wait $!; }}; rc=$?; cat result.json 2>/dev/null || "
+                  f"tail -300 /tmp/execute.log; exit $rc")  # a failed cell's frame is above its library frames
         for tries in range(1, CLIENT_TRIES + 1):  # the head's per-client server, not a mismatch: again
             code, out, flake = head.client_run(c, script, stop=STOP_RUNNING)
             if flake and tries < CLIENT_TRIES:
@@ -215,9 +215,10 @@ def lifecycle(c: containers.Container, head: services.RayNode | None, folder: Pa
             details.append(f"{stem}: {result.get('detail', 'same predictions')}")
         else:
             ok = False
+            at = "" if flake or result.get("detail") else proc.cell(out)  # where its own code was, if it failed
             why = (f"the head's Ray Client server did not start for it in {CLIENT_TRIES} tries ({flake})" if flake
-                   else result.get('detail') or proc.reason(out, markers=RAY_REFUSALS, follow=6))
-            details.append(f"{stem}: {why}")
+                   else result.get("detail") or proc.reason(out, markers=RAY_REFUSALS, follow=6))
+            details.append(f"{stem}: {why}" + (f" (at {at})" if at else ""))
     return Item("pair", LIFE, ok, "; ".join(details), round(time.monotonic() - started, 1),
                 notebooks={n.removesuffix(".ipynb"): sha256_hex(b) for n, b in copied.items()})
 

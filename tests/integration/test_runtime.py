@@ -98,7 +98,8 @@ def test_images_made_wrong_fail_for_the_named_reason(engine, pair, tmp_path, cli
 
 def test_verify_compat_lifecycle_fails_naming_the_ray_versions(engine, pair, tmp_path, cfg, leftovers):
     """A notebook image whose Ray says another version: static alignment names the edited file (the
-    distribution's metadata still says 2.41.0), and Ray Client refuses it: the lifecycle names both."""
+    distribution's metadata still says 2.41.0), and Ray Client refuses it: the lifecycle names both, and the
+    notebook's cell and line that met the refusal."""
     before = leftovers()
     notebook = variant(engine, pair["notebook"], tmp_path, "notebook-ray-2-40",
                        "RUN sed -i 's/^version = \"2.41.0\"/version = \"2.40.0\"/' "
@@ -108,6 +109,7 @@ def test_verify_compat_lifecycle_fails_naming_the_ray_versions(engine, pair, tmp
     assert report.static.differences == ["ray: ray/_version.py in notebook is changed since install (not what its "
                                          "RECORD lists, same version 2.41.0)"]
     assert "Version mismatch" in report.lifecycle.detail and "2.40.0" in report.lifecycle.detail
+    assert "(at Cell In[2], line 1: ray.init(" in report.lifecycle.detail  # the notebook's line that met it
     assert leftovers() == before
 
 

@@ -153,6 +153,11 @@ class Client:
 PROXY = ("ConnectionAbortedError: Initialization failure from server:\nRuntimeError: Proxy failed to Connect to "
          "backend! Check `ray_client_server.err` on the head node of the cluster for the relevant logs.")
 SAME = '{"same": true, "detail": "10 rows, labels equal"}'
+MISMATCH = """Cell In[2], line 1
+----> 1 ray.init(os.environ.get("RAY_ADDRESS", "ray://ray-head:10001"), logging_level="ERROR")
+File /opt/venv/lib/python3.11/site-packages/ray/_private/worker.py:1397, in init(address, **kwargs)
+-> 1397     ctx = builder.connect()
+RuntimeError: Version mismatch: The cluster was started with Ray 2.40.0"""
 
 
 class Head(services.RayNode):
@@ -181,8 +186,8 @@ class Head(services.RayNode):
     ([(1, PROXY), (0, SAME)], False, True, "10 rows, labels equal"),  # the proxier could not reach its server
     ([(143, "Terminated"), (0, SAME)], True, True, "10 rows, labels equal"),  # the head's log said it first
     ([(1, PROXY)] * 3, False, False, "the head's Ray Client server did not start for it in 3 tries (Proxy failed"),
-    ([(1, "RuntimeError: Version mismatch: The cluster was started with Ray 2.40.0")], False, False,
-     "Version mismatch"),  # said at once: not run again
+    ([(1, MISMATCH)], False, False,  # said at once, not run again, with the cell it ran
+     "Version mismatch: The cluster was started with Ray 2.40.0 (at Cell In[2], line 1: ray.init(os.environ"),
 ])
 def test_a_lifecycle_notebook_runs_again_only_when_the_heads_client_server_did_not_start(tmp_path, runs, died, ok,
                                                                                           said):
