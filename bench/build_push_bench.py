@@ -1,5 +1,6 @@
 """A cold build beside the plain Dockerfile a user would write, per image, with imagekit's phases; the warm
-rebuild, a one-package bump, and the push beside `docker push`.
+rebuild, a one-package bump, and the push beside `docker push` (to an empty registry, and to a second one,
+where imagekit copies the layers the first stores).
 
     .venv/bin/python bench/build_push_bench.py
 
@@ -138,6 +139,9 @@ def main() -> None:
         floors = {i.name: unzip_floor(cfg, i.name, tmp) for i in result.images}
         push_cold, pushed = timed(lambda: push.push(cfg, engine))
         push_again, _ = timed(lambda: push.push(cfg, engine))
+        reg3 = RegistryProcess(tmp / "registry-3").start()  # the same images to another registry: copied
+        elsewhere = config.load(tmp / "imagekit.toml", env={**env, "IMAGEKIT_REGISTRY_URL": reg3.host})
+        push_copy, copied = timed(lambda: push.push(elsewhere, engine))
         with open(tmp / "images" / "base" / "requirements.in", "a") as f:
             f.write("joblib==1.5.3\n")  # in every image
         lock.lock(cfg)
@@ -147,7 +151,7 @@ def main() -> None:
         reg2 = RegistryProcess(tmp / "registry-2").start()
         docker_push, _ = timed(lambda: [docker_push_one(img, reg2.host) for img in result.images
                                         if img.name in {p.name for p in pushed.images}])  # shared ones only
-        reg.stop(), reg2.stop()
+        reg.stop(), reg2.stop(), reg3.stop()
         remove_own(engine, {i.content[:12] for i in [*result.images, *rebuilt.images]})
     print(f"cold build, warm wheel cache, empty layer and build caches: imagekit {cold:.1f} s, "
           f"plain Dockerfiles {sum(plain_seconds.values()):.1f} s")
@@ -162,6 +166,9 @@ def main() -> None:
           f"({', '.join(f'{i.name} {i.seconds:.1f}' for i in pushed.images)}: the engine compresses every layer)")
     print(f"docker push of the same images   {docker_push:6.1f} s   ratio {push_cold / docker_push:.2f}")
     print(f"imagekit push again (no-op)      {push_again:6.1f} s")
+    sources = ", ".join(f"{i.name} from {i.copied_from or 'nowhere: pushed'}" for i in copied.images)
+    print(f"imagekit push to a 2nd registry  {push_copy:6.1f} s   ratio {push_copy / docker_push:.2f} to docker push "
+          f"({sources}: the layers as the first stores them)")
     print(f"a one-package bump (joblib==1.5.3 in base), built and pushed as a release: {bump:.1f} s: build "
           f"{rebuilt.seconds:.1f} s (" + "; ".join(f"{i.name} " + " ".join(f"{k} {v:.1f}" for k, v in i.phases.items())
                                                   for i in rebuilt.images if not i.cached)

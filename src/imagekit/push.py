@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from imagekit import build
 from imagekit.config import Config
 from imagekit.engine import Engine
-from imagekit.errors import CheckFailed
-from imagekit.registry import Registry
+from imagekit.errors import CheckFailed, RegistryError
+from imagekit.oci import Reference, is_local
+from imagekit.registry import Registry, copy_blobs
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class PushedImage:
     tags: list[str]
     digest: str
     unchanged: bool = False  # the registry already held this content under its version tag: not pushed
-    seconds: float = 0.0  # the engine compressing and sending the layers the registry lacked, then the tags
+    seconds: float = 0.0  # the layers the registry lacked sent (compressed by the engine, or copied), then the tags
+    copied_from: str = ""  # <registry>/<repository> it was copied from, its layers as stored there ("": pushed)
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,17 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
             pushed.append(PushedImage(name=img.name, repository=f"{reg.host}/{repo}", tags=img.tags,
                                       digest=held.digest, unchanged=True, seconds=round(time.monotonic() - began, 1)))
             continue
-        note(f"{img.name}: pushing {', '.join(img.tags)} to {reg.host}/{repo}")
-        digest = engine.push(img.image_id, f"{reg.host}/{repo}", img.tags[0], auth=reg.credentials(), on_line=on_line)
+        source = copied(engine, img, reg, repo, mount_from=tuple(p.repository.removeprefix(f"{reg.host}/") for p in pushed))
+        if source:
+            digest = source.digest
+            note(f"{img.name}: copied to {reg.host}/{repo} from {source.registry}/{source.repository}, which holds "
+                 f"this image: its layers as stored there, not compressed again")
+            if why := engine.pull(f"{reg.host}/{repo}@{digest}", auth=reg.credentials()):  # the engine knows it there
+                raise CheckFailed(f"{reg.host}/{repo}@{digest} was copied but could not be pulled: {why}")
+        else:
+            note(f"{img.name}: pushing {', '.join(img.tags)} to {reg.host}/{repo}")
+            digest = engine.push(img.image_id, f"{reg.host}/{repo}", img.tags[0], auth=reg.credentials(),
+                                 on_line=on_line)
         manifest = reg.manifest(repo, digest)
         for tag in img.tags[1:] if manifest else []:  # the very manifest pushed, under its other tags: not pushed again
             reg.put_manifest(repo, tag, manifest)
@@ -98,5 +109,33 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
             if stored is None or stored.digest != digest:
                 raise CheckFailed(f"{repo}:{tag} in the registry is {stored and stored.digest}, pushed {digest}")
         pushed.append(PushedImage(name=img.name, repository=f"{reg.host}/{repo}", tags=img.tags, digest=digest,
-                                  seconds=round(time.monotonic() - began, 1)))
+                                  seconds=round(time.monotonic() - began, 1),
+                                  copied_from=f"{source.registry}/{source.repository}" if source else ""))
     return PushResult(registry=reg.host, project=project, images=pushed, seconds=round(time.monotonic() - started, 1))
+
+
+def copied(engine: Engine, img: build.BuiltImage, reg: Registry, repo: str, *, mount_from: tuple[str, ...] = ()
+           ) -> Reference | None:
+    """``img`` copied into ``repo`` (tagged with its first tag) from a registry the engine pushed it to or pulled
+    it from before (its repo digests), its compressed layers as stored there (``docker push`` to a registry
+    that lacks them compresses every layer again: the whole of a push's CPU). The registry's manifest must be
+    the digest the engine recorded, of this very image (its config). None when no registry serves it; loopback
+    registries are asked first, one repository per registry; layers ``mount_from`` (repositories of ``reg``)
+    hold are mounted from there."""
+    found = {}
+    for held in map(Reference.parse, engine.image(img.image_id).repo_digests):
+        found.setdefault(held.registry, held)
+    for held in sorted(found.values(), key=lambda r: (r.registry != reg.host, not is_local(r.registry))):
+        source = reg if held.registry == reg.host else Registry(held.registry, "http" if is_local(held.registry)
+                                                                else "https")
+        try:
+            manifest = source.manifest(held.repository, held.digest)
+            if manifest is None or manifest.digest != held.digest or \
+                    manifest.data.get("config", {}).get("digest") != img.image_id:
+                continue
+            copy_blobs(source, held.repository, reg, repo, manifest, lambda line: None, mount_from=mount_from)
+            reg.put_manifest(repo, img.tags[0], manifest)
+            return held
+        except RegistryError:  # gone, or not ours to read: the next, else the engine pushes
+            continue
+    return None

@@ -265,21 +265,23 @@ def _ok(r: requests.Response, what: str) -> None:
 
 
 def copy_blobs(src: Registry, src_repo: str, dst: Registry, dst_repo: str, manifest: Manifest,
-               on_line: Callable[[str], None]) -> dict[str, int]:
+               on_line: Callable[[str], None], *, mount_from: tuple[str, ...] = ()) -> dict[str, int]:
     """Make every blob (and child manifest) of ``manifest`` exist in ``dst_repo`` (go-containerregistry's
     remote.Write, without the tag): mounted across repositories of one registry (no bytes through the
-    client), streamed across registries. Writes no tag; counts what was mounted, copied, present."""
+    client; from ``mount_from``, repositories of ``dst``, first), streamed across registries. Writes no tag;
+    counts what was mounted, copied, present."""
     counts = {"mounted": 0, "copied": 0, "present": 0}
     for child in manifest.data.get("manifests", []):  # an index: its platform manifests go first, by digest
         sub = src.manifest(src_repo, child["digest"])
-        for k, n in copy_blobs(src, src_repo, dst, dst_repo, sub, on_line).items():
+        for k, n in copy_blobs(src, src_repo, dst, dst_repo, sub, on_line, mount_from=mount_from).items():
             counts[k] += n
         dst.put_manifest(dst_repo, child["digest"], sub)
     same = (src.host, src.scheme) == (dst.host, dst.scheme)
     for blob in manifest.blobs():
         if dst.has_blob(dst_repo, blob):
             counts["present"] += 1
-        elif same and dst.mount_blob(dst_repo, blob, src_repo):
+        elif any(dst.mount_blob(dst_repo, blob, r) for r in mount_from) or \
+                same and dst.mount_blob(dst_repo, blob, src_repo):
             counts["mounted"] += 1
             on_line(f"mounted {blob[:19]} into {dst_repo}")
         else:

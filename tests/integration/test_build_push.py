@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from helpers import ROOT, write_project
-from support import RegistryFront, immutable_tags
+from support import RegistryFront, RegistryProcess, immutable_tags
 
 from imagekit import build, config, containers, lock, push
 from imagekit.errors import CheckFailed, EngineError, ToolError
@@ -94,6 +94,33 @@ def test_an_interrupted_push_completes_when_run_again_and_no_tag_names_a_half_im
     assert all(reg.manifest("mlops-desa/tiny", t) is None for t in built.tags)
     [again] = push.push(tiny(), engine).images
     assert not again.unchanged and all(reg.manifest("mlops-desa/tiny", t).digest == again.digest for t in built.tags)
+
+
+def test_an_image_another_registry_holds_is_copied_from_there_unless_its_layers_there_are_corrupt(
+        tiny, engine, registry_process, tmp_path):
+    """Pushed once (the engine compresses its layers), then to another registry: its layers are copied as the
+    first one stores them, to the same digest, and the engine knows the image there. A layer corrupted in the
+    registry that holds it is refused by the one it is copied to: the engine then pushes the image itself."""
+    built = build.build(tiny(), engine).images[0]
+    first = push.push(tiny(), engine).images[0]
+    others = [RegistryProcess(tmp_path / name).start() for name in ("second", "third")]
+    try:
+        lines = []
+        [copied] = push.push(tiny(IMAGEKIT_REGISTRY_URL=others[0].host), engine, on_line=lines.append).images
+        assert copied.copied_from == f"{registry_process.host}/mlops-desa/tiny" and copied.digest == first.digest
+        reg = Registry.from_config(tiny(IMAGEKIT_REGISTRY_URL=others[0].host))
+        assert all(reg.manifest("mlops-desa/tiny", t).digest == first.digest for t in built.tags)
+        assert f"{others[0].host}/mlops-desa/tiny@{first.digest}" in engine.image(built.image_id).repo_digests
+        assert any("not compressed again" in line for line in lines) and not any("Pushing" in line for line in lines)
+        others[0].stop()  # gone: only the first registry holds it
+        layer = max((registry_process.root / "data").glob("docker/registry/v2/blobs/sha256/*/*/data"),
+                    key=lambda f: f.stat().st_size)
+        layer.write_bytes(layer.read_bytes()[:-1] + b"\0")  # the largest layer, its last byte changed
+        [pushed] = push.push(tiny(IMAGEKIT_REGISTRY_URL=others[1].host), engine).images
+        assert pushed.copied_from == "" and pushed.digest == first.digest
+    finally:
+        for other in others:
+            other.stop()
 
 
 def test_a_version_tag_is_never_reused_for_other_content(tiny, engine):

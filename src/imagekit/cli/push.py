@@ -22,8 +22,10 @@ def push(ctx: typer.Context,
     version tag already names other content (bump project.version). A version tag that already names
     this very content (the same inputs built again) keeps its digest: nothing is pushed, the image is
     unchanged, and the registry's image is pulled to stand for the local build. An interrupted push
-    completes when run again. Credentials: the environment's own (IMAGEKIT_ENV_<NAME>_USERNAME and
-    _PASSWORD), else IMAGEKIT_REGISTRY_USERNAME and _PASSWORD, else your Docker config.
+    completes when run again. An image the engine already pushed to another registry is copied from
+    there: its layers as that registry stores them, not compressed again by the engine. Credentials: the
+    environment's own (IMAGEKIT_ENV_<NAME>_USERNAME and _PASSWORD), else IMAGEKIT_REGISTRY_USERNAME
+    and _PASSWORD, else your Docker config.
 
     Example: IMAGEKIT_REGISTRY_URL=harbor.example.org imagekit push --json
     """
