@@ -90,7 +90,8 @@ def push(cfg: Config, engine: Engine, *, on_line: Callable[[str], None] | None =
             pushed.append(PushedImage(name=img.name, repository=f"{reg.host}/{repo}", tags=img.tags,
                                       digest=held.digest, unchanged=True, seconds=round(time.monotonic() - began, 1)))
             continue
-        source = copied(engine, img, reg, repo, mount_from=tuple(p.repository.removeprefix(f"{reg.host}/") for p in pushed))
+        done = tuple(p.repository.removeprefix(f"{reg.host}/") for p in pushed)  # their layers are mounted
+        source = copied(engine, img, reg, repo, mount_from=done)
         if source:
             digest = source.digest
             note(f"{img.name}: copied to {reg.host}/{repo} from {source.registry}/{source.repository}, which holds "
