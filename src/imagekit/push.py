@@ -11,7 +11,7 @@ from imagekit.config import Config
 from imagekit.engine import Engine
 from imagekit.errors import CheckFailed, RegistryError
 from imagekit.oci import Reference, is_local
-from imagekit.registry import Registry, copy_blobs
+from imagekit.registry import Registry, copy_blobs, scheme_for
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,7 @@ def copied(engine: Engine, img: build.BuiltImage, reg: Registry, repo: str, *, m
     for held in map(Reference.parse, engine.image(img.image_id).repo_digests):
         found.setdefault(held.registry, held)
     for held in sorted(found.values(), key=lambda r: (r.registry != reg.host, not is_local(r.registry))):
-        source = reg if held.registry == reg.host else Registry(held.registry, "http" if is_local(held.registry)
-                                                                else "https")
+        source = reg if held.registry == reg.host else Registry(held.registry, scheme_for(held.registry))
         try:
             manifest = source.manifest(held.repository, held.digest)
             if manifest is None or manifest.digest != held.digest or \

@@ -22,6 +22,11 @@ CHUNK = 8 << 20  # bytes per request when a blob is copied between registries
 RETRY_WAITS = (0.1, 0.3, 1.0)  # a read answered 5xx is tried again after these seconds
 
 
+def scheme_for(host: str, *, insecure: bool = False) -> str:
+    """The scheme a registry given without one is reached by: plain http only on loopback (or opted into)."""
+    return "http" if is_local(host) or insecure else "https"
+
+
 @dataclass
 class Registry:
     host: str  # host[:port], no scheme
@@ -39,7 +44,7 @@ class Registry:
         s = cfg.registry
         url = ((env.registry if env else "") or s.url).rstrip("/")
         scheme, _, host = url.rpartition("://")
-        scheme = scheme or ("http" if is_local(host) or s.insecure else "https")
+        scheme = scheme or scheme_for(host, insecure=s.insecure)
         if scheme == "http" and not (is_local(host) or s.insecure):
             raise ConfigError(f"plain http to {host} is refused", key="registry.url",
                               source=cfg.origins.get("registry.url"),
