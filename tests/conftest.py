@@ -22,6 +22,7 @@ import http.server
 import random
 import socketserver
 import threading
+import time
 
 import pytest
 from helpers import RegistryProcess, make_htpasswd, make_tls, make_wheel, run_cli, write_project
@@ -73,6 +74,24 @@ def pytest_collection_modifyitems(items):
     rank = {name: n for n, name in enumerate(FIRST + HEAVIEST)}
     items.sort(key=lambda item: rank.get(f"{item.path.parent.name}/{item.path.stem}",
                                          rank.get(item.path.parent.name, len(rank))))
+
+
+STARTED = time.monotonic()  # when the test run began (this file is loaded first)
+WORKERS: dict[str, list[float]] = {}  # per process of `pytest -n`: seconds busy (the tests' phases), last report
+
+
+def pytest_runtest_logreport(report):
+    worker = getattr(getattr(report, "node", None), "gateway", None)  # the main process of `pytest -n`
+    if worker is not None:
+        busy = WORKERS.setdefault(worker.id, [0.0, 0.0])
+        busy[0] += report.duration
+        busy[1] = time.monotonic() - STARTED
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Whether the processes ended together (see FIRST): each one's busy seconds and when it ended."""
+    for worker, (busy, ended) in sorted(WORKERS.items()):
+        terminalreporter.write_line(f"{worker}: busy {busy:.0f} s, its last test ended at {ended:.0f} s")
 
 
 def pytest_unconfigure(config):
