@@ -62,7 +62,7 @@ def _held(engine: Engine, diff_ids: Sequence[str], labels: Sequence[str]) -> int
     """How many of ``diff_ids``, bottom first, an image in the engine with one of ``labels`` holds."""
     def common(other: Sequence[str]) -> int:
         return next((n for n, (a, b) in enumerate(zip(other, diff_ids)) if a != b), min(len(other), len(diff_ids)))
-    return max((common(i.layers) for l in dict.fromkeys(labels) for i in engine.labelled(l)), default=0)
+    return max((common(i.layers) for i in engine.labelled(*labels)), default=0)
 
 
 def _load(engine: Engine, raw: bytes, ref: str, diff_ids: Sequence[str], layers: Sequence[Layer], held: int) -> None:

@@ -106,6 +106,8 @@ def test_a_load_is_sent_only_the_layers_above_what_an_image_of_the_same_name_hol
         assert engine.image(second).layers[-2:] == (low.diff_id, new_top.diff_id)
         with pytest.raises(FileNotFoundError, match="low.tar"):  # the test can fail: nothing so labelled holds it
             assembly.assemble(engine, base_image, [low, new_top], refs[2], labels=dict([other.split("=")]))
+        assembly.assemble(engine, base_image, [low, new_top], refs[2], labels=dict([other.split("=")]),
+                          kin=[label])  # its kin's label: held by one of them
     finally:
         for ref in refs:
             if engine.image(ref):
