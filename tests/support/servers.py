@@ -7,8 +7,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from imagekit import wait
+
+S3_SERVER = Path(__file__).resolve().parents[2] / "images" / "s3" / "s3server.py"  # the S3 stand-in's launcher
 
 
 def free_port() -> int:
@@ -26,10 +29,11 @@ def listening(proc: subprocess.Popen, port: int, what: str, timeout: float = 30)
 
 @contextlib.contextmanager
 def moto_server(host: str = "127.0.0.1") -> Iterator[int]:
-    """moto's S3 server in a process of its own, listening on ``host``: its port. Not in the test's process:
-    there it serves a third as many requests a second, sharing one interpreter with imagekit's relay."""
+    """moto's S3 server, launched as the S3 stand-in launches it, in a process of its own listening on ``host``:
+    its port. Not in the test's process: there it serves a third as many requests a second, sharing one
+    interpreter with imagekit's relay."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+    server = subprocess.Popen([sys.executable, str(S3_SERVER), "-H", host, "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         listening(server, port, f"moto's S3 server on {host}:{port}")
