@@ -9,15 +9,18 @@ key is set and the images are in the registry (`make push`; else it runs with --
 scenario runs alone, and the default run's time is set beside the slowest of those: the target is 1.5x
 or less. The machine's busy CPU time is counted too (/proc/stat: every process, the engine's and the
 containers' included): on N cores, a run with C core-seconds of work takes at least C/N seconds however it
-is overlapped, the floor of its ratio. bench/stored_bench.py times verify-stored.
+is overlapped, the floor of its ratio; the default run's CPU is also given per kind of container it ran
+(from this machine's cgroups). bench/stored_bench.py times verify-stored.
 """
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
 from imagekit import config
+from imagekit.containers import KIND_LABEL
 from imagekit.engine import Engine
 from imagekit.verify.compat import verify_compat
 
@@ -32,6 +35,42 @@ def busy() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def cgroup_cpu(container_id: str) -> float | None:
+    """Core-seconds a container of this machine's engine has used (cgroup v1 or v2), None when not found."""
+    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage", 1e9),
+                        (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat", 1e6)):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        return int(text.split()[1] if text.startswith("usage_usec") else text) / scale
+    return None
+
+
+class ContainerCPU(threading.Thread):
+    """Core-seconds per kind of container (imagekit's kind label) while the run lasts, read every half
+    second from the engine's cgroups: what a container used in its last half second may be missed."""
+
+    def __init__(self, engine) -> None:
+        super().__init__(daemon=True)
+        self.engine, self.done, self.seen = engine, threading.Event(), {}  # container id -> (kind, core-s)
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            for c in self.engine.client.containers.list(filters={"label": KIND_LABEL}):
+                if (used := cgroup_cpu(c.id)) is not None:
+                    self.seen[c.id] = (c.labels[KIND_LABEL], used)
+
+    def by_kind(self) -> dict[str, tuple[float, int]]:
+        self.done.set()
+        self.join()
+        kinds: dict[str, tuple[float, int]] = {}
+        for kind, used in self.seen.values():
+            total, count = kinds.get(kind, (0.0, 0))
+            kinds[kind] = (total + used, count + 1)
+        return dict(sorted(kinds.items(), key=lambda kv: -kv[1][0]))
+
+
 def timed(cfg, engine, **kw):
     """verify-compat's report, its seconds, when each line came (seconds from the start), and the machine's
     busy core-seconds meanwhile."""
@@ -43,7 +82,10 @@ def timed(cfg, engine, **kw):
 def main() -> None:
     cfg, engine = config.load(ROOT / "imagekit.toml"), Engine.connect()
     sign = bool(cfg.trust.signing_key)  # ~/.config/imagekit/imagekit.key or IMAGEKIT_TRUST_SIGNING_KEY
+    containers = ContainerCPU(engine)
+    containers.start()
     report, total, lines, work = timed(cfg, engine, write_record=sign)
+    kinds = containers.by_kind()
     print(f"verify-compat, every scenario and the lifecycle: {total:.1f} s, ok={report.ok}"
           f"{'' if sign else ' (not signed: no signing key)'}; each step as the CI log shows it, from the start:")
     for t, line in lines:
@@ -53,6 +95,8 @@ def main() -> None:
     for s in report.roundtrip.scenarios:
         print(f"  scenario {s.name:<19} trained in {s.train_seconds:5.1f} s (two at a time), served in "
               f"{s.serve_seconds:4.1f} s")
+    print(f"  CPU of its containers ({sum(t for t, _ in kinds.values()):.0f} of its {work:.0f} core-s): " + ", ".join(
+        f"{kind} {t:.1f} core-s" + (f" ({n})" if n > 1 else "") for kind, (t, n) in kinds.items()))
     runs = {s.name: timed(cfg, engine, scenarios=(s.name,), write_record=False) for s in report.roundtrip.scenarios}
     alone = {n: run[1] for n, run in runs.items()}
     slowest, cores = max(alone, key=alone.get), os.cpu_count()
