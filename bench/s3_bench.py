@@ -9,6 +9,7 @@ slows both alike; the better of each is printed.
 """
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +27,8 @@ LAUNCHERS = {"moto_server": ["-m", "moto.server"], "s3server.py": [str(servers.S
 
 def rate(launcher: list[str], clients: int, requests: int) -> float:
     port = servers.free_port()
-    server = servers.subprocess.Popen([sys.executable, *launcher, "-p", str(port)],
-                                      stdout=servers.subprocess.DEVNULL, stderr=servers.subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, *launcher, "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         servers.listening(server, port, f"moto on {port}")
         s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
