@@ -9,7 +9,6 @@ slows both alike; the better of each is printed.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,19 +17,15 @@ from pathlib import Path
 import boto3
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' support: a free port, waiting until a server listens
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' support: moto's server in a process of its own
 
 from support import servers  # noqa: E402
 
-LAUNCHERS = {"moto_server": ["-m", "moto.server"], "s3server.py": [str(servers.S3_SERVER)]}
+LAUNCHERS = {"moto_server": ("-m", "moto.server"), "s3server.py": (str(servers.S3_SERVER),)}
 
 
-def rate(launcher: list[str], clients: int, requests: int) -> float:
-    port = servers.free_port()
-    server = subprocess.Popen([sys.executable, *launcher, "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        servers.listening(server, port, f"moto on {port}")
+def rate(launcher: tuple[str, ...], clients: int, requests: int) -> float:
+    with servers.moto_server(launcher=launcher) as port:
         s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                           aws_access_key_id="bench", aws_secret_access_key="bench-secret")
         s3.create_bucket(Bucket="bench")
@@ -39,9 +34,6 @@ def rate(launcher: list[str], clients: int, requests: int) -> float:
             list(pool.map(lambda n: s3.put_object(Bucket="bench", Key=f"k/{n}", Body=b"x" * 2000), range(requests)))
             list(pool.map(lambda n: s3.get_object(Bucket="bench", Key=f"k/{n}")["Body"].read(), range(requests)))
         return 2 * requests / (time.monotonic() - started)
-    finally:
-        server.kill()
-        server.wait()
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from imagekit import config
-from imagekit.containers import KIND_LABEL
+from imagekit.containers import KIND_LABEL, RUN_LABEL, run_id
 from imagekit.engine import Engine
 from imagekit.verify.compat import verify_compat
 
@@ -48,8 +48,9 @@ def cgroup_cpu(container_id: str) -> float | None:
 
 
 class ContainerCPU(threading.Thread):
-    """Core-seconds per kind of container (imagekit's kind label) while the run lasts, read every half
-    second from the engine's cgroups: what a container used in its last half second may be missed."""
+    """Core-seconds per kind of container (imagekit's kind label) of this process's runs while they last,
+    read every half second from the engine's cgroups: what a container used in its last half second may be
+    missed."""
 
     def __init__(self, engine) -> None:
         super().__init__(daemon=True)
@@ -57,7 +58,7 @@ class ContainerCPU(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.5):
-            for c in self.engine.client.containers.list(filters={"label": KIND_LABEL}):
+            for c in self.engine.client.containers.list(filters={"label": f"{RUN_LABEL}={run_id()}"}):
                 if (used := cgroup_cpu(c.id)) is not None:
                     self.seen[c.id] = (c.labels[KIND_LABEL], used)
 
