@@ -29,9 +29,10 @@ def listening(proc: subprocess.Popen, port: int, what: str, timeout: float = 30)
 
 @contextlib.contextmanager
 def moto_server(host: str = "127.0.0.1", launcher: tuple[str, ...] = (str(S3_SERVER),)) -> Iterator[int]:
-    """moto's S3 server, launched as the S3 stand-in launches it (``launcher``: Python's arguments before
-    moto's own), in a process of its own listening on ``host``: its port. Not in the test's process: there
-    it serves a third as many requests a second, sharing one interpreter with imagekit's relay."""
+    """moto's S3 server in a process of its own listening on ``host``: its port. ``launcher`` is Python's
+    arguments before moto's own: by default the S3 stand-in's launcher (bench/s3_bench.py also passes moto's
+    ``-m moto.server``). Not in the test's process: there it serves a third as many requests a second,
+    sharing one interpreter with imagekit's relay."""
     port = free_port()
     server = subprocess.Popen([sys.executable, *launcher, "-H", host, "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
