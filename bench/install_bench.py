@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from imagekit import config, containers, layers, lock, osimage, wheels
+from imagekit import config, containers, lock, osimage, tools, wheels
 from imagekit.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def main() -> None:
             times[name] = []
             for _ in range(runs):
                 out = containers.run(engine, os_image, ["bash", "-c", TIMED.format(cmd=cmd)], user="root",
-                                 inputs={"/w": staged, "/uv": layers.uv_binary()}, timeout=1800)
+                                 inputs={"/w": staged, "/uv": tools.binary()}, timeout=1800)
                 times[name].append(int(out.strip().splitlines()[-1].split()[-1]) / 1000)
     mb = fetched.bytes / 1e6
     for name, values in times.items():

@@ -164,7 +164,7 @@ class _Builder:
         cached = existing and layers.lookup(interpreter, groups, fetched.wheels, cfg.cache_dir, venv_layer=venv_layer)
         py_layers = [*removal, *(cached if cached is not None else layers.install(  # one not in the cache: made again
             engine, parent_ref, interpreter, groups, fetched.wheels, cfg.cache_dir, venv_layer=venv_layer,
-            uv_bin=layers.uv_binary(), on_line=self.note, prefix=prefix, phases=phases))]
+            on_line=self.note, prefix=prefix, phases=phases))]
         self.stacks[img.name] = layers.stacked(self.stacks[parent.name] if parent else [], py_layers)
         self.contexts[img.name] = [*(self.contexts[parent.name] if parent else []), context]
         if existing:
@@ -211,7 +211,7 @@ class _Builder:
 
     def _check(self, phases: progress.Phases, image_id: str, name: str, how: dict) -> None:
         with phases.timing("check"):
-            layers.check(self.engine, image_id, layers.uv_binary(), what=name, **how)
+            layers.check(self.engine, image_id, what=name, **how)
 
     def _settled(self) -> None:
         """A check that already failed stops the build here, before the next image."""

@@ -14,7 +14,7 @@ import re
 import secrets
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,12 +48,12 @@ class Container:
     def __init__(self, image: str, command: list[str] | None = None, *, alias: str = "", env: Mapping[str, str] = (),
                  ports: tuple[int, ...] = (), user: str | None = None, shm: str = "512m",
                  network_mode: str | None = None, files: Mapping[str, Path | bytes] = (),
-                 entrypoint: list[str] | None = None, scratch: str = "") -> None:
+                 entrypoint: list[str] | None = None, scratch: str = "", volumes: Sequence[str] = ()) -> None:
         self.image, self.command, self.alias, self.env, self.entrypoint = image, command, alias, dict(env), entrypoint
         self.ports, self.user, self.shm, self.network_mode, self.files = ports, user, shm, network_mode, dict(files)
         self.scratch = scratch  # a folder in memory (tmpfs): work thrown away with the container, off the disk
-        self.c, self.config, self.entry = None, {}, []  # once created: the docker-py container, the image's
-        # config, and what an exec goes through (its entrypoint, see inimage.entrypoint)
+        self.volumes = list(volumes)  # named volumes mounted, docker-py's "volume:path:mode"
+        self.c, self.config, self.entry = None, {}, []  # once created: it, its image's config, what an exec runs in
 
     @property
     def what(self) -> str:
@@ -75,7 +75,7 @@ class Container:
                     self.image, self.command, entrypoint=self.entrypoint, user=self.user, environment=self.env,
                     detach=True, shm_size=self.shm, ports={f"{p}/tcp": publish for p in self.ports},
                     labels={**labels, KIND_LABEL: self.kind}, hostname=self.alias or None, name=name,
-                    tmpfs={self.scratch: "exec"} if self.scratch else None,
+                    tmpfs={self.scratch: "exec"} if self.scratch else None, volumes=self.volumes or None,
                     extra_hosts={forward.HOST_ALIAS: "host-gateway"} if network else None, **where)
         except docker.errors.ImageNotFound:
             raise EngineError(f"image {self.image} is not in the engine") from None
@@ -245,18 +245,20 @@ class Run(contextlib.AbstractContextManager):
 
     def start(self, container: Container, *, inputs: Mapping[str, Path | bytes] | None = None,
               ready: float | None = None) -> Container:
-        """Create ``container`` (owned by the run from then on), copy ``inputs`` in, start it; with
-        ``ready``, wait that many seconds at most for it to be ready."""
+        """``create`` it, start it; with ``ready``, wait that many seconds at most for it to be ready."""
+        self.create(container, inputs=inputs).start()
+        if (ready := container.settle if ready is None else ready) is not None:
+            container.ready(ready)
+        return container
+
+    def create(self, container: Container, *, inputs: Mapping[str, Path | bytes] | None = None) -> Container:
+        """Create ``container`` (owned by the run from then on) and copy ``inputs`` in: not started."""
         self.containers.append(container)
         role = re.sub(r"[^a-z0-9]+", "-", (container.alias or container.kind).lower()).strip("-")
         container.create(self.engine, f"{self.name}-{role}-{len(self.containers)}",
                          self.network.name if self.network else None, self.labels)
         for dest, src in {**container.files, **(inputs or {})}.items():
             container.put(dest, src)
-        container.start()
-        ready = ready if ready is not None else container.settle
-        if ready is not None:
-            container.ready(ready)
         return container
 
     def enter(self, cm):
@@ -264,8 +266,7 @@ class Run(contextlib.AbstractContextManager):
         return self.stack.enter_context(cm)
 
     def __exit__(self, kind, *exc) -> None:
-        removed = self.close()
-        if kind is not None and removed:
+        if (removed := self.close()) and kind is not None:  # removed whatever ended it
             self.note(f"removed {removed} after {'an interrupt' if issubclass(kind, KeyboardInterrupt) else 'a failure'}")
 
     def close(self) -> str:
@@ -288,12 +289,12 @@ class Run(contextlib.AbstractContextManager):
 
 def run(engine: Engine, image: str, cmd: list[str], *, inputs: Mapping[str, Path | bytes] | None = None,
         outputs: tuple[str, ...] = (), network: str = "none", user: str | None = None,
-        env: Mapping[str, str] | None = None, timeout: float = 600, entrypoint: list[str] | None = None
-        ) -> str | tuple[str, dict[str, bytes]]:
+        env: Mapping[str, str] | None = None, timeout: float = 600, entrypoint: list[str] | None = None,
+        volumes: Sequence[str] = ()) -> str | tuple[str, dict[str, bytes]]:
     """Run ``cmd`` in a throwaway container of ``image`` (``network``: none unless asked, bridge or host), host
     files, folders or bytes copied in first: its output (with ``outputs``: and those files' bytes), or ToolError."""
     with Run(engine, "command", network=False) as r:
-        c = r.start(Container(image, cmd, user=user, env=env or {}, network_mode=network, entrypoint=entrypoint),
-                    inputs=inputs)
+        c = r.start(Container(image, cmd, user=user, env=env or {}, network_mode=network, entrypoint=entrypoint,
+                              volumes=volumes), inputs=inputs)
         output = c.wait(timeout)
         return (output, {path: c.read(path) for path in outputs}) if outputs else output

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit import containers, digests, files, inimage, tars
+from imagekit import containers, digests, files, inimage, tars, tools
 from imagekit.digests import sha256_hex
 from imagekit.engine import Engine
 from imagekit.errors import CheckFailed, EngineError, ToolError
@@ -93,12 +93,6 @@ def stacked(parent: Sequence[Layer], own: Sequence[Layer]) -> list[Layer]:
             *(l for l in own if not steady(l)), *(l for l in parent if not steady(l))]
 
 
-def uv_binary() -> Path:
-    """The uv that installs the layers and checks the images (the one imagekit depends on)."""
-    from uv import find_uv_bin
-    return Path(find_uv_bin())
-
-
 def cache_dir(cache: Path) -> Path:
     return cache / "layers"
 
@@ -117,7 +111,7 @@ def lookup(interpreter: str, groups: Sequence[Group], wheels: dict[str, Path], c
 
 
 def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Group], wheels: dict[str, Path],
-            cache: Path, *, venv_layer: bool, uv_bin: Path, on_line: Callable[[str], None],
+            cache: Path, *, venv_layer: bool, on_line: Callable[[str], None],
             prefix: Prefix = Prefix(), phases: Phases | None = None) -> list[Layer]:
     """The layers of ``groups`` (and, with ``venv_layer``, the venv itself first): from the cache,
     or installed in one network-less container of ``parent`` (timed into ``phases``: install, tar)."""
@@ -135,7 +129,7 @@ def install(engine: Engine, parent: str, interpreter: str, groups: Sequence[Grou
     if missing:
         on_line(f"installing {sum(len(g.pins) for g in missing)} packages into {len(missing)} layers "
                 f"({len(wanted) - len(missing)} layers cached)")
-        layers.update(_install(engine, parent, missing, wheels, folder, uv_bin, on_line, prefix, phases))
+        layers.update(_install(engine, parent, missing, wheels, folder, on_line, prefix, phases))
     return [layers[g] for g in wanted]
 
 
@@ -159,7 +153,7 @@ def cached(folder: Path, group: Group, key: str, *, verify: bool = False) -> Lay
                  path=path, cached=True)
 
 
-def _script(groups: Sequence[Group], prefix: Prefix) -> str:
+def _script(groups: Sequence[Group], prefix: Prefix, uv: str) -> str:
     lines = ["set -euo pipefail", f"export UV_CACHE_DIR={SCRATCH}/uv-cache PYTHONHASHSEED=0",
              *([f"[ -x {VENV}/bin/python ] || python3 -m venv --without-pip {VENV}"] if prefix.venv else []),
              f"mkdir -p {SCRATCH}/out"]
@@ -168,7 +162,7 @@ def _script(groups: Sequence[Group], prefix: Prefix) -> str:
         if g.name == "venv":
             lines.append(f"mkdir -p {out} && cp -a {VENV}/. {out}/")
             continue
-        lines += [f"/imagekit/uv pip install --quiet --python {prefix.python} --prefix {out} --no-deps"
+        lines += [f"{uv} pip install --quiet --python {prefix.python} --prefix {out} --no-deps"
                   f" --require-hashes --no-index --find-links /imagekit/wheels --link-mode hardlink"
                   f" -r /imagekit/groups/{g.name}.txt",
                   # uv's record of when it saw a local wheel: build-time noise, not part of the package
@@ -178,7 +172,7 @@ def _script(groups: Sequence[Group], prefix: Prefix) -> str:
 
 
 def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict[str, Path], folder: Path,
-             uv_bin: Path, on_line: Callable[[str], None], prefix: Prefix, phases: Phases) -> dict[Group, Layer]:
+             on_line: Callable[[str], None], prefix: Prefix, phases: Phases) -> dict[Group, Layer]:
     """Install ``groups`` (group -> key) in one container, where their bytecode is compiled and their layer
     tars written (in_image/make_layers.py), then copy the tars into the cache, hashed on the way."""
     with tempfile.TemporaryDirectory(prefix="imagekit-install-", dir=folder) as tmp:
@@ -189,17 +183,18 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
             (stage / "groups" / f"{g.name}.txt").write_text(render_pins(list(g.pins)))
             for p in g.pins:
                 link(wheels[p.name], stage / "wheels" / wheels[p.name].name)
-        link(uv_bin, stage / "uv")
         for code in (MAKE_LAYERS, Path(tars.__file__)):
             link(code, stage / code.name)
-        (stage / "install.sh").write_text(_script(groups, prefix))
+        uv = tools.uv(engine, parent)  # mounted, not copied in
+        (stage / "install.sh").write_text(_script(groups, prefix, uv.path))
         (stage / "plan.json").write_text(json.dumps({"trees": f"{SCRATCH}/out", "layers": "/imagekit/layers",
                                                      "prefix": dataclasses.asdict(prefix),
                                                      "groups": [g.name for g in groups]}))
         with containers.Run(engine, "install", network=False) as run:  # not through the image's entrypoint
             with phases.timing("install"):  # the wheels copied in, uv, the bytecode, the tars
                 c = run.start(containers.Container(parent, ["/imagekit/install.sh"], user="root", network_mode="none",
-                                                   entrypoint=["bash"], scratch=SCRATCH), inputs={"/imagekit": stage})
+                                                   entrypoint=["bash"], scratch=SCRATCH, volumes=uv.volumes),
+                              inputs={"/imagekit": stage})
                 c.wait(1800)  # ToolError with the output's tail on failure
             with phases.timing("tar"):
                 made, report = _copy_out(c.archive("/imagekit/layers"), folder, groups)
@@ -254,15 +249,16 @@ def _record(folder: Path, group: Group, key: str, packages: list[str], fill: Cal
                  cached=False)
 
 
-def check(engine: Engine, image: str, uv_bin: Path, *, what: str, python: str = f"{VENV}/bin/python",
+def check(engine: Engine, image: str, *, what: str, python: str = f"{VENV}/bin/python",
           name: Callable[[str], str] = str, hint: str = "the lock should make this impossible: is lock.python the "
                                                        "OS image's Python? run `imagekit lock` and build again") -> None:
     """Every installed distribution's requirements, Requires-Python included, are met by the image
     (``uv pip check`` with its interpreter, network off). CheckFailed names each problem (as ``name``
     words it)."""
+    uv = tools.uv(engine, image)
     try:
-        containers.run(engine, image, ["/tmp/imagekit-uv", "pip", "check", "--python", python],
-                       inputs={"/tmp/imagekit-uv": uv_bin}, user="root", entrypoint=[])
+        containers.run(engine, image, [uv.path, "pip", "check", "--python", python], volumes=uv.volumes,
+                       user="root", entrypoint=[])
     except ToolError as e:
         problems = [name(line.strip()) for line in e.output.splitlines() if line.strip().startswith("The package")]
         raise CheckFailed(f"{what}: the installed packages do not fit together (uv pip check)",

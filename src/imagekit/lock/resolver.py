@@ -20,7 +20,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit import containers, proc, redact
+from imagekit import containers, proc, redact, tools
 from imagekit.errors import ConfigError, LockConflict, ToolError
 
 PIP_TOOLS = ("pip-tools==7.6.2", "pip==23.2.1")  # pip-compile and the pip it is known to work with
@@ -71,11 +71,9 @@ def with_netrc(url: str, path: str | None = None) -> str:
 
 def uv_compile(root: Path, target: Target, files: list[Path], extra: list[str], output: Path | None = None) -> str:
     """``uv pip compile`` of ``files`` for ``target``; returns the output (no header)."""
-    from uv import find_uv_bin
-
     with tempfile.TemporaryDirectory(prefix="imagekit-uv-") as tmp:
         out = output or Path(tmp) / "out.txt"
-        cmd = [find_uv_bin(), "pip", "compile", *(str(f.relative_to(root)) for f in files),
+        cmd = [str(tools.binary()), "pip", "compile", *(str(f.relative_to(root)) for f in files),
                "-o", str(out), "--quiet", "--no-config", "--no-header",
                "--python-version", target.python, "--python-platform", target.platform,
                "--only-binary", ":all:", *extra]
