@@ -2,6 +2,7 @@
 BuildKit), else the engine's classic builder through the API. The network is always off."""
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -49,7 +50,12 @@ def resolve(builder: str) -> str:
 def cli_invocation() -> tuple[list[str], dict[str, str]] | None:
     """The docker CLI invocation that builds with BuildKit here: buildx, or a pre-23 client with
     DOCKER_BUILDKIT=1 (newer clients without buildx refuse that). None: use the classic builder."""
-    for docker_bin in dict.fromkeys(filter(None, [shutil.which("docker"), "/usr/bin/docker"])):
+    return _cli(shutil.which("docker"))
+
+
+@functools.cache  # asked once per process and CLI (four commands, 0.2 s), not once per Dockerfile
+def _cli(on_path: str | None) -> tuple[list[str], dict[str, str]] | None:
+    for docker_bin in dict.fromkeys(filter(None, [on_path, "/usr/bin/docker"])):
         if not os.access(docker_bin, os.X_OK):
             continue
         try:
