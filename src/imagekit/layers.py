@@ -153,7 +153,7 @@ def cached(folder: Path, group: Group, key: str, *, verify: bool = False) -> Lay
                  path=path, cached=True)
 
 
-def _script(groups: Sequence[Group], prefix: Prefix, uv: str) -> str:
+def _script(groups: Sequence[Group], prefix: Prefix) -> str:
     lines = ["set -euo pipefail", f"export UV_CACHE_DIR={SCRATCH}/uv-cache PYTHONHASHSEED=0",
              *([f"[ -x {VENV}/bin/python ] || python3 -m venv --without-pip {VENV}"] if prefix.venv else []),
              f"mkdir -p {SCRATCH}/out"]
@@ -162,7 +162,7 @@ def _script(groups: Sequence[Group], prefix: Prefix, uv: str) -> str:
         if g.name == "venv":
             lines.append(f"mkdir -p {out} && cp -a {VENV}/. {out}/")
             continue
-        lines += [f"{uv} pip install --quiet --python {prefix.python} --prefix {out} --no-deps"
+        lines += [f"{tools.UV} pip install --quiet --python {prefix.python} --prefix {out} --no-deps"
                   f" --require-hashes --no-index --find-links /imagekit/wheels --link-mode hardlink"
                   f" -r /imagekit/groups/{g.name}.txt",
                   # uv's record of when it saw a local wheel: build-time noise, not part of the package
@@ -185,19 +185,21 @@ def _install(engine: Engine, parent: str, groups: dict[Group, str], wheels: dict
                 link(wheels[p.name], stage / "wheels" / wheels[p.name].name)
         for code in (MAKE_LAYERS, Path(tars.__file__)):
             link(code, stage / code.name)
-        uv = tools.uv(engine, parent)  # mounted, not copied in
-        (stage / "install.sh").write_text(_script(groups, prefix, uv.path))
+        (stage / "install.sh").write_text(_script(groups, prefix))
         (stage / "plan.json").write_text(json.dumps({"trees": f"{SCRATCH}/out", "layers": "/imagekit/layers",
                                                      "prefix": dataclasses.asdict(prefix),
                                                      "groups": [g.name for g in groups]}))
-        with containers.Run(engine, "install", network=False) as run:  # not through the image's entrypoint
-            with phases.timing("install"):  # the wheels copied in, uv, the bytecode, the tars
-                c = run.start(containers.Container(parent, ["/imagekit/install.sh"], user="root", network_mode="none",
-                                                   entrypoint=["bash"], scratch=SCRATCH, volumes=uv.volumes),
-                              inputs={"/imagekit": stage})
-                c.wait(1800)  # ToolError with the output's tail on failure
-            with phases.timing("tar"):
-                made, report = _copy_out(c.archive("/imagekit/layers"), folder, groups)
+
+        def installed(uv: list[str]) -> tuple[dict[Group, Layer], dict]:  # uv mounted, not copied in
+            with containers.Run(engine, "install", network=False) as run:  # not through the image's entrypoint
+                with phases.timing("install"):  # the wheels copied in, the install, the bytecode, the tars
+                    c = run.start(containers.Container(parent, ["/imagekit/install.sh"], user="root", volumes=uv,
+                                                       network_mode="none", entrypoint=["bash"], scratch=SCRATCH),
+                                  inputs={"/imagekit": stage})
+                    c.wait(1800)  # ToolError with the output's tail on failure
+                with phases.timing("tar"):
+                    return _copy_out(c.archive("/imagekit/layers"), folder, groups)
+        made, report = tools.using(engine, parent, installed)
     for phase in ("compile", "tar"):  # the container's time, told apart
         phases[phase] = round(phases.get(phase, 0.0) + report[phase], 2)
         phases["install"] = round(phases["install"] - report[phase], 2)
@@ -255,10 +257,11 @@ def check(engine: Engine, image: str, *, what: str, python: str = f"{VENV}/bin/p
     """Every installed distribution's requirements, Requires-Python included, are met by the image
     (``uv pip check`` with its interpreter, network off). CheckFailed names each problem (as ``name``
     words it)."""
-    uv = tools.uv(engine, image)
+    def checked(uv: list[str]) -> str:
+        return containers.run(engine, image, [tools.UV, "pip", "check", "--python", python], user="root",
+                              entrypoint=[], volumes=uv)
     try:
-        containers.run(engine, image, [uv.path, "pip", "check", "--python", python], volumes=uv.volumes,
-                       user="root", entrypoint=[])
+        tools.using(engine, image, checked)
     except ToolError as e:
         problems = [name(line.strip()) for line in e.output.splitlines() if line.strip().startswith("The package")]
         raise CheckFailed(f"{what}: the installed packages do not fit together (uv pip check)",

@@ -16,22 +16,19 @@ import secrets
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from imagekit import containers
 from imagekit.engine import Engine
-from imagekit.errors import EngineError
+from imagekit.errors import EngineError, ToolError
 
 MOUNT = "/opt/imagekit-tools"
+UV = f"{MOUNT}/uv"  # where a container that mounts the volume finds uv
 _held: set[str] = set()  # the volumes this process found filled or filled
 _filling = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Uv:
-    path: str  # where a container finds it
-    volumes: tuple[str, ...]  # what mounts it there (docker-py's "volume:path:ro")
+T = TypeVar("T")
 
 
 def binary() -> Path:
@@ -45,15 +42,28 @@ def volume_name() -> str:
     return f"imagekit-uv-{importlib.metadata.version('uv')}-{binary().stat().st_size}"
 
 
-def uv(engine: Engine, image: str) -> Uv:
-    """uv in its volume, filled first if this engine does not hold it yet (``image``: any image of the
-    engine, for the container it is filled through)."""
+def uv(engine: Engine, image: str) -> list[str]:
+    """The volume holding uv, as a container mounts it (docker-py's "volume:path:ro"), filled first unless this
+    process saw it filled (``image``: any image of the engine, for the container it is filled through)."""
     name = volume_name()
     with _filling:
         if name not in _held:
             fill(engine, image, name)
             _held.add(name)
-    return Uv(path=f"{MOUNT}/uv", volumes=(f"{name}:{MOUNT}:ro",))
+    return [f"{name}:{MOUNT}:ro"]
+
+
+def using(engine: Engine, image: str, work: Callable[[list[str]], T]) -> T:
+    """``work(volumes)``, once more after filling the volume again if it lost uv meanwhile: another user of
+    the engine pruned it (a shared CI runner), and the engine made it again, empty, for the container."""
+    try:
+        return work(uv(engine, image))
+    except (EngineError, ToolError) as e:
+        if f"{UV}: no such file" not in str(e).lower():
+            raise
+    with _filling:
+        _held.discard(volume_name())
+    return work(uv(engine, image))
 
 
 def fill(engine: Engine, image: str, name: str) -> bool:
@@ -62,7 +72,7 @@ def fill(engine: Engine, image: str, name: str) -> bool:
         c = run.create(containers.Container(image, ["true"], entrypoint=[], network_mode="none",
                                             volumes=[f"{name}:{MOUNT}:rw"]))
         with contextlib.suppress(EngineError):
-            c.read(f"{MOUNT}/uv")
+            c.read(UV)
             return False  # it is there: the link is made last
         with tempfile.TemporaryDirectory(prefix="imagekit-tools-") as tmp:
             own = f".uv-{secrets.token_hex(4)}"

@@ -12,9 +12,9 @@ from imagekit.errors import CheckFailed, EngineError, ToolError
 
 @pytest.mark.parametrize("name", ["base", "ray", "notebook"])
 def test_every_image_passes_uv_pip_check_on_the_os_python(engine, built, base_image, name):
-    image, uv = built.image(name), tools.uv(engine, base_image)
-    out = containers.run(engine, image.image_id, [uv.path, "pip", "check", "--python", "/opt/venv/bin/python"],
-                         user="root", volumes=uv.volumes)
+    image = built.image(name)
+    out = containers.run(engine, image.image_id, [tools.UV, "pip", "check", "--python", "/opt/venv/bin/python"],
+                         user="root", volumes=tools.uv(engine, base_image))
     assert "All installed packages are compatible" in out
     assert containers.run(engine, image.image_id, ["/opt/venv/bin/python", "-c", "import platform; "
                                        "print(platform.python_version())"]).strip() == "3.11.2"
@@ -33,6 +33,19 @@ def test_uv_is_put_into_its_volume_once_and_a_fill_cut_short_is_completed(engine
         assert out.startswith("uv ") and ".uv-cut" in listed and "uv" in listed, out
         assert len(listed) == 5, out  # ., .., the cut one, the one put, its link
         assert leftovers() == before
+    finally:
+        engine.client.volumes.get(name).remove(force=True)
+
+
+def test_a_check_after_another_user_pruned_the_volume_puts_uv_back(engine, built, monkeypatch):
+    name = f"imagekit-test-uv-{secrets.token_hex(4)}"
+    monkeypatch.setattr(tools, "volume_name", lambda: name)
+    monkeypatch.setattr(tools, "_held", set())
+    try:
+        layers.check(engine, built.image("ray").image_id, what="ray")  # fills it
+        engine.client.volumes.get(name).remove()  # `docker volume prune` between two checks
+        layers.check(engine, built.image("ray").image_id, what="ray")  # mounted again empty: put back, checked
+        assert engine.client.volumes.get(name) and name in tools._held
     finally:
         engine.client.volumes.get(name).remove(force=True)
 
