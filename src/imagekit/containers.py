@@ -266,7 +266,7 @@ class Run(contextlib.AbstractContextManager):
         return self.stack.enter_context(cm)
 
     def __exit__(self, kind, *exc) -> None:
-        if (removed := self.close()) and kind is not None:  # removed whatever ended it
+        if (removed := self.close()) and kind is not None:  # closed always; said when a failure ended it
             self.note(f"removed {removed} after {'an interrupt' if issubclass(kind, KeyboardInterrupt) else 'a failure'}")
 
     def close(self) -> str:
