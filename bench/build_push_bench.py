@@ -38,6 +38,7 @@ from imagekit.engine import Engine
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' support
 from support import RegistryProcess, elsewhere  # noqa: E402
+from support.registry import forget  # noqa: E402
 
 PLAIN = """FROM {os}
 RUN --mount=type=bind,source=wheels,target=/wheels --mount=type=bind,source=requirements.txt,target=/r.txt \\
@@ -161,6 +162,7 @@ def main() -> None:
         docker_push, _ = timed(lambda: [docker_push_one(img, reg2.host) for img in result.images
                                         if img.name in {p.name for p in pushed.images}])  # shared ones only
         reg.stop(), reg2.stop(), reg3.stop()
+        forget(engine, [reg.host, reg2.host, reg3.host])  # the names the pushes left in the engine
         remove_own(engine, {i.content[:12] for i in [*result.images, *rebuilt.images]})
     print(f"cold build, warm wheel cache, empty layer and build caches: imagekit "
           f"{sum(i.seconds for i in cold.values()):.1f} s, plain Dockerfiles {sum(plain_seconds.values()):.1f} s")

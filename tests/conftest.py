@@ -17,6 +17,7 @@ from support import shared
 shared.folder()  # made by the main process before its workers start: they inherit it
 
 import base64
+import contextlib
 import functools
 import http.server
 import random
@@ -28,7 +29,9 @@ import pytest
 from helpers import RegistryProcess, make_htpasswd, make_tls, make_wheel, run_cli, write_project
 
 from imagekit import config
+from imagekit.errors import ImagekitError
 from support import make_keys
+from support.registry import forget
 
 
 def make_test_packages(simple) -> None:
@@ -96,6 +99,11 @@ def pytest_terminal_summary(terminalreporter):
 
 def pytest_unconfigure(config):
     if not hasattr(config, "workerinput"):  # the main process: the run is over
+        registries = shared.folder() / "registries"
+        if registries.exists():  # the engine keeps no name of an image in a registry of the run's: they add up
+            with contextlib.suppress(ImagekitError):  # no engine (unit tests only): nothing was pushed
+                from imagekit.engine import Engine
+                forget(Engine.connect(), set(registries.read_text().split()))
         shared.end()
 
 

@@ -1,6 +1,7 @@
 """A registry process of a test's own (TLS and auth optional), and small images made by hand in a registry."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -40,6 +41,7 @@ class RegistryProcess:
         except wait.NotReady as e:
             raise RuntimeError(f"registry on {self.host} did not start ({e}): "
                                f"{(self.root / 'registry.log').read_text()}") from None
+        pushed_to(self.host)
         return self
 
     def stop(self) -> None:
@@ -47,6 +49,27 @@ class RegistryProcess:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+def pushed_to(host: str) -> None:
+    """A registry of a test run's (PYTEST_IMAGEKIT_SHARED): the names its pushes leave are forgotten at its end."""
+    if "PYTEST_IMAGEKIT_SHARED" in os.environ:
+        with open(Path(os.environ["PYTEST_IMAGEKIT_SHARED"]) / "registries", "a") as f:
+            f.write(host + "\n")
+
+
+def forget(engine, hosts) -> int:
+    """Remove the engine's names of images in the registries ``hosts`` (the tags and digests pushes leave):
+    only the names; an image another name holds stays. How many were removed."""
+    import docker.errors
+
+    prefixes = tuple(f"{h}/" for h in hosts)
+    refs = [ref for image in engine.client.images.list() for ref in [*image.tags, *image.attrs.get("RepoDigests", [])]
+            if ref.startswith(prefixes)]
+    for ref in refs:
+        with contextlib.suppress(docker.errors.APIError):
+            engine.client.images.remove(ref)
+    return len(refs)
 
 
 def make_tls(folder: Path) -> tuple[Path, Path, Path]:
@@ -151,6 +174,7 @@ class RegistryFront:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        pushed_to(self.host)
 
     def stop(self) -> None:
         self.server.shutdown()
