@@ -58,9 +58,9 @@ def pushed_to(host: str) -> None:
             f.write(host + "\n")
 
 
-def forget(engine, hosts) -> int:
+def forget(engine, hosts) -> None:
     """Remove the engine's names of images in the registries ``hosts`` (the tags and digests pushes leave):
-    only the names; an image another name holds stays. How many were removed."""
+    only the names; an image another name holds stays."""
     import docker.errors
 
     prefixes = tuple(f"{h}/" for h in hosts)
@@ -69,7 +69,6 @@ def forget(engine, hosts) -> int:
     for ref in refs:
         with contextlib.suppress(docker.errors.APIError):
             engine.client.images.remove(ref)
-    return len(refs)
 
 
 def make_tls(folder: Path) -> tuple[Path, Path, Path]:
