@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from helpers import ROOT, write_project
-from support import RegistryFront, RegistryProcess, immutable_tags
+from support import RegistryFront, RegistryProcess, immutable_tags, remove_built
 
 from imagekit import build, config, containers, lock, push
 from imagekit.errors import CheckFailed, EngineError, ToolError
@@ -28,8 +28,9 @@ tags = ["v{version}-{org}"]
 
 
 @pytest.fixture
-def tiny(tmp_path, index, registry_process):
-    """A one-image project on the real base image, resolved from the loopback index."""
+def tiny(tmp_path, index, registry_process, engine):
+    """A one-image project on the real base image, resolved from the loopback index; what it built is
+    removed at the end."""
     path = write_project(tmp_path / "project", TINY, {"tiny": "soupy\n"})
     shutil.copytree(ROOT / "images" / "base", tmp_path / "project" / "images" / "tiny", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("requirements.in"))
@@ -38,7 +39,8 @@ def tiny(tmp_path, index, registry_process):
         return config.load(path, env={"IMAGEKIT_LOCK_INDEX_URL": index, "IMAGEKIT_REGISTRY_URL": registry_process.host,
                                       **env})
     lock.lock(load())
-    return load
+    yield load
+    remove_built(engine, path.parent)
 
 
 def git(*args):

@@ -3,6 +3,7 @@ the OS image's packages come from Debian too, unpacked onto the OS image by the 
 tests/images/<name>; built once per engine."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -74,3 +75,23 @@ def vendor_image(engine, which: str, parent: str) -> str:
     made FROM imagekit's built image of that kind: a conda prefix, the vendor's user, entrypoint and hooks,
     and no label of imagekit's (tests/images/vendor-<which>)."""
     return variant_image(engine, f"vendor-{which}", parent, extra=(IMAGES / "vendor_prefix.py",))
+
+
+def remove_built(engine, root: Path) -> None:
+    """Remove the names of the images the project in ``root`` built (its images' source label is ``root``):
+    their tags and the content-addressed names of their build (imagekit-build/<name>*:<key>). Only names; an
+    image a name of someone else's holds stays."""
+    import docker.errors
+
+    from imagekit.build import CONTENT_LABEL
+    from imagekit.images import IMAGE_LABEL
+
+    images = engine.client.images.list()
+    ours = [i for i in images if i.labels.get("org.opencontainers.image.source") == str(root)]
+    keys = {(i.labels[IMAGE_LABEL], i.labels[CONTENT_LABEL][:12]) for i in ours}
+    refs = {*(t for i in ours for t in i.tags),
+            *(t for i in images for t in i.tags for name, key in keys
+              if t.startswith(f"imagekit-build/{name}") and t.endswith(f":{key}"))}
+    for ref in refs:
+        with contextlib.suppress(docker.errors.APIError):
+            engine.client.images.remove(ref)
