@@ -81,17 +81,21 @@ def remove_built(engine, root: Path) -> None:
     """Remove the names of the images the project in ``root`` built (its images' source label is ``root``):
     their tags and the content-addressed names of their build (imagekit-build/<name>*:<key>). Only names; an
     image a name of someone else's holds stays."""
-    import docker.errors
-
     from imagekit.build import CONTENT_LABEL
     from imagekit.images import IMAGE_LABEL
 
     images = engine.client.images.list()
     ours = [i for i in images if i.labels.get("org.opencontainers.image.source") == str(root)]
     keys = {(i.labels[IMAGE_LABEL], i.labels[CONTENT_LABEL][:12]) for i in ours}
-    refs = {*(t for i in ours for t in i.tags),
-            *(t for i in images for t in i.tags for name, key in keys
-              if t.startswith(f"imagekit-build/{name}") and t.endswith(f":{key}"))}
+    untag(engine, {*(t for i in ours for t in i.tags),
+                   *(t for i in images for t in i.tags for name, key in keys
+                     if t.startswith(f"imagekit-build/{name}") and t.endswith(f":{key}"))})
+
+
+def untag(engine, refs) -> None:
+    """Remove the engine's names ``refs`` (tags or digests): only the names; an image another name holds stays."""
+    import docker.errors
+
     for ref in refs:
         with contextlib.suppress(docker.errors.APIError):
             engine.client.images.remove(ref)

@@ -1,7 +1,6 @@
 """A registry process of a test's own (TLS and auth optional), and small images made by hand in a registry."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -61,14 +60,11 @@ def pushed_to(host: str) -> None:
 def forget(engine, hosts) -> None:
     """Remove the engine's names of images in the registries ``hosts`` (the tags and digests pushes leave):
     only the names; an image another name holds stays."""
-    import docker.errors
+    from support.images import untag
 
     prefixes = tuple(f"{h}/" for h in hosts)
-    refs = [ref for image in engine.client.images.list() for ref in [*image.tags, *image.attrs.get("RepoDigests", [])]
-            if ref.startswith(prefixes)]
-    for ref in refs:
-        with contextlib.suppress(docker.errors.APIError):
-            engine.client.images.remove(ref)
+    untag(engine, [ref for image in engine.client.images.list()
+                   for ref in [*image.tags, *image.attrs.get("RepoDigests", [])] if ref.startswith(prefixes)])
 
 
 def make_tls(folder: Path) -> tuple[Path, Path, Path]:
